@@ -1,0 +1,401 @@
+#include "broker/broker.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "schemas/codec.h"
+
+namespace zserve::broker {
+
+namespace sc = zserve::schemas;
+
+namespace {
+
+// Messages read from one socket per loop turn, so no socket starves another.
+constexpr int kReadBurst = 256;
+
+zmq::message_t ToMessage(const std::string& s) { return zmq::message_t(s.data(), s.size()); }
+
+zmq::message_t Copy(const zmq::message_t& m) {
+  zmq::message_t out;
+  out.copy(const_cast<zmq::message_t&>(m));  // shares the buffer, no data copy
+  return out;
+}
+
+}  // namespace
+
+Broker::Broker(const BrokerOptions& options)
+    : options_(options),
+      log_(options.logger),
+      clients_(*options.context, zmq::socket_type::router),
+      workers_(*options.context, zmq::socket_type::router),
+      updates_(*options.context, zmq::socket_type::sub),
+      snapshots_(*options.context, zmq::socket_type::dealer),
+      router_(options.router) {}
+
+Broker::~Broker() = default;
+
+StatusOr<std::unique_ptr<Broker>> Broker::Create(const BrokerOptions& options) {
+  if (options.context == nullptr || options.logger == nullptr) {
+    return Internal("BrokerOptions needs a context and a logger");
+  }
+  std::unique_ptr<Broker> b(new Broker(options));
+  try {
+    ConfigureRouter(b->clients_);
+    ConfigureRouter(b->workers_);
+    b->clients_.bind(options.client_bind);
+    b->workers_.bind(options.worker_bind);
+    b->updates_.set(zmq::sockopt::linger, 0);
+    b->snapshots_.set(zmq::sockopt::linger, 0);
+    // Clone pattern: subscribe first, then ask for the snapshot.
+    b->updates_.set(zmq::sockopt::subscribe, std::string(sc::kConfigTopic));
+    b->updates_.connect(options.controller_updates);
+    b->snapshots_.connect(options.controller_snapshot);
+  } catch (const zmq::error_t& e) {
+    return Unavailable(std::string("broker cannot bind or connect: ") + e.what());
+  }
+  b->RequestSnapshot(Clock::now());
+  b->log_->info("broker listening: clients {} workers {}, controller {}",
+                LoopbackAddress(b->client_port()), LoopbackAddress(b->worker_port()),
+                options.controller_snapshot);
+  return b;
+}
+
+void Broker::RequestSnapshot(TimePoint now) {
+  std::string req = sc::EncodeSimple(sc::Command::kSnapshotRequest);
+  zmq::message_t m = ToMessage(req);
+  // A DEALER queues while the controller is away; a failed send is retried later.
+  if (!SendFrames(snapshots_, std::span(&m, 1)).ok()) {
+    log_->debug("snapshot request not sent yet");
+  }
+  snapshot_pending_ = true;
+  snapshot_requested_at_ = now;
+}
+
+Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
+  Frames frames;
+  while (true) {
+    TimePoint now = Clock::now();
+    // The poll timeout is the next timer: a deadline or a snapshot retry.
+    std::chrono::milliseconds timeout(1000);
+    if (auto next = router_.NextDeadline()) {
+      auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
+      timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
+    }
+    if (snapshot_pending_) {
+      auto until = std::chrono::ceil<std::chrono::milliseconds>(
+          snapshot_requested_at_ + options_.snapshot_retry - now);
+      timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
+    }
+    // Until the first config, client requests wait in their socket.
+    bool serve_clients = router_.has_config();
+    zmq::pollitem_t items[] = {
+        {workers_.handle(), 0, ZMQ_POLLIN, 0},
+        {updates_.handle(), 0, ZMQ_POLLIN, 0},
+        {snapshots_.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, wake_fd, ZMQ_POLLIN, 0},
+        {clients_.handle(), 0, ZMQ_POLLIN, 0},
+    };
+    int nitems = serve_clients ? 5 : 4;
+    try {
+      zmq::poll(items, nitems, timeout);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
+    }
+    if ((items[3].revents & ZMQ_POLLIN) && should_stop()) break;
+    now = Clock::now();
+    for (int i = 0; i < kReadBurst && RecvFrames(updates_, &frames); ++i) {
+      HandleController(frames, /*from_pub=*/true);
+    }
+    for (int i = 0; i < kReadBurst && RecvFrames(snapshots_, &frames); ++i) {
+      HandleController(frames, /*from_pub=*/false);
+    }
+    for (int i = 0; i < kReadBurst && RecvFrames(workers_, &frames); ++i) HandleWorker(frames);
+    if (router_.has_config()) {
+      for (int i = 0; i < kReadBurst && RecvFrames(clients_, &frames); ++i) {
+        HandleClient(frames, now);
+      }
+    }
+    for (uint64_t token : router_.Expire(now)) {
+      ReplyToken(token, DeadlineExceeded("deadline passed before a result"));
+    }
+    if (snapshot_pending_ && now - snapshot_requested_at_ >= options_.snapshot_retry) {
+      RequestSnapshot(now);
+    }
+    SendDispatches(now);
+  }
+  log_->info("broker stopping with {} requests held", slots_.size());
+  return Status::Ok();
+}
+
+void Broker::HandleClient(Frames& frames, TimePoint now) {
+  if (frames.size() < 2) {
+    ++counters_.malformed_client;
+    log_->warn("client message with {} frames dropped", frames.size());
+    return;
+  }
+  const zmq::message_t& client = frames[0];
+  std::string_view header = View(frames[1]);
+  StatusOr<sc::RequestHeader> req = sc::DecodeRequest(header);
+  if (!req.ok()) {
+    if (StatusOr<uint64_t> status_id = sc::DecodeStatusRequest(header); status_id.ok()) {
+      HandleStatus(client, *status_id);
+      return;
+    }
+    uint64_t request_id;
+    if (sc::PeekRequestId(header, &request_id)) {
+      Reply(client, request_id, req.status());
+    } else {
+      ++counters_.malformed_client;
+      log_->warn("unanswerable client message dropped: {}", req.status().message());
+    }
+    return;
+  }
+  if (frames.size() != 3) {
+    Reply(client, req->request_id,
+          BadRequest("REQUEST needs exactly one payload frame, got " +
+                     std::to_string(frames.size() - 2)));
+    return;
+  }
+  uint64_t token = next_token_++;
+  Status admitted = router_.Admit(token, req->endpoint, req->shard_key, req->timeout_ms, now);
+  if (!admitted.ok()) {
+    Reply(client, req->request_id, admitted);
+    return;
+  }
+  slots_.emplace(token, Slot{std::move(frames[0]), req->request_id, std::move(req->method),
+                             std::move(frames[2])});
+}
+
+void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {
+  std::string json = StatusJson();
+  Reply(client, request_id, Status::Ok(), ToMessage(json));
+}
+
+std::string Broker::StatusJson() const {
+  nlohmann::json j;
+  j["config_version"] = config_version_;
+  j["endpoints"] = nlohmann::json::object();
+  j["backends"] = nlohmann::json::object();
+  j["held_requests"] = slots_.size();
+  for (const BackendStatus& b : router_.Backends()) {
+    j["backends"][b.name] = {{"replicas", b.replicas},
+                             {"queued", b.queued},
+                             {"in_flight", b.in_flight},
+                             {"max_concurrent_queries", b.max_concurrent_queries},
+                             {"configured", b.configured}};
+  }
+  for (const auto& [name, weights] : endpoint_traffic_) {
+    j["endpoints"][name] = {{"traffic", weights}};
+  }
+  j["counters"] = {{"malformed_client", counters_.malformed_client},
+                   {"malformed_worker", counters_.malformed_worker},
+                   {"malformed_controller", counters_.malformed_controller},
+                   {"unknown_results", counters_.unknown_results},
+                   {"late_results", counters_.late_results},
+                   {"undeliverable_replies", counters_.undeliverable_replies},
+                   {"lost_replicas", counters_.lost_replicas}};
+  return j.dump();
+}
+
+void Broker::HandleWorker(Frames& frames) {
+  if (frames.size() < 2) {
+    ++counters_.malformed_worker;
+    log_->warn("worker message with {} frames dropped", frames.size());
+    return;
+  }
+  std::string replica(View(frames[0]));
+  std::string_view header = View(frames[1]);
+  StatusOr<sc::Command> command = sc::PeekCommand(header);
+  if (!command.ok()) {
+    ++counters_.malformed_worker;
+    log_->warn("malformed worker message dropped: {}", command.status().message());
+    return;
+  }
+  switch (*command) {
+    case sc::Command::kResults:
+      HandleResults(replica, frames, header);
+      return;
+    case sc::Command::kReady: {
+      StatusOr<sc::ReadyHeader> ready = sc::DecodeReady(header);
+      Status s = ready.ok() ? router_.AddReplica(replica, ready->backend, ready->capacity)
+                            : ready.status();
+      if (!s.ok()) {
+        ++counters_.malformed_worker;
+        log_->warn("READY refused: {}", s.message());
+        return;
+      }
+      log_->info("replica '{}' of backend '{}' registered (capacity {})", ready->replica_tag,
+                 ready->backend, ready->capacity);
+      return;
+    }
+    case sc::Command::kDisconnect:
+      if (!router_.HasReplica(replica)) {
+        SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+        return;
+      }
+      log_->info("replica draining");
+      if (router_.StartDrain(replica)) {
+        SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+        (void)router_.RemoveReplica(replica);
+      }
+      return;
+    case sc::Command::kHeartbeat:
+      return;  // reserved in ZSP/1
+    default:
+      ++counters_.malformed_worker;
+      log_->warn("worker sent {}, which workers may not send", sc::CommandName(*command));
+  }
+}
+
+void Broker::HandleResults(const std::string& replica, Frames& frames, std::string_view header) {
+  if (!router_.HasReplica(replica)) {
+    // Not registered here (the broker restarted, or the replica was lost):
+    // tell it to register again; its results are for requests we don't hold.
+    counters_.unknown_results += 1;
+    SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+    return;
+  }
+  StatusOr<std::vector<sc::ResultItem>> results = sc::DecodeResults(header);
+  if (results.ok() && results->size() != frames.size() - 2) {
+    results = BadRequest("RESULTS has " + std::to_string(results->size()) + " items but " +
+                         std::to_string(frames.size() - 2) + " payload frames");
+  }
+  if (!results.ok()) {
+    ++counters_.malformed_worker;
+    log_->warn("malformed RESULTS dropped: {}", results.status().message());
+    return;
+  }
+  for (size_t i = 0; i < results->size(); ++i) {
+    const sc::ResultItem& item = (*results)[i];
+    switch (router_.Complete(replica, item.token)) {
+      case Completion::kDeliver: {
+        auto it = slots_.find(item.token);
+        if (it == slots_.end()) std::abort();  // router and slots out of step
+        Reply(it->second.client, it->second.request_id, Status(item.code, item.message),
+              std::move(frames[i + 2]));
+        slots_.erase(it);
+        break;
+      }
+      case Completion::kLate:
+        ++counters_.late_results;
+        break;
+      case Completion::kUnknown:
+        ++counters_.unknown_results;
+        log_->debug("result for unknown token {} dropped", item.token);
+        break;
+    }
+  }
+  if (router_.Drained(replica)) {
+    SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+    (void)router_.RemoveReplica(replica);
+    log_->info("replica drained and removed");
+  }
+}
+
+void Broker::HandleController(Frames& frames, bool from_pub) {
+  // PUB messages carry the topic frame first.
+  size_t h = from_pub ? 1 : 0;
+  if (frames.size() != h + 1) {
+    ++counters_.malformed_controller;
+    log_->warn("controller message with {} frames dropped", frames.size());
+    return;
+  }
+  std::string_view header = View(frames[h]);
+  StatusOr<sc::Command> command = sc::PeekCommand(header);
+  if (!command.ok()) {
+    ++counters_.malformed_controller;
+    log_->warn("malformed controller message dropped: {}", command.status().message());
+    return;
+  }
+  if (*command == sc::Command::kControllerHeartbeat) {
+    StatusOr<uint64_t> version = sc::DecodeControllerHeartbeat(header);
+    if (version.ok() && *version > config_version_ && !snapshot_pending_) {
+      log_->info("controller is at version {}, we hold {}: asking for a snapshot", *version,
+                 config_version_);
+      RequestSnapshot(Clock::now());
+    }
+    return;
+  }
+  if (*command == sc::Command::kError) {
+    StatusOr<sc::ErrorHeader> err = sc::DecodeError(header);
+    log_->warn("controller error: {}", err.ok() ? err->message : err.status().message());
+    return;
+  }
+  StatusOr<sc::Snapshot> snap = sc::DecodeSnapshot(header);
+  if (!snap.ok()) {
+    ++counters_.malformed_controller;
+    log_->warn("controller message refused: {}", snap.status().message());
+    return;
+  }
+  if (*command == sc::Command::kSnapshot) snapshot_pending_ = false;
+  if (snap->version <= config_version_) return;
+  router_.ApplyConfig(snap->state);
+  config_version_ = snap->version;
+  endpoint_traffic_.clear();
+  for (const auto& [name, e] : snap->state.endpoints) endpoint_traffic_[name] = e.traffic;
+  log_->info("config version {}: {} endpoints, {} backends", config_version_,
+             snap->state.endpoints.size(), snap->state.backends.size());
+}
+
+void Broker::SendDispatches(TimePoint now) {
+  // A failed send loses its replica, whose tokens may be dispatched anew.
+  for (int round = 0; round < 8; ++round) {
+    std::vector<Dispatch> dispatches = router_.TakeDispatches();
+    if (dispatches.empty()) return;
+    for (Dispatch& d : dispatches) {
+      if (!router_.HasReplica(d.replica)) continue;  // lost earlier in this round
+      std::vector<sc::BatchItem> items;
+      items.reserve(d.tokens.size());
+      Frames frames;
+      frames.reserve(d.tokens.size() + 2);
+      frames.emplace_back(d.replica.data(), d.replica.size());
+      frames.emplace_back();  // header, filled below
+      for (uint64_t token : d.tokens) {
+        Slot& slot = slots_.at(token);
+        auto left = std::chrono::ceil<std::chrono::milliseconds>(*router_.Deadline(token) - now);
+        items.push_back({token, slot.method,
+                         static_cast<uint32_t>(std::max<int64_t>(left.count(), 0))});
+        frames.push_back(Copy(slot.payload));  // kept for a retry
+      }
+      frames[1] = ToMessage(sc::EncodeBatch(items));
+      if (Status s = SendFrames(workers_, frames); !s.ok()) LoseReplica(d.replica, s.message());
+    }
+  }
+}
+
+void Broker::LoseReplica(const std::string& replica, std::string_view why) {
+  ++counters_.lost_replicas;
+  Orphans orphans = router_.RemoveReplica(replica);
+  log_->warn("replica lost ({}): {} requests requeued, {} failed", why, orphans.requeued.size(),
+             orphans.failed.size());
+  for (uint64_t token : orphans.failed) {
+    ReplyToken(token, ReplicaFailed("the replica was lost and no retry was left"));
+  }
+}
+
+void Broker::ReplyToken(uint64_t token, const Status& status) {
+  auto it = slots_.find(token);
+  if (it == slots_.end()) return;
+  Reply(it->second.client, it->second.request_id, status);
+  slots_.erase(it);
+}
+
+void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
+                   zmq::message_t payload) {
+  zmq::message_t frames[3] = {Copy(client),
+                              ToMessage(sc::EncodeReply({request_id, status.code(),
+                                                         status.message()})),
+                              std::move(payload)};
+  if (!SendFrames(clients_, frames).ok()) {
+    ++counters_.undeliverable_replies;
+    log_->debug("reply to request {} undeliverable: client gone", request_id);
+  }
+}
+
+void Broker::SendToWorker(const std::string& replica, std::string header) {
+  zmq::message_t frames[2] = {zmq::message_t(replica.data(), replica.size()), ToMessage(header)};
+  (void)SendFrames(workers_, frames);
+}
+
+}  // namespace zserve::broker

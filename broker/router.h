@@ -1,0 +1,156 @@
+// The broker's routing logic without sockets: endpoint -> traffic policy ->
+// backend queue -> replica with free capacity, plus deadlines and capacity
+// accounting. The event loop (broker.h) feeds it events and carries out the
+// dispatches it returns; it never sees payloads, only tokens (the broker's
+// name for one request).
+//
+// Lifecycle of a token: Admit -> queued -> (TakeDispatches) in flight ->
+// Complete. Expire answers a queued or in-flight token whose deadline passed;
+// an in-flight one keeps its replica slot until the replica answers (the late
+// result is then discarded). RemoveReplica requeues what a lost replica held
+// while the retry budget allows.
+//
+// Not thread-safe: owned by the broker's single I/O thread. Time comes in as
+// arguments, so tests drive it with any clock.
+#ifndef ZSERVE_BROKER_ROUTER_H_
+#define ZSERVE_BROKER_ROUTER_H_
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "broker/traffic_policy.h"
+#include "common/zmq_util.h"
+#include "schemas/config.h"
+#include "zserve/status.h"
+
+namespace zserve::broker {
+
+struct RouterOptions {
+  size_t max_total_queued = 1'000'000;  // broker-wide bound across backends
+  uint64_t seed = 0;                    // 0: seeded from std::random_device
+};
+
+// One BATCH message to send: these tokens, in order, to this replica.
+struct Dispatch {
+  std::string replica;
+  std::vector<uint64_t> tokens;
+};
+
+enum class Completion {
+  kDeliver,  // the token was in flight on that replica: send its reply
+  kLate,     // it had already been answered (deadline): drop the result
+  kUnknown,  // not a token of that replica: drop and count
+};
+
+// What a lost replica leaves behind.
+struct Orphans {
+  std::vector<uint64_t> requeued;  // retried on another replica
+  std::vector<uint64_t> failed;    // no retry left: answer REPLICA_FAILED
+};
+
+struct BackendStatus {
+  std::string name;
+  size_t replicas = 0;
+  size_t queued = 0;
+  size_t in_flight = 0;
+  uint32_t max_concurrent_queries = 0;
+  bool configured = false;
+};
+
+class Router {
+ public:
+  explicit Router(const RouterOptions& options);
+
+  // Takes a new configuration. Queues, replicas and tokens are kept; a
+  // backend that leaves the config keeps serving what it holds with defaults.
+  void ApplyConfig(const schemas::ConfigState& state);
+  bool has_config() const { return has_config_; }
+
+  // Routes a new request. OK: queued (the chosen backend is in *backend).
+  // NOT_FOUND: no such endpoint. OVERLOADED: a queue bound is reached.
+  // BAD_REQUEST: the token is already in use.
+  Status Admit(uint64_t token, std::string_view endpoint, std::string_view shard_key,
+               uint32_t timeout_ms, TimePoint now, std::string* backend = nullptr);
+
+  // Fills free replica capacity from the backend queues.
+  std::vector<Dispatch> TakeDispatches();
+
+  // A replica answered `token`.
+  Completion Complete(std::string_view replica, uint64_t token);
+
+  // Tokens whose deadline is <= now, each returned once; answer them
+  // DEADLINE_EXCEEDED.
+  std::vector<uint64_t> Expire(TimePoint now);
+  // The earliest deadline still pending, if any.
+  std::optional<TimePoint> NextDeadline() const;
+  // The deadline of a live token (for the remaining time in a BATCH).
+  std::optional<TimePoint> Deadline(uint64_t token) const;
+
+  // A worker connection registered as a replica of `backend`.
+  Status AddReplica(const std::string& replica, const std::string& backend, uint32_t capacity);
+  bool HasReplica(std::string_view replica) const;
+  // The replica asked to drain: no new work. True once it holds nothing.
+  bool StartDrain(std::string_view replica);
+  bool Drained(std::string_view replica) const;
+  // The replica is gone; its in-flight tokens are requeued or failed.
+  Orphans RemoveReplica(std::string_view replica);
+
+  std::vector<BackendStatus> Backends() const;
+  size_t live_tokens() const { return entries_.size(); }
+
+ private:
+  enum class State { kQueued, kInFlight, kExpiredInFlight };
+  struct Entry {
+    std::string backend;
+    TimePoint deadline;
+    State state = State::kQueued;
+    std::string replica;  // while in flight
+    uint32_t attempts = 0;
+  };
+  struct Replica {
+    std::string backend;
+    uint32_t capacity = 0;  // 0: no limit of its own
+    uint32_t in_flight = 0;
+    bool draining = false;
+  };
+  struct Backend {
+    schemas::BackendConfig config;
+    bool configured = false;
+    std::deque<uint64_t> queue;  // may hold tokens no longer queued (skipped)
+    size_t queued = 0;           // tokens really queued
+    std::vector<std::string> replicas;
+  };
+  struct Endpoint {
+    TrafficPolicy policy;
+    uint32_t timeout_ms;
+  };
+
+  Backend& GetBackend(const std::string& name);
+  uint32_t FreeSlots(const Replica& r, const Backend& b) const;
+  void FillBackend(const std::string& name, Backend& b, std::vector<Dispatch>* out);
+  void Forget(uint64_t token, const Entry& e);
+
+  RouterOptions options_;
+  std::mt19937_64 rng_;
+  std::uniform_real_distribution<double> uniform_{0.0, 1.0};
+  bool has_config_ = false;
+  size_t total_queued_ = 0;
+  std::unordered_map<std::string, Endpoint> endpoints_;
+  std::unordered_map<std::string, Backend> backends_;
+  std::unordered_map<std::string, Replica> replicas_;
+  std::unordered_map<uint64_t, Entry> entries_;
+  std::set<std::pair<TimePoint, uint64_t>> deadlines_;  // of queued and in-flight tokens
+  std::vector<std::string> dirty_;                       // backends to fill
+};
+
+}  // namespace zserve::broker
+
+#endif  // ZSERVE_BROKER_ROUTER_H_

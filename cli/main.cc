@@ -1,0 +1,244 @@
+// The zserve binary: one executable, one subcommand per process role and
+// per operator action. Each subcommand parses its flags with CLI11, builds the
+// options struct of its component and runs it.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "broker/broker.h"
+#include "cli/supervisor.h"
+#include "common/logging.h"
+#include "common/signals.h"
+#include "controller/controller.h"
+#include "worker/builtin_handlers.h"
+#include "zserve/client.h"
+#include "zserve/worker.h"
+
+namespace zserve::cli {
+namespace {
+
+int Fail(const Status& s, const char* what) {
+  std::fprintf(stderr, "zserve %s: %s\n", what, s.ToString().c_str());
+  return 1;
+}
+
+// True when a signal that stops the process arrived; SIGHUP runs `on_hup`.
+bool TakeSignals(SignalPipe& signals, const std::function<void()>& on_hup = {}) {
+  bool stop = false;
+  for (int s : signals.Take()) {
+    if (s == SIGINT || s == SIGTERM) stop = true;
+    if (s == SIGHUP && on_hup) on_hup();
+  }
+  return stop;
+}
+
+struct CallArgs {
+  std::string broker = "tcp://127.0.0.1:5555";
+  std::string endpoint;
+  std::string payload;
+  bool payload_given = false;
+  int64_t timeout_ms = 0;
+  std::string method = "__call__";
+  std::string shard_key;
+};
+
+int RunCall(const CallArgs& a) {
+  std::string payload = a.payload;
+  if (a.payload == "-") {
+    payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  if (a.timeout_ms < 0) return Fail(BadRequest("--timeout must be >= 0"), "call");
+  ClientOptions copts;
+  copts.broker_address = a.broker;
+  StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
+  if (!client.ok()) return Fail(client.status(), "call");
+  CallOptions o;
+  o.method = a.method;
+  o.timeout = std::chrono::milliseconds(a.timeout_ms);
+  o.shard_key = a.shard_key;
+  StatusOr<std::string> r = (*client)->Call(a.endpoint, payload, o);
+  if (!r.ok()) return Fail(r.status(), "call");
+  std::fwrite(r->data(), 1, r->size(), stdout);
+  if (r->empty() || r->back() != '\n') std::fputc('\n', stdout);
+  return 0;
+}
+
+int RunStatus(const std::string& broker, bool json, int64_t timeout_ms) {
+  ClientOptions copts;
+  copts.broker_address = broker;
+  StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
+  if (!client.ok()) return Fail(client.status(), "status");
+  StatusOr<std::string> r = (*client)->BrokerStatus(std::chrono::milliseconds(timeout_ms));
+  if (!r.ok()) return Fail(r.status(), "status");
+  nlohmann::json j = nlohmann::json::parse(*r, nullptr, false);
+  if (json || j.is_discarded()) {
+    std::printf("%s\n", r->c_str());
+    return 0;
+  }
+  std::printf("config version %llu\n",
+              static_cast<unsigned long long>(j.value("config_version", 0ull)));
+  std::printf("%-24s %s\n", "ENDPOINT", "TRAFFIC");
+  for (auto& [name, e] : j["endpoints"].items()) {
+    std::string traffic;
+    for (auto& [b, w] : e["traffic"].items()) {
+      traffic += (traffic.empty() ? "" : " ") + b + "=" + w.dump();
+    }
+    std::printf("%-24s %s\n", name.c_str(), traffic.c_str());
+  }
+  std::printf("%-24s %8s %8s %9s %8s\n", "BACKEND", "REPLICAS", "QUEUED", "IN_FLIGHT", "MAX_CQ");
+  for (auto& [name, b] : j["backends"].items()) {
+    std::printf("%-24s %8d %8d %9d %8d\n", name.c_str(), b.value("replicas", 0),
+                b.value("queued", 0), b.value("in_flight", 0),
+                b.value("max_concurrent_queries", 0));
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace zserve::cli
+
+int main(int argc, char** argv) {
+  using namespace zserve;
+  using namespace zserve::cli;
+  CLI::App app{"zserve: serve request handlers from worker processes over ZeroMQ"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  auto add_log_level = [&log_level](CLI::App* sub) {
+    sub->add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "critical",
+                               "off"}));
+  };
+
+  // up
+  UpOptions up;
+  CLI::App* up_cmd = app.add_subcommand("up", "Start controller, broker and workers of a deployment");
+  up_cmd->add_option("file", up.deployment_file, "Deployment file (YAML)")
+      ->capture_default_str();
+  up_cmd->add_option("--client-port", up.client_port, "Broker port for clients (0: free)")
+      ->capture_default_str();
+  up_cmd->add_option("--worker-port", up.worker_port, "Broker port for workers (0: free)")
+      ->capture_default_str();
+  up_cmd->add_option("--admin-port", up.admin_port, "Controller admin/snapshot port (0: free)")
+      ->capture_default_str();
+  up_cmd->add_option("--pub-port", up.pub_port, "Controller update port (0: free)")
+      ->capture_default_str();
+  int64_t ready_timeout_ms = 30'000;
+  up_cmd->add_option("--ready-timeout-ms", ready_timeout_ms, "Give up if not served by then")
+      ->capture_default_str();
+  add_log_level(up_cmd);
+
+  // controller
+  controller::ControllerOptions copts;
+  CLI::App* ctl_cmd = app.add_subcommand("controller", "Run the controller");
+  ctl_cmd->add_option("--config", copts.deployment_file, "Deployment file (YAML)")->required();
+  ctl_cmd->add_option("--admin-bind", copts.admin_bind, "Admin/snapshot ROUTER address")
+      ->capture_default_str();
+  ctl_cmd->add_option("--pub-bind", copts.pub_bind, "Update PUB address")->capture_default_str();
+  add_log_level(ctl_cmd);
+
+  // broker
+  broker::BrokerOptions bopts;
+  CLI::App* broker_cmd = app.add_subcommand("broker", "Run the broker");
+  broker_cmd->add_option("--client-bind", bopts.client_bind, "Client ROUTER address")
+      ->capture_default_str();
+  broker_cmd->add_option("--worker-bind", bopts.worker_bind, "Worker ROUTER address")
+      ->capture_default_str();
+  broker_cmd->add_option("--controller", bopts.controller_snapshot, "Controller admin address")
+      ->capture_default_str();
+  broker_cmd->add_option("--controller-pub", bopts.controller_updates, "Controller PUB address")
+      ->capture_default_str();
+  broker_cmd->add_option("--max-queued", bopts.router.max_total_queued,
+                         "Broker-wide bound on queued requests")
+      ->capture_default_str();
+  add_log_level(broker_cmd);
+
+  // worker
+  WorkerOptions wopts;
+  std::string handler_name;
+  worker::BuiltinOptions builtin;
+  CLI::App* worker_cmd = app.add_subcommand("worker", "Run a replica with a built-in handler");
+  worker_cmd->add_option("--backend", wopts.backend, "Backend this replica serves")->required();
+  worker_cmd->add_option("--handler", handler_name, "Built-in handler: echo, sleep, fail")
+      ->required();
+  worker_cmd->add_option("--broker", wopts.broker_address, "Broker worker address")
+      ->capture_default_str();
+  worker_cmd->add_option("--replica-tag", wopts.replica_tag, "Name in logs (default host-pid)");
+  worker_cmd->add_option("--threads", wopts.threads, "Handler threads")->capture_default_str();
+  worker_cmd->add_option("--capacity", wopts.capacity, "Most requests held (0: backend's)")
+      ->capture_default_str();
+  worker_cmd->add_option("--sleep-ms", builtin.sleep_ms, "sleep handler: default milliseconds")
+      ->capture_default_str();
+  add_log_level(worker_cmd);
+
+  // call
+  CallArgs call;
+  CLI::App* call_cmd = app.add_subcommand("call", "Call an endpoint and print the result");
+  call_cmd->add_option("endpoint", call.endpoint, "Endpoint name")->required();
+  call_cmd->add_option("payload", call.payload, "Payload, or - for stdin");
+  call_cmd->add_option("--timeout", call.timeout_ms, "Deadline in ms (0: 30000)");
+  call_cmd->add_option("--method", call.method, "Method")->capture_default_str();
+  call_cmd->add_option("--shard-key", call.shard_key, "Sticky routing key");
+  call_cmd->add_option("--broker", call.broker, "Broker client address")->capture_default_str();
+
+  // status
+  std::string status_broker = "tcp://127.0.0.1:5555";
+  bool status_json = false;
+  int64_t status_timeout = 2000;
+  CLI::App* status_cmd = app.add_subcommand("status", "Show the broker's endpoints and backends");
+  status_cmd->add_option("--broker", status_broker, "Broker client address")
+      ->capture_default_str();
+  status_cmd->add_flag("--json", status_json, "Print the JSON document");
+  status_cmd->add_option("--timeout", status_timeout, "Milliseconds to wait")
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (up_cmd->parsed()) {
+    up.log_level = log_level;
+    up.ready_timeout = std::chrono::milliseconds(ready_timeout_ms);
+    return RunUp(up);
+  }
+  if (call_cmd->parsed()) return RunCall(call);
+  if (status_cmd->parsed()) return RunStatus(status_broker, status_json, status_timeout);
+
+  SignalPipe& signals = SignalPipe::Install();
+  zmq::context_t context(1);
+  if (ctl_cmd->parsed()) {
+    copts.context = &context;
+    copts.logger = MakeLogger("controller", log_level);
+    StatusOr<std::unique_ptr<controller::Controller>> c = controller::Controller::Create(copts);
+    if (!c.ok()) return Fail(c.status(), "controller");
+    controller::Controller* ctl = c->get();
+    Status s = ctl->Run(signals.fd(), [&] {
+      // SIGHUP reloads the deployment file.
+      return TakeSignals(signals, [ctl] { (void)ctl->Reload(); });
+    });
+    return s.ok() ? 0 : Fail(s, "controller");
+  }
+  if (broker_cmd->parsed()) {
+    bopts.context = &context;
+    bopts.logger = MakeLogger("broker", log_level);
+    StatusOr<std::unique_ptr<broker::Broker>> b = broker::Broker::Create(bopts);
+    if (!b.ok()) return Fail(b.status(), "broker");
+    Status s = (*b)->Run(signals.fd(), [&] { return TakeSignals(signals); });
+    return s.ok() ? 0 : Fail(s, "broker");
+  }
+  if (worker_cmd->parsed()) {
+    wopts.log_level = log_level;
+    StatusOr<std::unique_ptr<Handler>> handler = worker::MakeBuiltinHandler(handler_name, builtin);
+    if (!handler.ok()) return Fail(handler.status(), "worker");
+    StatusOr<std::unique_ptr<Worker>> w = Worker::Create(wopts, std::move(handler).value());
+    if (!w.ok()) return Fail(w.status(), "worker");
+    Worker* worker = w->get();
+    Status s = worker->Run(signals.fd(), [&] {
+      if (TakeSignals(signals)) worker->Drain();  // SIGTERM drains
+    });
+    return s.ok() ? 0 : Fail(s, "worker");
+  }
+  return 0;
+}

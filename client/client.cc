@@ -1,0 +1,198 @@
+#include "zserve/client.h"
+
+#include <deque>
+#include <optional>
+#include <set>
+#include <unordered_map>
+#include <utility>
+#include <zmq.hpp>
+
+#include "common/zmq_util.h"
+#include "schemas/codec.h"
+
+namespace zserve {
+
+namespace sc = zserve::schemas;
+
+class Client::Impl {
+ public:
+  explicit Impl(const ClientOptions& options)
+      : options_(options), context_(1), socket_(context_, zmq::socket_type::dealer) {}
+
+  Status Init() {
+    if (options_.default_timeout.count() <= 0) return BadRequest("default_timeout must be > 0");
+    try {
+      socket_.set(zmq::sockopt::linger, 0);
+      socket_.set(zmq::sockopt::sndhwm, 100'000);
+      socket_.set(zmq::sockopt::rcvhwm, 100'000);
+      socket_.connect(options_.broker_address);
+    } catch (const zmq::error_t& e) {
+      return Unavailable("cannot connect to broker at '" + options_.broker_address +
+                         "': " + e.what());
+    }
+    return Status::Ok();
+  }
+
+  void CallAsync(std::string_view endpoint, std::string_view payload, const CallOptions& o,
+                 Callback done) {
+    auto timeout = o.timeout.count() > 0 ? o.timeout : options_.default_timeout;
+    if (timeout.count() > UINT32_MAX) timeout = std::chrono::milliseconds(UINT32_MAX);
+    uint64_t id = next_id_++;
+    sc::RequestHeader h{id, std::string(endpoint), o.method, static_cast<uint32_t>(timeout.count()),
+                        o.shard_key, o.priority};
+    std::string header = sc::EncodeRequest(h);
+    zmq::message_t frames[2] = {zmq::message_t(header.data(), header.size()),
+                                zmq::message_t(payload.data(), payload.size())};
+    Send(id, frames, timeout, std::move(done));
+  }
+
+  StatusOr<std::string> BrokerStatus(std::chrono::milliseconds timeout) {
+    uint64_t id = next_id_++;
+    std::string header = sc::EncodeStatusRequest(id);
+    zmq::message_t frame(header.data(), header.size());
+    std::optional<StatusOr<std::string>> result;
+    Send(id, std::span(&frame, 1), timeout, [&result](StatusOr<std::string> r) {
+      result = std::move(r);
+    });
+    while (!result) Poll(std::chrono::milliseconds(-1));
+    return std::move(*result);
+  }
+
+  StatusOr<std::string> Call(std::string_view endpoint, std::string_view payload,
+                             const CallOptions& o) {
+    std::optional<StatusOr<std::string>> result;
+    CallAsync(endpoint, payload, o, [&result](StatusOr<std::string> r) { result = std::move(r); });
+    while (!result) Poll(std::chrono::milliseconds(-1));
+    return std::move(*result);
+  }
+
+  // timeout < 0: until at least one callback ran (or nothing is pending).
+  size_t Poll(std::chrono::milliseconds timeout) {
+    size_t done = RunReady();
+    if (done > 0 || pending_.empty()) return done;
+    TimePoint end = timeout.count() < 0 ? TimePoint::max() : Clock::now() + timeout;
+    while (done == 0) {
+      TimePoint now = Clock::now();
+      TimePoint wake = std::min(end, guards_.empty() ? end : guards_.begin()->first);
+      auto wait = wake == TimePoint::max()
+                      ? std::chrono::milliseconds(-1)
+                      : std::max(std::chrono::ceil<std::chrono::milliseconds>(wake - now),
+                                 std::chrono::milliseconds(0));
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      try {
+        zmq::poll(&item, 1, wait);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;  // a broken context is a bug: fail loudly
+      }
+      while (RecvFrames(socket_, &frames_)) done += HandleReply();
+      done += ExpireGuards(Clock::now());
+      if (Clock::now() >= end || pending_.empty()) break;
+    }
+    return done;
+  }
+
+  size_t pending() const { return pending_.size() + ready_.size(); }
+
+ private:
+  struct Pending {
+    Callback done;
+    TimePoint guard;
+  };
+
+  void Send(uint64_t id, std::span<zmq::message_t> frames, std::chrono::milliseconds timeout,
+            Callback done) {
+    Status sent = SendFrames(socket_, frames);
+    if (!sent.ok()) {
+      ready_.emplace_back(std::move(done),
+                          Unavailable("cannot send to the broker: " + sent.message()));
+      return;
+    }
+    TimePoint guard = Clock::now() + timeout + options_.grace;
+    pending_.emplace(id, Pending{std::move(done), guard});
+    guards_.emplace(guard, id);
+  }
+
+  size_t HandleReply() {
+    if (frames_.size() != 2) return 0;  // not a REPLY of this protocol: ignore
+    StatusOr<sc::ReplyHeader> reply = sc::DecodeReply(View(frames_[0]));
+    if (!reply.ok()) return 0;
+    auto it = pending_.find(reply->request_id);
+    if (it == pending_.end()) return 0;  // answered already (local deadline)
+    Callback done = std::move(it->second.done);
+    guards_.erase({it->second.guard, it->first});
+    pending_.erase(it);
+    if (reply->code == StatusCode::kOk) {
+      done(std::string(View(frames_[1])));
+    } else {
+      done(Status(reply->code, std::move(reply->message)));
+    }
+    return 1;
+  }
+
+  size_t ExpireGuards(TimePoint now) {
+    size_t n = 0;
+    while (!guards_.empty() && guards_.begin()->first <= now) {
+      uint64_t id = guards_.begin()->second;
+      guards_.erase(guards_.begin());
+      auto it = pending_.find(id);
+      Callback done = std::move(it->second.done);
+      pending_.erase(it);
+      done(DeadlineExceeded("no reply from the broker before the deadline"));
+      ++n;
+    }
+    return n;
+  }
+
+  size_t RunReady() {
+    size_t n = 0;
+    while (!ready_.empty()) {
+      auto [done, status] = std::move(ready_.front());
+      ready_.pop_front();
+      done(std::move(status));
+      ++n;
+    }
+    return n;
+  }
+
+  ClientOptions options_;
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  uint64_t next_id_ = 1;
+  Frames frames_;
+  std::unordered_map<uint64_t, Pending> pending_;
+  std::set<std::pair<TimePoint, uint64_t>> guards_;
+  std::deque<std::pair<Callback, Status>> ready_;  // failed at send; run at next Poll
+};
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+StatusOr<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  if (Status s = impl->Init(); !s.ok()) return s;
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+StatusOr<std::string> Client::Call(std::string_view endpoint, std::string_view payload,
+                                   const CallOptions& options) {
+  return impl_->Call(endpoint, payload, options);
+}
+
+void Client::CallAsync(std::string_view endpoint, std::string_view payload,
+                       const CallOptions& options, Callback done) {
+  impl_->CallAsync(endpoint, payload, options, std::move(done));
+}
+
+size_t Client::Poll(std::chrono::milliseconds timeout) { return impl_->Poll(timeout); }
+
+void Client::Wait() {
+  while (impl_->pending() > 0) impl_->Poll(std::chrono::milliseconds(-1));
+}
+
+size_t Client::pending() const { return impl_->pending(); }
+
+StatusOr<std::string> Client::BrokerStatus(std::chrono::milliseconds timeout) {
+  return impl_->BrokerStatus(timeout);
+}
+
+}  // namespace zserve

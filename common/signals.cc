@@ -1,0 +1,50 @@
+#include "common/signals.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+
+namespace zserve {
+namespace {
+
+int g_write_fd = -1;
+
+void OnSignal(int signo) {
+  int saved = errno;
+  unsigned char b = static_cast<unsigned char>(signo);
+  [[maybe_unused]] ssize_t n = write(g_write_fd, &b, 1);  // async-signal-safe
+  errno = saved;
+}
+
+}  // namespace
+
+SignalPipe::SignalPipe() {
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) std::abort();
+  read_fd_ = fds[0];
+  g_write_fd = fds[1];
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaction(sig, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+SignalPipe& SignalPipe::Install() {
+  static SignalPipe* pipe = new SignalPipe();  // lives as long as the process
+  return *pipe;
+}
+
+std::vector<int> SignalPipe::Take() {
+  std::vector<int> out;
+  unsigned char buf[64];
+  ssize_t n;
+  while ((n = read(read_fd_, buf, sizeof buf)) > 0) out.insert(out.end(), buf, buf + n);
+  return out;
+}
+
+}  // namespace zserve

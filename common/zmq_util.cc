@@ -1,0 +1,51 @@
+#include "common/zmq_util.h"
+
+namespace zserve {
+
+Status SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
+  for (size_t i = 0; i < frames.size(); ++i) {
+    auto flags = zmq::send_flags::dontwait;
+    if (i + 1 < frames.size()) flags = flags | zmq::send_flags::sndmore;
+    try {
+      if (!socket.send(frames[i], flags)) {
+        // EAGAIN. Only the first frame can fail this way: once the first part
+        // is queued, ZeroMQ accepts the rest of the message.
+        return Unavailable("peer is at its high-water mark");
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EHOSTUNREACH) return Unavailable("peer is gone");
+      return Internal(std::string("zmq send failed: ") + e.what());
+    }
+  }
+  return Status::Ok();
+}
+
+bool RecvFrames(zmq::socket_t& socket, Frames* frames) {
+  frames->clear();
+  while (true) {
+    zmq::message_t msg;
+    if (!socket.recv(msg, zmq::recv_flags::dontwait)) return !frames->empty();
+    bool more = msg.more();
+    frames->push_back(std::move(msg));
+    if (!more) return true;
+  }
+}
+
+int BoundPort(const zmq::socket_t& socket) {
+  std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+  auto colon = endpoint.rfind(':');
+  if (colon == std::string::npos) return 0;
+  return std::stoi(endpoint.substr(colon + 1));
+}
+
+std::string LoopbackAddress(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+
+void ConfigureRouter(zmq::socket_t& socket) {
+  socket.set(zmq::sockopt::router_mandatory, 1);
+  socket.set(zmq::sockopt::linger, 0);
+  // Flow control is zserve's (capacity and queue bounds), not the pipes'.
+  socket.set(zmq::sockopt::sndhwm, 100'000);
+  socket.set(zmq::sockopt::rcvhwm, 100'000);
+}
+
+}  // namespace zserve

@@ -1,0 +1,47 @@
+// Small helpers over cppzmq shared by every component: whole-message receive
+// and non-blocking send with the errors of a ROUTER_MANDATORY socket turned
+// into a Status.
+//
+// Functions only; each call uses the socket of the calling thread.
+#ifndef ZSERVE_COMMON_ZMQ_UTIL_H_
+#define ZSERVE_COMMON_ZMQ_UTIL_H_
+
+#include <chrono>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <zmq.hpp>
+
+#include "zserve/status.h"
+
+namespace zserve {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using Frames = std::vector<zmq::message_t>;
+
+inline std::string_view View(const zmq::message_t& m) {
+  return std::string_view(static_cast<const char*>(m.data()), m.size());
+}
+
+// Sends all frames as one message without blocking. OK, or UNAVAILABLE when
+// the peer is gone (EHOSTUNREACH) or at its high-water mark (EAGAIN); then
+// nothing was sent. The frames are consumed (moved out) only on success.
+Status SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames);
+
+// Receives one whole multipart message without blocking; false if none waits.
+bool RecvFrames(zmq::socket_t& socket, Frames* frames);
+
+// The TCP port a socket was bound on (after binding "tcp://127.0.0.1:*").
+int BoundPort(const zmq::socket_t& socket);
+
+// "tcp://127.0.0.1:PORT".
+std::string LoopbackAddress(int port);
+
+// Sets the options every ROUTER of zserve has: mandatory routing, no linger.
+void ConfigureRouter(zmq::socket_t& socket);
+
+}  // namespace zserve
+
+#endif  // ZSERVE_COMMON_ZMQ_UTIL_H_

@@ -1,0 +1,184 @@
+#include "controller/deployment_file.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace zserve::controller {
+namespace {
+
+using schemas::BackendConfig;
+using schemas::ConfigState;
+using schemas::EndpointConfig;
+
+// Every refusal names the file, the place and the key.
+class Reader {
+ public:
+  explicit Reader(std::string origin) : origin_(std::move(origin)) {}
+
+  Status Error(const YAML::Node& at, const std::string& what) const {
+    std::string where = origin_;
+    if (at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
+    return BadRequest(where + ": " + what);
+  }
+
+  Status CheckKeys(const YAML::Node& map, const std::string& what,
+                   const std::set<std::string>& allowed) const {
+    if (!map.IsMap()) return Error(map, what + " must be a mapping");
+    for (const auto& kv : map) {
+      std::string key = kv.first.as<std::string>();
+      if (!allowed.contains(key)) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        return Error(kv.first, "unknown key '" + key + "' in " + what + " (known: " + list + ")");
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status U32(const YAML::Node& map, const std::string& key, uint32_t* out) const {
+    const YAML::Node n = map[key];
+    if (!n) return Status::Ok();
+    try {
+      long long v = n.as<long long>();
+      if (v < 0 || v > static_cast<long long>(UINT32_MAX)) {
+        return Error(n, "'" + key + "' must be a whole number >= 0");
+      }
+      *out = static_cast<uint32_t>(v);
+    } catch (const YAML::Exception&) {
+      return Error(n, "'" + key + "' must be a whole number, got '" + n.Scalar() + "'");
+    }
+    return Status::Ok();
+  }
+
+  Status Str(const YAML::Node& map, const std::string& key, std::string* out) const {
+    const YAML::Node n = map[key];
+    if (!n) return Status::Ok();
+    if (!n.IsScalar()) return Error(n, "'" + key + "' must be a string");
+    *out = n.Scalar();
+    return Status::Ok();
+  }
+
+  Status Weights(const YAML::Node& map, const std::string& key,
+                 std::map<std::string, double>* out) const {
+    const YAML::Node n = map[key];
+    if (!n) return Status::Ok();
+    if (!n.IsMap()) return Error(n, "'" + key + "' must map backend names to numbers");
+    for (const auto& kv : n) {
+      try {
+        (*out)[kv.first.as<std::string>()] = kv.second.as<double>();
+      } catch (const YAML::Exception&) {
+        return Error(kv.second, "'" + key + "' values must be numbers");
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::string origin_;
+};
+
+Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n,
+                   BackendConfig* b) {
+  static const std::set<std::string> kKeys = {
+      "handler",           "num_replicas",        "max_batch_size",
+      "batch_wait_timeout_ms", "max_concurrent_queries", "max_queued_requests",
+      "retry_on_replica_failure", "user_config"};
+  if (Status s = r.CheckKeys(n, "backend '" + name + "'", kKeys); !s.ok()) return s;
+  b->name = name;
+  b->handler = name;  // a backend named after a built-in handler needs no `handler:`
+  Status s = r.Str(n, "handler", &b->handler);
+  if (s.ok()) s = r.U32(n, "num_replicas", &b->num_replicas);
+  if (s.ok()) s = r.U32(n, "max_batch_size", &b->max_batch_size);
+  if (s.ok()) s = r.U32(n, "batch_wait_timeout_ms", &b->batch_wait_timeout_ms);
+  if (s.ok()) s = r.U32(n, "max_concurrent_queries", &b->max_concurrent_queries);
+  if (s.ok()) s = r.U32(n, "max_queued_requests", &b->max_queued_requests);
+  if (s.ok()) s = r.U32(n, "retry_on_replica_failure", &b->retry_on_replica_failure);
+  if (!s.ok()) return s;
+  if (const YAML::Node uc = n["user_config"]) {
+    // Any YAML value; handed to the handler as text (a scalar as it is).
+    if (uc.IsScalar()) {
+      b->user_config = uc.Scalar();
+    } else {
+      YAML::Emitter e;
+      e << YAML::Flow << uc;
+      b->user_config = e.c_str();
+    }
+  }
+  return Status::Ok();
+}
+
+Status ReadEndpoint(const Reader& r, const std::string& name, const YAML::Node& n,
+                    EndpointConfig* e) {
+  if (Status s = r.CheckKeys(n, "endpoint '" + name + "'",
+                             {"backend", "traffic", "shadow", "timeout_ms"});
+      !s.ok()) {
+    return s;
+  }
+  e->name = name;
+  if (n["backend"] && n["traffic"]) {
+    return r.Error(n, "endpoint '" + name + "' has both 'backend' and 'traffic'; give one");
+  }
+  std::string backend;
+  Status s = r.Str(n, "backend", &backend);
+  if (s.ok() && !backend.empty()) e->traffic[backend] = 1.0;
+  if (s.ok()) s = r.Weights(n, "traffic", &e->traffic);
+  if (s.ok()) s = r.Weights(n, "shadow", &e->shadow);
+  if (s.ok()) s = r.U32(n, "timeout_ms", &e->timeout_ms);
+  if (s.ok() && e->traffic.empty()) {
+    return r.Error(n, "endpoint '" + name + "' needs 'backend' or 'traffic'");
+  }
+  return s;
+}
+
+}  // namespace
+
+StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string& origin) {
+  Reader r(origin);
+  ConfigState state;
+  try {
+    YAML::Node root = YAML::Load(yaml);
+    if (!root || root.IsNull()) return BadRequest(origin + ": the file is empty");
+    if (Status s = r.CheckKeys(root, "the deployment", {"backends", "endpoints"}); !s.ok()) {
+      return s;
+    }
+    if (const YAML::Node backends = root["backends"]) {
+      if (!backends.IsMap()) return r.Error(backends, "'backends' must be a mapping");
+      for (const auto& kv : backends) {
+        BackendConfig b;
+        if (Status s = ReadBackend(r, kv.first.as<std::string>(), kv.second, &b); !s.ok()) {
+          return s;
+        }
+        state.backends[b.name] = std::move(b);
+      }
+    }
+    if (const YAML::Node endpoints = root["endpoints"]) {
+      if (!endpoints.IsMap()) return r.Error(endpoints, "'endpoints' must be a mapping");
+      for (const auto& kv : endpoints) {
+        EndpointConfig e;
+        if (Status s = ReadEndpoint(r, kv.first.as<std::string>(), kv.second, &e); !s.ok()) {
+          return s;
+        }
+        state.endpoints[e.name] = std::move(e);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return BadRequest(origin + ": not valid YAML: " + e.what());
+  }
+  if (Status s = schemas::Validate(state); !s.ok()) {
+    return BadRequest(origin + ": " + s.message());
+  }
+  return state;
+}
+
+StatusOr<ConfigState> LoadDeploymentFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot read deployment file '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseDeployment(ss.str(), path);
+}
+
+}  // namespace zserve::controller

@@ -1,0 +1,78 @@
+// The zserve client library: calls to named endpoints through a broker.
+//
+//   auto client = zserve::Client::Create({}).value();
+//   zserve::StatusOr<std::string> r = client->Call("echo", "hello");
+//
+// Synchronous Call blocks until its reply or deadline. CallAsync sends at once
+// and keeps many calls in flight on one socket; each callback runs exactly
+// once, from inside Poll(), Wait() or Call() on the thread that owns the
+// client. Errors are typed Status codes (NOT_FOUND, DEADLINE_EXCEEDED,
+// HANDLER_ERROR, ...), never exceptions.
+//
+// A Client is not thread-safe: one thread owns it (ZeroMQ sockets belong to
+// one thread). Use one Client per thread.
+#ifndef ZSERVE_CLIENT_H_
+#define ZSERVE_CLIENT_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "zserve/status.h"
+
+namespace zserve {
+
+struct ClientOptions {
+  std::string broker_address = "tcp://127.0.0.1:5555";  // the broker's client port
+  // The deadline of a call that names none.
+  std::chrono::milliseconds default_timeout{30'000};
+  // How long past a deadline the client waits for the broker's own answer
+  // before it answers DEADLINE_EXCEEDED itself (the broker may be gone).
+  std::chrono::milliseconds grace{250};
+};
+
+struct CallOptions {
+  std::string method = "__call__";
+  std::chrono::milliseconds timeout{0};  // 0: ClientOptions::default_timeout
+  std::string shard_key;                 // same key, same backend (sticky)
+  int32_t priority = 0;                  // carried; served in arrival order for now
+};
+
+class Client {
+ public:
+  using Callback = std::function<void(StatusOr<std::string>)>;
+
+  static StatusOr<std::unique_ptr<Client>> Create(const ClientOptions& options);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  StatusOr<std::string> Call(std::string_view endpoint, std::string_view payload,
+                             const CallOptions& options = {});
+
+  void CallAsync(std::string_view endpoint, std::string_view payload, const CallOptions& options,
+                 Callback done);
+
+  // Handles replies and expired calls for at most `timeout`; returns the
+  // number of callbacks run.
+  size_t Poll(std::chrono::milliseconds timeout);
+  // Polls until no call is pending.
+  void Wait();
+  size_t pending() const;
+
+  // The broker's STATUS document (JSON), see schemas/PROTOCOL.md.
+  StatusOr<std::string> BrokerStatus(std::chrono::milliseconds timeout);
+
+  class Impl;
+
+ private:
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zserve
+
+#endif  // ZSERVE_CLIENT_H_

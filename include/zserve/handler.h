@@ -1,0 +1,54 @@
+// The contract between zserve and a user's request handler.
+//
+// A handler receives a batch of 1..max_batch_size requests that share one
+// method and returns exactly one result per request, in order. A result is
+// either the reply payload or an error Status; an error fails only its own
+// request (reported to the caller as HANDLER_ERROR, message kept). A handler
+// that throws fails every request of that batch with HANDLER_ERROR; the
+// worker lives on. Returning the wrong number of results does the same.
+//
+// Threads: HandleBatch is called from the worker's pool threads, possibly
+// several at once; a handler with state guards it itself. The request views
+// are valid only during the call.
+#ifndef ZSERVE_HANDLER_H_
+#define ZSERVE_HANDLER_H_
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "zserve/status.h"
+
+namespace zserve {
+
+struct Request {
+  std::string_view method;   // "__call__" unless the caller named one
+  std::string_view payload;  // the caller's bytes, as sent
+  std::chrono::steady_clock::time_point deadline;
+};
+
+using Result = StatusOr<std::string>;
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual std::vector<Result> HandleBatch(std::span<const Request> batch) = 0;
+  // Takes a new user_config without a restart. The default accepts anything.
+  // (Delivery from the controller comes with the control-plane work.)
+  virtual Status Reconfigure(std::string_view user_config);
+};
+
+// A handler from a function of one request, applied to each item of a batch.
+std::unique_ptr<Handler> MakeHandler(std::function<Result(const Request&)> fn);
+
+// A handler from a function of a whole batch.
+std::unique_ptr<Handler> MakeBatchHandler(
+    std::function<std::vector<Result>(std::span<const Request>)> fn);
+
+}  // namespace zserve
+
+#endif  // ZSERVE_HANDLER_H_

@@ -1,0 +1,58 @@
+// A replica of one backend: connects to the broker, registers, receives
+// batches, runs the handler on a pool of threads and returns one reply per
+// request. Users build their own worker binary around their model with this
+// library; `zserve worker` is the same library with built-in handlers.
+//
+// Run() blocks the calling thread, which becomes the worker's I/O thread and
+// owns its sockets. Drain() may be called from any thread, and from a signal
+// handler: the worker stops taking work, finishes what it holds, tells the
+// broker, and Run() returns.
+#ifndef ZSERVE_WORKER_H_
+#define ZSERVE_WORKER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "zserve/handler.h"
+#include "zserve/status.h"
+
+namespace zserve {
+
+struct WorkerOptions {
+  std::string broker_address = "tcp://127.0.0.1:5556";  // the broker's worker port
+  std::string backend;                                   // required
+  std::string replica_tag;  // for logs; default "<hostname>-<pid>"
+  uint32_t capacity = 0;    // most requests held at once; 0: the backend's setting
+  uint32_t threads = 4;     // handler pool size
+  std::chrono::milliseconds drain_timeout{30'000};  // Drain() gives up after this
+  std::string log_level = "info";
+};
+
+class Worker {
+ public:
+  static StatusOr<std::unique_ptr<Worker>> Create(const WorkerOptions& options,
+                                                  std::unique_ptr<Handler> handler);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Serves until drained. `on_wake` runs on the I/O thread whenever `wake_fd`
+  // (if >= 0) turns readable; the zserve binary passes its signal pipe there.
+  Status Run(int wake_fd = -1, const std::function<void()>& on_wake = {});
+
+  // Async-signal-safe and thread-safe.
+  void Drain();
+
+  class Impl;
+
+ private:
+  explicit Worker(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zserve
+
+#endif  // ZSERVE_WORKER_H_

@@ -1,0 +1,615 @@
+#include "schemas/codec.h"
+
+#include <msgpack.hpp>
+
+#include <limits>
+
+namespace zserve::schemas {
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+std::string Take(msgpack::sbuffer& buf) { return std::string(buf.data(), buf.size()); }
+
+void PackPrefix(Packer& p, Command command, uint32_t extra) {
+  p.pack_array(2 + extra);
+  p.pack(kProtocolVersion);
+  p.pack(static_cast<uint64_t>(command));
+}
+
+std::string ShortName(std::string_view field) { return std::string(field); }
+
+// Reads typed elements of one MessagePack array, turning every mismatch into
+// a BAD_REQUEST that names the field.
+class ArrayReader {
+ public:
+  ArrayReader(const msgpack::object& array, Command command) : a_(array), command_(command) {}
+
+  Status Need(uint32_t count) const {
+    if (a_.via.array.size < count) {
+      return BadRequest(std::string(CommandName(command_)) + " header has " +
+                        std::to_string(a_.via.array.size) + " elements, needs " +
+                        std::to_string(count));
+    }
+    return Status::Ok();
+  }
+
+  const msgpack::object& At(uint32_t i) const { return a_.via.array.ptr[i]; }
+
+  Status Uint(uint32_t i, std::string_view field, uint64_t max, uint64_t* out) const {
+    return ReadUint(At(i), field, max, out);
+  }
+
+  Status Int(uint32_t i, std::string_view field, int64_t min, int64_t max, int64_t* out) const {
+    const msgpack::object& o = At(i);
+    int64_t v = 0;
+    if (o.type == msgpack::type::POSITIVE_INTEGER) {
+      if (o.via.u64 > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Range(field);
+      }
+      v = static_cast<int64_t>(o.via.u64);
+    } else if (o.type == msgpack::type::NEGATIVE_INTEGER) {
+      v = o.via.i64;
+    } else {
+      return Type(field, "an integer");
+    }
+    if (v < min || v > max) return Range(field);
+    *out = v;
+    return Status::Ok();
+  }
+
+  Status Str(uint32_t i, std::string_view field, size_t max, std::string* out) const {
+    return ReadStr(At(i), field, max, out);
+  }
+
+  Status Code(uint32_t i, std::string_view field, StatusCode* out) const {
+    uint64_t v = 0;
+    if (Status s = Uint(i, field, 255, &v); !s.ok()) return s;
+    if (!StatusCodeFromInt(static_cast<int64_t>(v), out)) {
+      return BadRequest("field '" + ShortName(field) + "' is not a status code: " +
+                        std::to_string(v));
+    }
+    return Status::Ok();
+  }
+
+  static Status ReadUint(const msgpack::object& o, std::string_view field, uint64_t max,
+                         uint64_t* out) {
+    if (o.type != msgpack::type::POSITIVE_INTEGER) return Type(field, "an unsigned integer");
+    if (o.via.u64 > max) return Range(field);
+    *out = o.via.u64;
+    return Status::Ok();
+  }
+
+  static Status ReadStr(const msgpack::object& o, std::string_view field, size_t max,
+                        std::string* out) {
+    if (o.type != msgpack::type::STR) return Type(field, "a string");
+    if (o.via.str.size > max) {
+      return BadRequest("field '" + ShortName(field) + "' is " + std::to_string(o.via.str.size) +
+                        " bytes, more than " + std::to_string(max));
+    }
+    out->assign(o.via.str.ptr, o.via.str.size);
+    return Status::Ok();
+  }
+
+  static Status Type(std::string_view field, std::string_view want) {
+    return BadRequest("field '" + ShortName(field) + "' must be " + std::string(want));
+  }
+  static Status Range(std::string_view field) {
+    return BadRequest("field '" + ShortName(field) + "' is out of range");
+  }
+
+ private:
+  const msgpack::object& a_;
+  Command command_;
+};
+
+bool KnownCommand(uint64_t c) {
+  switch (static_cast<Command>(c)) {
+    case Command::kRequest:
+    case Command::kReply:
+    case Command::kStatus:
+    case Command::kReady:
+    case Command::kBatch:
+    case Command::kResults:
+    case Command::kDisconnect:
+    case Command::kHeartbeat:
+    case Command::kSnapshotRequest:
+    case Command::kSnapshot:
+    case Command::kUpdate:
+    case Command::kControllerHeartbeat:
+    case Command::kError:
+      return c <= 255;
+  }
+  return false;
+}
+
+// Parses a header into `handle` and checks version and command. Never throws.
+Status Parse(std::string_view header, size_t max_bytes, msgpack::object_handle* handle,
+             Command* command) {
+  if (header.empty()) return BadRequest("empty header frame");
+  if (header.size() > max_bytes) {
+    return BadRequest("header is " + std::to_string(header.size()) + " bytes, more than " +
+                      std::to_string(max_bytes));
+  }
+  try {
+    // Bounds keep a few hostile bytes from making the parser allocate much.
+    const msgpack::unpack_limit limits(/*array=*/kMaxBatchItems + 8, /*map=*/100'000,
+                                       /*str=*/max_bytes, /*bin=*/max_bytes, /*ext=*/0,
+                                       /*depth=*/8);
+    size_t offset = 0;
+    *handle = msgpack::unpack(header.data(), header.size(), offset, nullptr, nullptr, limits);
+    if (offset != header.size()) return BadRequest("trailing bytes after the header");
+  } catch (const std::exception& e) {
+    return BadRequest(std::string("header is not valid MessagePack: ") + e.what());
+  }
+  const msgpack::object& o = handle->get();
+  if (o.type != msgpack::type::ARRAY) return BadRequest("header is not a MessagePack array");
+  if (o.via.array.size < 2) return BadRequest("header has fewer than 2 elements");
+  uint64_t version = 0, cmd = 0;
+  if (Status s = ArrayReader::ReadUint(o.via.array.ptr[0], "version", UINT64_MAX, &version);
+      !s.ok()) {
+    return s;
+  }
+  if (version != kProtocolVersion) {
+    return BadRequest("unsupported protocol version " + std::to_string(version) +
+                      " (this peer speaks " + std::to_string(kProtocolVersion) + ")");
+  }
+  if (Status s = ArrayReader::ReadUint(o.via.array.ptr[1], "command", UINT64_MAX, &cmd); !s.ok()) {
+    return s;
+  }
+  if (!KnownCommand(cmd)) return BadRequest("unknown command " + std::to_string(cmd));
+  *command = static_cast<Command>(cmd);
+  return Status::Ok();
+}
+
+// Parse + check that the header is `want` (or `also`) with `count` elements.
+Status Open(std::string_view header, Command want, uint32_t count, msgpack::object_handle* handle,
+            Command also = Command::kError) {
+  Command got;
+  size_t max = (want == Command::kSnapshot || want == Command::kUpdate) ? kMaxStateHeaderBytes
+                                                                         : kMaxHeaderBytes;
+  if (Status s = Parse(header, max, handle, &got); !s.ok()) return s;
+  if (got != want && !(also != Command::kError && got == also)) {
+    return BadRequest("expected " + std::string(CommandName(want)) + ", got " +
+                      std::string(CommandName(got)));
+  }
+  return ArrayReader(handle->get(), got).Need(count);
+}
+
+void PackString(Packer& p, std::string_view s) {
+  p.pack_str(static_cast<uint32_t>(s.size()));
+  p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+void PackWeights(Packer& p, const std::map<std::string, double>& m) {
+  p.pack_map(static_cast<uint32_t>(m.size()));
+  for (const auto& [k, v] : m) {
+    PackString(p, k);
+    p.pack_double(v);
+  }
+}
+
+void PackState(Packer& p, const ConfigState& state) {
+  p.pack_map(2);
+  PackString(p, "backends");
+  p.pack_array(static_cast<uint32_t>(state.backends.size()));
+  for (const auto& [name, b] : state.backends) {
+    p.pack_map(9);
+    PackString(p, "name");
+    PackString(p, b.name);
+    PackString(p, "handler");
+    PackString(p, b.handler);
+    PackString(p, "num_replicas");
+    p.pack(b.num_replicas);
+    PackString(p, "max_batch_size");
+    p.pack(b.max_batch_size);
+    PackString(p, "batch_wait_timeout_ms");
+    p.pack(b.batch_wait_timeout_ms);
+    PackString(p, "max_concurrent_queries");
+    p.pack(b.max_concurrent_queries);
+    PackString(p, "max_queued_requests");
+    p.pack(b.max_queued_requests);
+    PackString(p, "retry_on_replica_failure");
+    p.pack(b.retry_on_replica_failure);
+    PackString(p, "user_config");
+    PackString(p, b.user_config);
+  }
+  PackString(p, "endpoints");
+  p.pack_array(static_cast<uint32_t>(state.endpoints.size()));
+  for (const auto& [name, e] : state.endpoints) {
+    p.pack_map(4);
+    PackString(p, "name");
+    PackString(p, e.name);
+    PackString(p, "traffic");
+    PackWeights(p, e.traffic);
+    PackString(p, "shadow");
+    PackWeights(p, e.shadow);
+    PackString(p, "timeout_ms");
+    p.pack(e.timeout_ms);
+  }
+}
+
+Status ReadU32(const msgpack::object& o, std::string_view field, uint32_t* out) {
+  uint64_t v = 0;
+  if (Status s = ArrayReader::ReadUint(o, field, UINT32_MAX, &v); !s.ok()) return s;
+  *out = static_cast<uint32_t>(v);
+  return Status::Ok();
+}
+
+Status ReadWeights(const msgpack::object& o, std::string_view field,
+                   std::map<std::string, double>* out) {
+  if (o.type != msgpack::type::MAP) return ArrayReader::Type(field, "a map");
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    std::string key;
+    if (Status s = ArrayReader::ReadStr(o.via.map.ptr[i].key, field, kMaxNameBytes, &key);
+        !s.ok()) {
+      return s;
+    }
+    const msgpack::object& v = o.via.map.ptr[i].val;
+    double d = 0;
+    if (v.type == msgpack::type::FLOAT64 || v.type == msgpack::type::FLOAT32) {
+      d = v.via.f64;
+    } else if (v.type == msgpack::type::POSITIVE_INTEGER) {
+      d = static_cast<double>(v.via.u64);
+    } else {
+      return ArrayReader::Type(field, "a map of numbers");
+    }
+    (*out)[key] = d;
+  }
+  return Status::Ok();
+}
+
+// Visits the string keys of a map, calling fn(key, value) -> Status.
+template <typename Fn>
+Status ForEachField(const msgpack::object& o, std::string_view what, Fn fn) {
+  if (o.type != msgpack::type::MAP) return ArrayReader::Type(what, "a map");
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const msgpack::object& k = o.via.map.ptr[i].key;
+    if (k.type != msgpack::type::STR) return ArrayReader::Type(what, "a map with string keys");
+    if (Status s = fn(std::string_view(k.via.str.ptr, k.via.str.size), o.via.map.ptr[i].val);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
+Status ReadBackend(const msgpack::object& o, BackendConfig* b) {
+  return ForEachField(o, "backend", [b](std::string_view key, const msgpack::object& v) {
+    if (key == "name") return ArrayReader::ReadStr(v, key, kMaxNameBytes, &b->name);
+    if (key == "handler") return ArrayReader::ReadStr(v, key, kMaxNameBytes, &b->handler);
+    if (key == "num_replicas") return ReadU32(v, key, &b->num_replicas);
+    if (key == "max_batch_size") return ReadU32(v, key, &b->max_batch_size);
+    if (key == "batch_wait_timeout_ms") return ReadU32(v, key, &b->batch_wait_timeout_ms);
+    if (key == "max_concurrent_queries") return ReadU32(v, key, &b->max_concurrent_queries);
+    if (key == "max_queued_requests") return ReadU32(v, key, &b->max_queued_requests);
+    if (key == "retry_on_replica_failure") return ReadU32(v, key, &b->retry_on_replica_failure);
+    if (key == "user_config") return ArrayReader::ReadStr(v, key, kMaxStateHeaderBytes, &b->user_config);
+    return Status::Ok();  // unknown keys are ignored
+  });
+}
+
+Status ReadEndpoint(const msgpack::object& o, EndpointConfig* e) {
+  return ForEachField(o, "endpoint", [e](std::string_view key, const msgpack::object& v) {
+    if (key == "name") return ArrayReader::ReadStr(v, key, kMaxNameBytes, &e->name);
+    if (key == "traffic") return ReadWeights(v, key, &e->traffic);
+    if (key == "shadow") return ReadWeights(v, key, &e->shadow);
+    if (key == "timeout_ms") return ReadU32(v, key, &e->timeout_ms);
+    return Status::Ok();
+  });
+}
+
+Status ReadState(const msgpack::object& o, ConfigState* state) {
+  return ForEachField(o, "state", [state](std::string_view key, const msgpack::object& v) {
+    if (key == "backends" || key == "endpoints") {
+      if (v.type != msgpack::type::ARRAY) return ArrayReader::Type(key, "an array");
+      for (uint32_t i = 0; i < v.via.array.size; ++i) {
+        if (key == "backends") {
+          BackendConfig b;
+          if (Status s = ReadBackend(v.via.array.ptr[i], &b); !s.ok()) return s;
+          std::string name = b.name;
+          state->backends[name] = std::move(b);
+        } else {
+          EndpointConfig e;
+          if (Status s = ReadEndpoint(v.via.array.ptr[i], &e); !s.ok()) return s;
+          std::string name = e.name;
+          state->endpoints[name] = std::move(e);
+        }
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace
+
+std::string_view CommandName(Command command) {
+  switch (command) {
+    case Command::kRequest: return "REQUEST";
+    case Command::kReply: return "REPLY";
+    case Command::kStatus: return "STATUS";
+    case Command::kReady: return "READY";
+    case Command::kBatch: return "BATCH";
+    case Command::kResults: return "RESULTS";
+    case Command::kDisconnect: return "DISCONNECT";
+    case Command::kHeartbeat: return "HEARTBEAT";
+    case Command::kSnapshotRequest: return "SNAPSHOT_REQUEST";
+    case Command::kSnapshot: return "SNAPSHOT";
+    case Command::kUpdate: return "UPDATE";
+    case Command::kControllerHeartbeat: return "CONTROLLER_HEARTBEAT";
+    case Command::kError: return "ERROR";
+  }
+  return "UNKNOWN";
+}
+
+StatusOr<Command> PeekCommand(std::string_view header) {
+  msgpack::object_handle handle;
+  Command command;
+  if (Status s = Parse(header, kMaxStateHeaderBytes, &handle, &command); !s.ok()) return s;
+  return command;
+}
+
+std::string EncodeRequest(const RequestHeader& h) {
+  msgpack::sbuffer buf(64 + h.endpoint.size() + h.method.size() + h.shard_key.size());
+  Packer p(buf);
+  PackPrefix(p, Command::kRequest, 6);
+  p.pack(h.request_id);
+  PackString(p, h.endpoint);
+  PackString(p, h.method);
+  p.pack(h.timeout_ms);
+  PackString(p, h.shard_key);
+  p.pack(h.priority);
+  return Take(buf);
+}
+
+std::string EncodeReply(const ReplyHeader& h) {
+  msgpack::sbuffer buf(32 + h.message.size());
+  Packer p(buf);
+  PackPrefix(p, Command::kReply, 3);
+  p.pack(h.request_id);
+  p.pack(static_cast<uint8_t>(h.code));
+  PackString(p, h.message);
+  return Take(buf);
+}
+
+std::string EncodeStatusRequest(uint64_t request_id) {
+  msgpack::sbuffer buf(16);
+  Packer p(buf);
+  PackPrefix(p, Command::kStatus, 1);
+  p.pack(request_id);
+  return Take(buf);
+}
+
+std::string EncodeReady(const ReadyHeader& h) {
+  msgpack::sbuffer buf(64);
+  Packer p(buf);
+  PackPrefix(p, Command::kReady, 3);
+  PackString(p, h.backend);
+  PackString(p, h.replica_tag);
+  p.pack(h.capacity);
+  return Take(buf);
+}
+
+std::string EncodeBatch(const std::vector<BatchItem>& items) {
+  msgpack::sbuffer buf(16 + 32 * items.size());
+  Packer p(buf);
+  PackPrefix(p, Command::kBatch, 1);
+  p.pack_array(static_cast<uint32_t>(items.size()));
+  for (const BatchItem& item : items) {
+    p.pack_array(3);
+    p.pack(item.token);
+    PackString(p, item.method);
+    p.pack(item.timeout_ms);
+  }
+  return Take(buf);
+}
+
+std::string EncodeResults(const std::vector<ResultItem>& items) {
+  msgpack::sbuffer buf(16 + 16 * items.size());
+  Packer p(buf);
+  PackPrefix(p, Command::kResults, 1);
+  p.pack_array(static_cast<uint32_t>(items.size()));
+  for (const ResultItem& item : items) {
+    p.pack_array(3);
+    p.pack(item.token);
+    p.pack(static_cast<uint8_t>(item.code));
+    PackString(p, item.message.size() > kMaxMessageBytes
+                      ? std::string_view(item.message).substr(0, kMaxMessageBytes)
+                      : std::string_view(item.message));
+  }
+  return Take(buf);
+}
+
+std::string EncodeSimple(Command command) {
+  msgpack::sbuffer buf(8);
+  Packer p(buf);
+  PackPrefix(p, command, 0);
+  return Take(buf);
+}
+
+std::string EncodeSnapshot(Command command, const Snapshot& s) {
+  msgpack::sbuffer buf(1024);
+  Packer p(buf);
+  PackPrefix(p, command, 2);
+  p.pack(s.version);
+  PackState(p, s.state);
+  return Take(buf);
+}
+
+std::string EncodeControllerHeartbeat(uint64_t version) {
+  msgpack::sbuffer buf(16);
+  Packer p(buf);
+  PackPrefix(p, Command::kControllerHeartbeat, 1);
+  p.pack(version);
+  return Take(buf);
+}
+
+std::string EncodeError(const Status& status) {
+  msgpack::sbuffer buf(32 + status.message().size());
+  Packer p(buf);
+  PackPrefix(p, Command::kError, 2);
+  p.pack(static_cast<uint8_t>(status.code()));
+  PackString(p, status.message());
+  return Take(buf);
+}
+
+StatusOr<RequestHeader> DecodeRequest(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kRequest, 8, &handle); !s.ok()) return s;
+  ArrayReader r(handle.get(), Command::kRequest);
+  RequestHeader h;
+  uint64_t timeout = 0;
+  int64_t priority = 0;
+  Status s = r.Uint(2, "request_id", UINT64_MAX, &h.request_id);
+  if (s.ok()) s = r.Str(3, "endpoint", kMaxNameBytes, &h.endpoint);
+  if (s.ok()) s = r.Str(4, "method", kMaxNameBytes, &h.method);
+  if (s.ok()) s = r.Uint(5, "timeout_ms", UINT32_MAX, &timeout);
+  if (s.ok()) s = r.Str(6, "shard_key", kMaxNameBytes, &h.shard_key);
+  if (s.ok()) s = r.Int(7, "priority", INT32_MIN, INT32_MAX, &priority);
+  if (!s.ok()) return s;
+  if (h.endpoint.empty()) return BadRequest("field 'endpoint' is empty");
+  if (h.method.empty()) return BadRequest("field 'method' is empty");
+  h.timeout_ms = static_cast<uint32_t>(timeout);
+  h.priority = static_cast<int32_t>(priority);
+  return h;
+}
+
+StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kReply, 5, &handle); !s.ok()) return s;
+  ArrayReader r(handle.get(), Command::kReply);
+  ReplyHeader h;
+  Status s = r.Uint(2, "request_id", UINT64_MAX, &h.request_id);
+  if (s.ok()) s = r.Code(3, "status", &h.code);
+  if (s.ok()) s = r.Str(4, "message", kMaxMessageBytes, &h.message);
+  if (!s.ok()) return s;
+  return h;
+}
+
+StatusOr<uint64_t> DecodeStatusRequest(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kStatus, 3, &handle); !s.ok()) return s;
+  uint64_t id = 0;
+  if (Status s = ArrayReader(handle.get(), Command::kStatus).Uint(2, "request_id", UINT64_MAX, &id);
+      !s.ok()) {
+    return s;
+  }
+  return id;
+}
+
+StatusOr<ReadyHeader> DecodeReady(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kReady, 5, &handle); !s.ok()) return s;
+  ArrayReader r(handle.get(), Command::kReady);
+  ReadyHeader h;
+  uint64_t capacity = 0;
+  Status s = r.Str(2, "backend", kMaxNameBytes, &h.backend);
+  if (s.ok()) s = r.Str(3, "replica_tag", kMaxNameBytes, &h.replica_tag);
+  if (s.ok()) s = r.Uint(4, "capacity", UINT32_MAX, &capacity);
+  if (!s.ok()) return s;
+  if (Status v = ValidateName("backend", h.backend); !v.ok()) return v;
+  h.capacity = static_cast<uint32_t>(capacity);
+  return h;
+}
+
+namespace {
+
+// The list of [token, x, y] triples of BATCH and RESULTS.
+Status OpenItems(std::string_view header, Command command, msgpack::object_handle* handle,
+                 const msgpack::object** list) {
+  if (Status s = Open(header, command, 3, handle); !s.ok()) return s;
+  const msgpack::object& items = handle->get().via.array.ptr[2];
+  if (items.type != msgpack::type::ARRAY) return ArrayReader::Type("items", "an array");
+  if (items.via.array.size == 0) return BadRequest("no items");
+  if (items.via.array.size > kMaxBatchItems) return BadRequest("too many items");
+  for (uint32_t i = 0; i < items.via.array.size; ++i) {
+    const msgpack::object& item = items.via.array.ptr[i];
+    if (item.type != msgpack::type::ARRAY || item.via.array.size < 3) {
+      return ArrayReader::Type("item", "an array of 3 elements");
+    }
+  }
+  *list = &items;
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header) {
+  msgpack::object_handle handle;
+  const msgpack::object* list;
+  if (Status s = OpenItems(header, Command::kBatch, &handle, &list); !s.ok()) return s;
+  std::vector<BatchItem> out(list->via.array.size);
+  for (uint32_t i = 0; i < list->via.array.size; ++i) {
+    ArrayReader r(list->via.array.ptr[i], Command::kBatch);
+    uint64_t timeout = 0;
+    Status s = r.Uint(0, "token", UINT64_MAX, &out[i].token);
+    if (s.ok()) s = r.Str(1, "method", kMaxNameBytes, &out[i].method);
+    if (s.ok()) s = r.Uint(2, "timeout_ms", UINT32_MAX, &timeout);
+    if (!s.ok()) return s;
+    out[i].timeout_ms = static_cast<uint32_t>(timeout);
+  }
+  return out;
+}
+
+StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header) {
+  msgpack::object_handle handle;
+  const msgpack::object* list;
+  if (Status s = OpenItems(header, Command::kResults, &handle, &list); !s.ok()) return s;
+  std::vector<ResultItem> out(list->via.array.size);
+  for (uint32_t i = 0; i < list->via.array.size; ++i) {
+    ArrayReader r(list->via.array.ptr[i], Command::kResults);
+    Status s = r.Uint(0, "token", UINT64_MAX, &out[i].token);
+    if (s.ok()) s = r.Code(1, "status", &out[i].code);
+    if (s.ok()) s = r.Str(2, "message", kMaxMessageBytes, &out[i].message);
+    if (!s.ok()) return s;
+  }
+  return out;
+}
+
+StatusOr<Snapshot> DecodeSnapshot(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kSnapshot, 4, &handle, Command::kUpdate); !s.ok()) {
+    return s;
+  }
+  ArrayReader r(handle.get(), Command::kSnapshot);
+  Snapshot snap;
+  if (Status s = r.Uint(2, "version", UINT64_MAX, &snap.version); !s.ok()) return s;
+  if (Status s = ReadState(r.At(3), &snap.state); !s.ok()) return s;
+  return snap;
+}
+
+StatusOr<uint64_t> DecodeControllerHeartbeat(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kControllerHeartbeat, 3, &handle); !s.ok()) return s;
+  uint64_t version = 0;
+  if (Status s = ArrayReader(handle.get(), Command::kControllerHeartbeat)
+                     .Uint(2, "version", UINT64_MAX, &version);
+      !s.ok()) {
+    return s;
+  }
+  return version;
+}
+
+StatusOr<ErrorHeader> DecodeError(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kError, 4, &handle); !s.ok()) return s;
+  ArrayReader r(handle.get(), Command::kError);
+  ErrorHeader h;
+  Status s = r.Code(2, "status", &h.code);
+  if (s.ok()) s = r.Str(3, "message", kMaxMessageBytes, &h.message);
+  if (!s.ok()) return s;
+  if (h.code == StatusCode::kOk) return BadRequest("ERROR carries status OK");
+  return h;
+}
+
+bool PeekRequestId(std::string_view header, uint64_t* request_id) {
+  msgpack::object_handle handle;
+  Command command;
+  if (!Parse(header, kMaxHeaderBytes, &handle, &command).ok()) return false;
+  if (command != Command::kRequest && command != Command::kStatus) return false;
+  const msgpack::object& o = handle.get();
+  if (o.via.array.size < 3) return false;
+  return ArrayReader::ReadUint(o.via.array.ptr[2], "request_id", UINT64_MAX, request_id).ok();
+}
+
+}  // namespace zserve::schemas

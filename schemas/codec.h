@@ -1,0 +1,121 @@
+// Encoding and decoding of ZSP/1 headers (schemas/PROTOCOL.md).
+//
+// Pure functions over bytes: no sockets, no shared state, safe from any
+// thread. Decoders never throw: any malformed input gives a BAD_REQUEST
+// Status that says what is wrong. Payload frames are not touched here; the
+// caller forwards them as they are.
+#ifndef ZSERVE_SCHEMAS_CODEC_H_
+#define ZSERVE_SCHEMAS_CODEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "schemas/config.h"
+#include "zserve/status.h"
+
+namespace zserve::schemas {
+
+inline constexpr uint64_t kProtocolVersion = 1;
+inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
+inline constexpr size_t kMaxStateHeaderBytes = 16 * 1024 * 1024;
+inline constexpr size_t kMaxNameBytes = 128;
+inline constexpr size_t kMaxMessageBytes = 4096;
+inline constexpr size_t kMaxBatchItems = 4096;
+inline constexpr std::string_view kConfigTopic = "zserve.config";
+inline constexpr std::string_view kDefaultMethod = "__call__";
+
+enum class Command : uint8_t {
+  kRequest = 1,
+  kReply = 2,
+  kStatus = 3,
+  kReady = 16,
+  kBatch = 17,
+  kResults = 18,
+  kDisconnect = 19,
+  kHeartbeat = 20,
+  kSnapshotRequest = 32,
+  kSnapshot = 33,
+  kUpdate = 34,
+  kControllerHeartbeat = 35,
+  kError = 47,
+};
+
+std::string_view CommandName(Command command);
+
+struct RequestHeader {
+  uint64_t request_id = 0;
+  std::string endpoint;
+  std::string method;
+  uint32_t timeout_ms = 0;  // 0: the endpoint's default
+  std::string shard_key;
+  int32_t priority = 0;
+};
+
+struct ReplyHeader {
+  uint64_t request_id = 0;
+  StatusCode code = StatusCode::kOk;
+  std::string message;
+};
+
+struct ReadyHeader {
+  std::string backend;
+  std::string replica_tag;
+  uint32_t capacity = 0;  // 0: no limit of the worker's own
+};
+
+struct BatchItem {
+  uint64_t token = 0;
+  std::string method;
+  uint32_t timeout_ms = 0;  // what remains of the deadline at dispatch
+};
+
+struct ResultItem {
+  uint64_t token = 0;
+  StatusCode code = StatusCode::kOk;
+  std::string message;
+};
+
+struct Snapshot {
+  uint64_t version = 0;
+  ConfigState state;
+};
+
+// Checks version and command of any header; the first step of every receiver.
+StatusOr<Command> PeekCommand(std::string_view header);
+
+std::string EncodeRequest(const RequestHeader& h);
+std::string EncodeReply(const ReplyHeader& h);
+std::string EncodeStatusRequest(uint64_t request_id);
+std::string EncodeReady(const ReadyHeader& h);
+std::string EncodeBatch(const std::vector<BatchItem>& items);
+std::string EncodeResults(const std::vector<ResultItem>& items);
+std::string EncodeSimple(Command command);  // DISCONNECT, HEARTBEAT, SNAPSHOT_REQUEST
+std::string EncodeSnapshot(Command command, const Snapshot& s);  // SNAPSHOT or UPDATE
+std::string EncodeControllerHeartbeat(uint64_t version);
+std::string EncodeError(const Status& status);
+
+// Each decoder checks that the header is of its command.
+StatusOr<RequestHeader> DecodeRequest(std::string_view header);
+StatusOr<ReplyHeader> DecodeReply(std::string_view header);
+StatusOr<uint64_t> DecodeStatusRequest(std::string_view header);
+StatusOr<ReadyHeader> DecodeReady(std::string_view header);
+StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header);
+StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header);
+StatusOr<Snapshot> DecodeSnapshot(std::string_view header);  // SNAPSHOT or UPDATE
+StatusOr<uint64_t> DecodeControllerHeartbeat(std::string_view header);
+// The carried error; its code is never OK.
+struct ErrorHeader {
+  StatusCode code = StatusCode::kInternal;
+  std::string message;
+};
+StatusOr<ErrorHeader> DecodeError(std::string_view header);
+
+// Best effort for error replies: the request_id of a REQUEST or STATUS header
+// that is otherwise malformed, if one can be read.
+bool PeekRequestId(std::string_view header, uint64_t* request_id);
+
+}  // namespace zserve::schemas
+
+#endif  // ZSERVE_SCHEMAS_CODEC_H_

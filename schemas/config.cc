@@ -1,0 +1,101 @@
+#include "schemas/config.h"
+
+#include <cmath>
+
+namespace zserve::schemas {
+
+uint32_t BackendConfig::EffectiveMaxConcurrentQueries() const {
+  if (max_concurrent_queries > 0) return max_concurrent_queries;
+  return max_batch_size > 1 ? 2 * max_batch_size : 8;
+}
+
+Status ValidateName(std::string_view kind, std::string_view name) {
+  if (name.empty() || name.size() > 128) {
+    return BadRequest(std::string(kind) + " name must be 1 to 128 characters, got " +
+                      std::to_string(name.size()));
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-';
+    if (!ok) {
+      return BadRequest(std::string(kind) + " name '" + std::string(name) +
+                        "' has a character outside [A-Za-z0-9_.-]");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ValidateWeights(const std::map<std::string, double>& weights) {
+  if (weights.empty()) return BadRequest("traffic policy names no backend");
+  double sum = 0;
+  for (const auto& [backend, weight] : weights) {
+    if (!std::isfinite(weight) || weight < 0) {
+      return BadRequest("traffic weight of backend '" + backend + "' must be >= 0, got " +
+                        std::to_string(weight));
+    }
+    sum += weight;
+  }
+  if (std::fabs(sum - 1.0) > 1e-6) {
+    return BadRequest("traffic weights must sum to 1, they sum to " + std::to_string(sum));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+Status ValidateBackend(const BackendConfig& b) {
+  if (Status s = ValidateName("backend", b.name); !s.ok()) return s;
+  const std::string where = "backend '" + b.name + "': ";
+  if (b.handler.empty()) return BadRequest(where + "handler must be set");
+  if (b.num_replicas > 1024) return BadRequest(where + "num_replicas must be 0..1024");
+  if (b.max_batch_size < 1 || b.max_batch_size > 4096) {
+    return BadRequest(where + "max_batch_size must be 1..4096");
+  }
+  if (b.batch_wait_timeout_ms > 60'000) {
+    return BadRequest(where + "batch_wait_timeout_ms must be 0..60000");
+  }
+  if (b.max_concurrent_queries > 100'000) {
+    return BadRequest(where + "max_concurrent_queries must be 0..100000 (0: default)");
+  }
+  if (b.max_queued_requests < 1 || b.max_queued_requests > 10'000'000) {
+    return BadRequest(where + "max_queued_requests must be 1..10000000");
+  }
+  if (b.retry_on_replica_failure > 10) {
+    return BadRequest(where + "retry_on_replica_failure must be 0..10");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Validate(const ConfigState& state) {
+  for (const auto& [name, b] : state.backends) {
+    if (name != b.name) return Internal("backend key '" + name + "' differs from its name");
+    if (Status s = ValidateBackend(b); !s.ok()) return s;
+  }
+  for (const auto& [name, e] : state.endpoints) {
+    if (name != e.name) return Internal("endpoint key '" + name + "' differs from its name");
+    if (Status s = ValidateName("endpoint", e.name); !s.ok()) return s;
+    const std::string where = "endpoint '" + e.name + "': ";
+    if (Status s = ValidateWeights(e.traffic); !s.ok()) return BadRequest(where + s.message());
+    for (const auto& [backend, weight] : e.traffic) {
+      if (!state.backends.contains(backend)) {
+        return BadRequest(where + "traffic names unknown backend '" + backend + "'");
+      }
+    }
+    for (const auto& [backend, fraction] : e.shadow) {
+      if (!state.backends.contains(backend)) {
+        return BadRequest(where + "shadow names unknown backend '" + backend + "'");
+      }
+      if (!std::isfinite(fraction) || fraction < 0 || fraction > 1) {
+        return BadRequest(where + "shadow fraction of '" + backend + "' must be in [0, 1]");
+      }
+    }
+    if (e.timeout_ms < 1 || e.timeout_ms > 3'600'000) {
+      return BadRequest(where + "timeout_ms must be 1..3600000");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace zserve::schemas

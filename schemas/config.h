@@ -1,0 +1,60 @@
+// The configuration state that the controller owns and publishes: backends,
+// endpoints and their traffic policies (schemas/PROTOCOL.md §4.3,
+// docs/configuration.md).
+//
+// Plain values and pure functions; safe from any thread.
+#ifndef ZSERVE_SCHEMAS_CONFIG_H_
+#define ZSERVE_SCHEMAS_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "zserve/status.h"
+
+namespace zserve::schemas {
+
+inline constexpr uint32_t kDefaultTimeoutMs = 30'000;
+inline constexpr uint32_t kDefaultMaxQueuedRequests = 100'000;
+
+struct BackendConfig {
+  std::string name;
+  std::string handler;  // built-in handler of the generic worker ("echo", "sleep", ...)
+  uint32_t num_replicas = 1;
+  uint32_t max_batch_size = 1;
+  uint32_t batch_wait_timeout_ms = 0;
+  uint32_t max_concurrent_queries = 0;  // 0: 2 x max_batch_size when batching, else 8
+  uint32_t max_queued_requests = kDefaultMaxQueuedRequests;
+  uint32_t retry_on_replica_failure = 1;
+  std::string user_config;  // opaque to zserve, given to the handler
+
+  // The in-flight cap per replica, with the default applied.
+  uint32_t EffectiveMaxConcurrentQueries() const;
+  bool operator==(const BackendConfig&) const = default;
+};
+
+struct EndpointConfig {
+  std::string name;
+  std::map<std::string, double> traffic;  // backend -> weight, summing to 1
+  std::map<std::string, double> shadow;   // backend -> fraction in [0, 1]
+  uint32_t timeout_ms = kDefaultTimeoutMs;
+  bool operator==(const EndpointConfig&) const = default;
+};
+
+struct ConfigState {
+  std::map<std::string, BackendConfig> backends;
+  std::map<std::string, EndpointConfig> endpoints;
+  bool operator==(const ConfigState&) const = default;
+};
+
+// Names of endpoints and backends: 1..128 of [A-Za-z0-9_.-].
+Status ValidateName(std::string_view kind, std::string_view name);
+// Traffic weights: >= 0, summing to 1 within 1e-6, at least one backend.
+Status ValidateWeights(const std::map<std::string, double>& weights);
+// The whole state: names, numeric ranges, weights, references to backends.
+Status Validate(const ConfigState& state);
+
+}  // namespace zserve::schemas
+
+#endif  // ZSERVE_SCHEMAS_CONFIG_H_

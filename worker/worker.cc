@@ -1,0 +1,321 @@
+#include "zserve/worker.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <zmq.hpp>
+
+#include "common/logging.h"
+#include "common/zmq_util.h"
+#include "schemas/codec.h"
+
+namespace zserve {
+
+namespace sc = zserve::schemas;
+
+namespace {
+
+std::string DefaultTag() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+zmq::message_t ToMessage(const std::string& s) { return zmq::message_t(s.data(), s.size()); }
+
+struct Item {
+  uint64_t token;
+  std::string method;
+  TimePoint deadline;
+  zmq::message_t payload;
+};
+
+using Job = std::vector<Item>;
+
+}  // namespace
+
+class Worker::Impl {
+ public:
+  Impl(const WorkerOptions& options, std::unique_ptr<Handler> handler)
+      : options_(options),
+        handler_(std::move(handler)),
+        log_(MakeLogger("worker", options.log_level)),
+        context_(1),
+        broker_(context_, zmq::socket_type::dealer),
+        results_(context_, zmq::socket_type::pull),
+        results_address_("inproc://zserve-worker-results") {}
+
+  ~Impl() { StopPool(); }
+
+  Status Init() {
+    if (options_.replica_tag.empty()) options_.replica_tag = DefaultTag();
+    if (options_.threads == 0) return BadRequest("threads must be at least 1");
+    drain_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (drain_fd_ < 0) return Internal("eventfd failed");
+    try {
+      broker_.set(zmq::sockopt::linger, 0);
+      broker_.set(zmq::sockopt::sndhwm, 100'000);
+      broker_.set(zmq::sockopt::rcvhwm, 100'000);
+      results_.set(zmq::sockopt::linger, 0);
+      results_.set(zmq::sockopt::rcvhwm, 0);
+      results_.bind(results_address_);
+      broker_.connect(options_.broker_address);
+    } catch (const zmq::error_t& e) {
+      return Unavailable(std::string("worker cannot connect: ") + e.what());
+    }
+    for (uint32_t i = 0; i < options_.threads; ++i) pool_.emplace_back([this] { PoolLoop(); });
+    return Status::Ok();
+  }
+
+  void Drain() {
+    drain_requested_.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(drain_fd_, &one, sizeof one);  // async-signal-safe
+  }
+
+  Status Run(int wake_fd, const std::function<void()>& on_wake) {
+    SendReady();
+    log_->info("replica '{}' of backend '{}' serving, broker {}", options_.replica_tag,
+               options_.backend, options_.broker_address);
+    Frames frames;
+    bool draining = false;
+    TimePoint drain_started{};
+    while (true) {
+      zmq::pollitem_t items[] = {
+          {broker_.handle(), 0, ZMQ_POLLIN, 0},
+          {results_.handle(), 0, ZMQ_POLLIN, 0},
+          {nullptr, drain_fd_, ZMQ_POLLIN, 0},
+          {nullptr, wake_fd, ZMQ_POLLIN, 0},
+      };
+      auto timeout = draining ? std::chrono::milliseconds(100) : std::chrono::milliseconds(-1);
+      try {
+        zmq::poll(items, wake_fd >= 0 ? 4 : 3, timeout);
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
+      }
+      if (wake_fd >= 0 && (items[3].revents & ZMQ_POLLIN) && on_wake) on_wake();
+      while (RecvFrames(results_, &frames)) {
+        in_flight_ -= frames.size() - 1;
+        if (!SendFrames(broker_, frames).ok()) {
+          log_->warn("{} results not sent: broker unreachable", frames.size() - 1);
+        }
+      }
+      while (RecvFrames(broker_, &frames)) {
+        if (HandleBroker(frames, draining)) {
+          log_->info("drained: every result sent, leaving");
+          return Status::Ok();
+        }
+      }
+      if (items[2].revents & ZMQ_POLLIN) {
+        uint64_t v;
+        [[maybe_unused]] ssize_t n = read(drain_fd_, &v, sizeof v);
+      }
+      if (drain_requested_.load() && !draining) {
+        draining = true;
+        drain_started = Clock::now();
+        log_->info("draining: {} requests in hand", in_flight_);
+        SendSimple(sc::Command::kDisconnect);
+      }
+      if (draining && Clock::now() - drain_started > options_.drain_timeout) {
+        log_->warn("drain timed out with {} requests in hand", in_flight_);
+        return Unavailable("drain timed out: the broker did not confirm");
+      }
+    }
+  }
+
+ private:
+  void SendReady() {
+    zmq::message_t m = ToMessage(
+        sc::EncodeReady({options_.backend, options_.replica_tag, options_.capacity}));
+    if (!SendFrames(broker_, std::span(&m, 1)).ok()) log_->warn("READY not sent");
+  }
+
+  void SendSimple(sc::Command command) {
+    zmq::message_t m = ToMessage(sc::EncodeSimple(command));
+    (void)SendFrames(broker_, std::span(&m, 1));
+  }
+
+  // Returns true when the worker should exit (its drain is confirmed).
+  bool HandleBroker(Frames& frames, bool draining) {
+    std::string_view header = View(frames[0]);
+    StatusOr<sc::Command> command = sc::PeekCommand(header);
+    if (!command.ok()) {
+      log_->warn("malformed message from broker dropped: {}", command.status().message());
+      return false;
+    }
+    if (*command == sc::Command::kDisconnect) {
+      if (draining) return true;
+      log_->info("broker does not know this replica: registering again");
+      SendReady();
+      return false;
+    }
+    if (*command == sc::Command::kHeartbeat) return false;
+    if (*command != sc::Command::kBatch) {
+      log_->warn("broker sent {}, which a worker does not take", sc::CommandName(*command));
+      return false;
+    }
+    StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(header);
+    if (!batch.ok()) {
+      log_->warn("malformed BATCH dropped: {}", batch.status().message());
+      return false;
+    }
+    if (batch->size() != frames.size() - 1) {
+      // The tokens are known: answer each so nothing waits for its deadline.
+      std::vector<sc::ResultItem> results;
+      for (const sc::BatchItem& b : *batch) {
+        results.push_back({b.token, StatusCode::kBadRequest, "BATCH frame count mismatch"});
+      }
+      Frames out;
+      out.push_back(ToMessage(sc::EncodeResults(results)));
+      for (size_t i = 0; i < results.size(); ++i) out.emplace_back();
+      (void)SendFrames(broker_, out);
+      return false;
+    }
+    TimePoint now = Clock::now();
+    Job job;
+    job.reserve(batch->size());
+    for (size_t i = 0; i < batch->size(); ++i) {
+      sc::BatchItem& b = (*batch)[i];
+      job.push_back(Item{b.token, std::move(b.method),
+                         now + std::chrono::milliseconds(b.timeout_ms), std::move(frames[i + 1])});
+    }
+    in_flight_ += job.size();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+    return false;
+  }
+
+  void PoolLoop() {
+    zmq::socket_t push(context_, zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 0);
+    push.set(zmq::sockopt::sndhwm, 0);
+    push.connect(results_address_);
+    while (true) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stop_ and nothing left
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      Process(job, push);
+    }
+  }
+
+  // Runs one received batch: split by method, skip expired items, call the
+  // handler, and send one RESULTS for the lot.
+  void Process(Job& job, zmq::socket_t& push) {
+    std::vector<sc::ResultItem> results(job.size());
+    std::vector<zmq::message_t> payloads(job.size());
+    std::map<std::string_view, std::vector<size_t>> by_method;
+    TimePoint now = Clock::now();
+    for (size_t i = 0; i < job.size(); ++i) {
+      results[i].token = job[i].token;
+      if (job[i].deadline <= now) {
+        results[i].code = StatusCode::kDeadlineExceeded;
+        results[i].message = "deadline passed before the handler started";
+      } else {
+        by_method[job[i].method].push_back(i);
+      }
+    }
+    for (const auto& [method, indexes] : by_method) {
+      std::vector<Request> requests;
+      requests.reserve(indexes.size());
+      for (size_t i : indexes) requests.push_back({method, View(job[i].payload), job[i].deadline});
+      std::vector<Result> out;
+      std::string failure;
+      try {
+        out = handler_->HandleBatch(requests);
+        if (out.size() != requests.size()) {
+          failure = "handler returned " + std::to_string(out.size()) + " results for " +
+                    std::to_string(requests.size()) + " requests";
+        }
+      } catch (const std::exception& e) {
+        failure = std::string("handler threw: ") + e.what();
+      } catch (...) {
+        failure = "handler threw a non-standard exception";
+      }
+      for (size_t k = 0; k < indexes.size(); ++k) {
+        sc::ResultItem& r = results[indexes[k]];
+        if (!failure.empty()) {
+          r.code = StatusCode::kHandlerError;
+          r.message = failure;
+        } else if (out[k].ok()) {
+          payloads[indexes[k]] = ToMessage(out[k].value());
+        } else {
+          r.code = StatusCode::kHandlerError;
+          r.message = out[k].status().message();
+        }
+      }
+      if (!failure.empty()) log_->warn("{}", failure);
+    }
+    Frames frames;
+    frames.reserve(job.size() + 1);
+    frames.push_back(ToMessage(sc::EncodeResults(results)));
+    for (auto& p : payloads) frames.push_back(std::move(p));
+    for (size_t i = 0; i < frames.size(); ++i) {
+      push.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore
+                                                 : zmq::send_flags::none);
+    }
+  }
+
+  void StopPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread& t : pool_) t.join();
+    pool_.clear();
+    if (drain_fd_ >= 0) close(drain_fd_);
+    drain_fd_ = -1;
+  }
+
+  WorkerOptions options_;
+  std::unique_ptr<Handler> handler_;
+  Logger log_;
+  zmq::context_t context_;
+  zmq::socket_t broker_;   // I/O thread only
+  zmq::socket_t results_;  // I/O thread only
+  std::string results_address_;
+  int drain_fd_ = -1;
+  std::atomic<bool> drain_requested_{false};
+  size_t in_flight_ = 0;  // I/O thread only
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;  // guarded by mu_
+  bool stop_ = false;     // guarded by mu_
+  std::vector<std::thread> pool_;
+};
+
+Worker::Worker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Worker::~Worker() = default;
+
+StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options,
+                                                 std::unique_ptr<Handler> handler) {
+  if (handler == nullptr) return BadRequest("a worker needs a handler");
+  if (Status s = schemas::ValidateName("backend", options.backend); !s.ok()) return s;
+  if (Status s = ValidateLogLevel(options.log_level); !s.ok()) return s;
+  auto impl = std::make_unique<Impl>(options, std::move(handler));
+  if (Status s = impl->Init(); !s.ok()) return s;
+  return std::unique_ptr<Worker>(new Worker(std::move(impl)));
+}
+
+Status Worker::Run(int wake_fd, const std::function<void()>& on_wake) {
+  return impl_->Run(wake_fd, on_wake);
+}
+
+void Worker::Drain() { impl_->Drain(); }
+
+}  // namespace zserve
