@@ -1,0 +1,254 @@
+// End to end, with real processes: `zserve up` (or each role started by
+// hand) on free loopback ports, called through the client library and the
+// `zserve call` command.
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "tests/e2e/stack.h"
+#include "zserve/client.h"
+
+namespace zserve::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr const char* kDeployment = R"(
+backends:
+  echo:
+    handler: echo
+    num_replicas: 2
+  sleep:
+    handler: sleep
+    num_replicas: 1
+    max_concurrent_queries: 1
+  fail:
+    handler: fail
+    num_replicas: 1
+endpoints:
+  echo:
+    backend: echo
+  sleep:
+    backend: sleep
+  fail:
+    backend: fail
+)";
+
+std::unique_ptr<Client> Connect(const std::string& address) {
+  ClientOptions o;
+  o.broker_address = address;
+  StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
+  REQUIRE(c.ok());
+  return std::move(c).value();
+}
+
+TEST_CASE("up serves a call through the client library", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  StatusOr<std::string> r = client->Call("echo", "hello");
+  REQUIRE(r.ok());
+  CHECK(*r == "hello");
+  // Binary payloads travel as they are.
+  std::string binary("\0\x01\xff zserve", 10);
+  r = client->Call("echo", binary);
+  REQUIRE(r.ok());
+  CHECK(*r == binary);
+}
+
+TEST_CASE("the hello_client example calls through the library", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  Process example(HELLO_CLIENT, {stack.client_address()});
+  REQUIRE(example.Wait(milliseconds(10'000)) == 0);
+  CHECK(example.output() == "hello\n100 of 100 async calls answered OK\n");
+}
+
+TEST_CASE("zserve call prints the result or the error type and exits non-zero", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  Process ok(kBinary, {"call", "echo", "hello", "--broker", stack.client_address()});
+  REQUIRE(ok.Wait(milliseconds(10'000)) == 0);
+  CHECK(ok.output() == "hello\n");
+
+  std::string err_path = stack.dir() + "/call.err";
+  Process missing(kBinary, {"call", "nope", "x", "--broker", stack.client_address()}, err_path);
+  REQUIRE(missing.Wait(milliseconds(10'000)) == 1);
+  CHECK(missing.output().empty());
+  Process cat(kBinary, {"call", "fail", "error:bad input", "--broker", stack.client_address()},
+              err_path);
+  REQUIRE(cat.Wait(milliseconds(10'000)) == 1);
+  std::ifstream in(err_path);
+  std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(err, Catch::Contains("NOT_FOUND: no endpoint named 'nope'"));
+  CHECK_THAT(err, Catch::Contains("HANDLER_ERROR: bad input"));
+}
+
+TEST_CASE("an unknown endpoint is NOT_FOUND at once", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  CallOptions o;
+  o.timeout = milliseconds(5000);
+  StatusOr<std::string> r = client->Call("no_such_endpoint", "x", o);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == StatusCode::kNotFound);
+  CHECK_THAT(r.status().message(), Catch::Contains("no_such_endpoint"));
+}
+
+TEST_CASE("a throwing handler gives HANDLER_ERROR and the worker keeps serving", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  for (int i = 0; i < 3; ++i) {
+    StatusOr<std::string> thrown = client->Call("fail", "throw:boom " + std::to_string(i));
+    REQUIRE_FALSE(thrown.ok());
+    CHECK(thrown.status().code() == StatusCode::kHandlerError);
+    CHECK_THAT(thrown.status().message(), Catch::Contains("boom " + std::to_string(i)));
+    StatusOr<std::string> item = client->Call("fail", "error:only this one");
+    REQUIRE_FALSE(item.ok());
+    CHECK(item.status().code() == StatusCode::kHandlerError);
+    CHECK(item.status().message() == "only this one");
+    StatusOr<std::string> fine = client->Call("fail", "still here");
+    REQUIRE(fine.ok());
+    CHECK(*fine == "still here");
+  }
+}
+
+TEST_CASE("1000 async calls in flight are each answered exactly once", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  constexpr int kCalls = 1000;
+  std::map<int, int> answers;
+  std::map<int, std::string> payloads;
+  int failures = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    std::string payload = "request-" + std::to_string(i);
+    client->CallAsync("echo", payload, {}, [&, i, payload](StatusOr<std::string> r) {
+      ++answers[i];
+      if (!r.ok() || *r != payload) ++failures;
+    });
+  }
+  CHECK(client->pending() == kCalls);
+  client->Wait();
+  CHECK(client->pending() == 0);
+  CHECK(answers.size() == kCalls);
+  CHECK(failures == 0);
+  int twice = 0;
+  for (const auto& [id, n] : answers) twice += n != 1;
+  CHECK(twice == 0);
+  // Both replicas took part.
+  StatusOr<std::string> status = client->BrokerStatus(milliseconds(2000));
+  REQUIRE(status.ok());
+  auto j = nlohmann::json::parse(*status);
+  CHECK(j["backends"]["echo"]["replicas"] == 2);
+  CHECK(j["held_requests"] == 0);
+}
+
+TEST_CASE("a request past its deadline is DEADLINE_EXCEEDED promptly", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  CallOptions o;
+  o.timeout = milliseconds(200);
+  auto start = std::chrono::steady_clock::now();
+  // The sleep backend runs one request at a time: the first holds the
+  // replica, the second waits in the queue; both expire.
+  StatusOr<std::string> first = Internal("no answer"), second = Internal("no answer");
+  client->CallAsync("sleep", "1500", o, [&](StatusOr<std::string> r) { first = std::move(r); });
+  client->CallAsync("sleep", "1500", o, [&](StatusOr<std::string> r) { second = std::move(r); });
+  client->Wait();
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(first.status().code() == StatusCode::kDeadlineExceeded);
+  CHECK(second.status().code() == StatusCode::kDeadlineExceeded);
+  // Answered by the broker's timer, not after the 1.5 s handler.
+  CHECK(took < milliseconds(1000));
+}
+
+TEST_CASE("SIGTERM stops the whole stack cleanly", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  stack.up().Signal(SIGTERM);
+  REQUIRE(stack.up().Wait(milliseconds(20'000)) == 0);
+  std::string log = stack.log();
+  CHECK_THAT(log, Catch::Contains("drained: every result sent"));
+  CHECK_THAT(log, Catch::Contains("controller stopping"));
+  CHECK_THAT(log, !Catch::Contains("did not stop in time"));
+}
+
+TEST_CASE("each role runs as its own process and the broker follows a controller reload",
+          "[e2e]") {
+  std::string dir = MakeTempDir();
+  std::string file = dir + "/deployment.yaml";
+  WriteFile(file, "backends:\n  echo: {handler: echo}\nendpoints:\n  echo: {backend: echo}\n");
+  std::string client_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  std::string worker_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  std::string admin_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  std::string pub_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  std::string log = dir + "/roles.log";
+  Process controller(kBinary, {"controller", "--config", file, "--admin-bind", admin_addr,
+                               "--pub-bind", pub_addr}, log);
+  Process broker(kBinary, {"broker", "--client-bind", client_addr, "--worker-bind", worker_addr,
+                           "--controller", admin_addr, "--controller-pub", pub_addr}, log);
+  Process worker(kBinary, {"worker", "--backend", "echo", "--handler", "echo", "--broker",
+                           worker_addr}, log);
+  auto client = Connect(client_addr);
+  CallOptions o;
+  o.timeout = milliseconds(10'000);
+  // The first call waits in the broker until config and a replica are there.
+  StatusOr<std::string> r = client->Call("echo", "first", o);
+  REQUIRE(r.ok());
+  CHECK(*r == "first");
+  CHECK(client->Call("alias", "x", o).status().code() == StatusCode::kNotFound);
+
+  // A new endpoint in the file, SIGHUP: the controller publishes version 2.
+  WriteFile(file,
+            "backends:\n  echo: {handler: echo}\n"
+            "endpoints:\n  echo: {backend: echo}\n  alias: {backend: echo}\n");
+  controller.Signal(SIGHUP);
+  bool served = false;
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!served && std::chrono::steady_clock::now() < end) {
+    // Each NOT_FOUND is an answered round trip: the broker has not applied
+    // version 2 yet.
+    StatusOr<std::string> a = client->Call("alias", "via alias", o);
+    served = a.ok() && *a == "via alias";
+    if (!a.ok()) REQUIRE(a.status().code() == StatusCode::kNotFound);
+  }
+  CHECK(served);
+  StatusOr<std::string> status = client->BrokerStatus(milliseconds(2000));
+  REQUIRE(status.ok());
+  CHECK(nlohmann::json::parse(*status)["config_version"] == 2);
+
+  // An invalid file is refused; the old config keeps serving.
+  WriteFile(file, "endpoints:\n  echo: {backend: missing}\n");
+  controller.Signal(SIGHUP);
+  r = client->Call("alias", "still", o);
+  REQUIRE(r.ok());
+
+  worker.Signal(SIGTERM);
+  CHECK(worker.Wait(milliseconds(10'000)) == 0);
+  broker.Signal(SIGTERM);
+  CHECK(broker.Wait(milliseconds(10'000)) == 0);
+  controller.Signal(SIGTERM);
+  CHECK(controller.Wait(milliseconds(10'000)) == 0);
+}
+
+TEST_CASE("up refuses a bad deployment file with a clear message", "[e2e]") {
+  std::string dir = MakeTempDir();
+  WriteFile(dir + "/bad.yaml",
+            "backends:\n  a: {handler: echo, num_replica: 2}\nendpoints:\n  e: {backend: a}\n");
+  Process up(kBinary, {"up", dir + "/bad.yaml", "--client-port", "0"}, dir + "/err.log");
+  REQUIRE(up.Wait(milliseconds(10'000)) == 1);
+  std::ifstream in(dir + "/err.log");
+  std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(err, Catch::Contains("unknown key 'num_replica'"));
+}
+
+}  // namespace
+}  // namespace zserve::testing

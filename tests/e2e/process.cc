@@ -1,0 +1,122 @@
+#include "tests/e2e/process.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+
+namespace zserve::testing {
+
+using Clock = std::chrono::steady_clock;
+
+Process::Process(const std::string& binary, const std::vector<std::string>& args,
+                 const std::string& stderr_path) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) std::abort();
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    if (!stderr_path.empty()) {
+      int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (err >= 0) dup2(err, STDERR_FILENO);
+    }
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  out_fd_ = fds[0];
+  pid_fd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+  if (pid_fd_ < 0) std::abort();
+}
+
+Process::~Process() {
+  if (!exit_code_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (out_fd_ >= 0) close(out_fd_);
+  if (pid_fd_ >= 0) close(pid_fd_);
+}
+
+bool Process::ReadSome(int timeout_ms) {
+  if (eof_) return false;
+  pollfd p{out_fd_, POLLIN, 0};
+  if (poll(&p, 1, timeout_ms) <= 0) return false;
+  char buf[4096];
+  ssize_t n = read(out_fd_, buf, sizeof buf);
+  if (n <= 0) {
+    eof_ = true;
+    return false;
+  }
+  out_.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+bool Process::WaitForLine(const std::string& needle, std::chrono::milliseconds limit) {
+  auto end = Clock::now() + limit;
+  while (out_.find(needle) == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
+    if (left.count() <= 0) return false;
+    if (!ReadSome(static_cast<int>(left.count())) && (eof_ || Wait(std::chrono::milliseconds(0)))) {
+      return out_.find(needle) != std::string::npos;  // stdout closed or exited
+    }
+  }
+  return true;
+}
+
+void Process::Signal(int signo) {
+  if (!exit_code_ && pid_ > 0) kill(pid_, signo);
+}
+
+std::optional<int> Process::Wait(std::chrono::milliseconds limit) {
+  if (!exit_code_) {
+    // A pidfd turns readable when the process exits.
+    pollfd p{pid_fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(limit.count())) <= 0) return std::nullopt;
+    int status = 0;
+    if (waitpid(pid_, &status, 0) != pid_) return std::nullopt;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  while (ReadSome(0)) {
+  }
+  return exit_code_;
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+std::string MakeTempDir() {
+  std::string tmpl = "/tmp/zserve-test-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  return tmpl;
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+}
+
+}  // namespace zserve::testing

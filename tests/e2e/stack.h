@@ -1,0 +1,37 @@
+// Test support: a whole zserve stack (`zserve up`) on free loopback ports,
+// from a deployment file written by the test. Ready when `up` says so, which
+// it does only once every endpoint is served.
+#ifndef ZSERVE_TESTS_E2E_STACK_H_
+#define ZSERVE_TESTS_E2E_STACK_H_
+
+#include <memory>
+#include <string>
+
+#include "tests/e2e/process.h"
+
+namespace zserve::testing {
+
+inline constexpr const char* kBinary = ZSERVE_BINARY;
+
+class Stack {
+ public:
+  explicit Stack(const std::string& deployment_yaml);
+  ~Stack();  // SIGTERM, bounded wait, then SIGKILL
+
+  bool ready() const { return ready_; }
+  std::string client_address() const;
+  std::string worker_address() const;
+  Process& up() { return *up_; }
+  const std::string& dir() const { return dir_; }
+  std::string log() const;  // everything the stack wrote to stderr
+
+ private:
+  std::string dir_;
+  int client_port_, worker_port_, admin_port_, pub_port_;
+  std::unique_ptr<Process> up_;
+  bool ready_ = false;
+};
+
+}  // namespace zserve::testing
+
+#endif  // ZSERVE_TESTS_E2E_STACK_H_

@@ -1,0 +1,551 @@
+// ZSP/1 header codec (schemas/codec.h, schemas/PROTOCOL.md): every
+// Encode*/Decode* pair round-trips, and malformed headers are refused with a
+// BAD_REQUEST that says what is wrong.
+#include <catch2/catch.hpp>
+
+#include <msgpack.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "schemas/codec.h"
+#include "schemas/config.h"
+#include "zserve/status.h"
+
+namespace {
+
+using Catch::Matchers::Contains;
+using zserve::Status;
+using zserve::StatusCode;
+namespace sc = zserve::schemas;
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+// Builds raw MessagePack with a packer, for headers the encoders never make.
+std::string Raw(const std::function<void(Packer&)>& fill) {
+  msgpack::sbuffer buf;
+  Packer p(buf);
+  fill(p);
+  return std::string(buf.data(), buf.size());
+}
+
+void Str(Packer& p, std::string_view s) {
+  p.pack_str(static_cast<uint32_t>(s.size()));
+  p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+// [1, 1, id, endpoint, method, timeout, shard_key, priority] with the
+// endpoint element written by `endpoint`.
+std::string RawRequest(uint64_t id, const std::function<void(Packer&)>& endpoint) {
+  return Raw([&](Packer& p) {
+    p.pack_array(8);
+    p.pack(uint64_t{1});
+    p.pack(uint64_t{1});
+    p.pack(id);
+    endpoint(p);
+    Str(p, "__call__");
+    p.pack(uint32_t{100});
+    Str(p, "");
+    p.pack(int32_t{0});
+  });
+}
+
+sc::RequestHeader SampleRequest() {
+  sc::RequestHeader h;
+  h.request_id = 42;
+  h.endpoint = "classify";
+  h.method = "predict";
+  h.timeout_ms = 2500;
+  h.shard_key = "user-17";
+  h.priority = -3;
+  return h;
+}
+
+sc::ConfigState SampleState() {
+  sc::ConfigState state;
+  sc::BackendConfig a;
+  a.name = "model_a";
+  a.handler = "echo";
+  a.num_replicas = 3;
+  a.max_batch_size = 16;
+  a.batch_wait_timeout_ms = 5;
+  a.max_concurrent_queries = 40;
+  a.max_queued_requests = 500;
+  a.retry_on_replica_failure = 2;
+  a.user_config = "{threshold: 0.5}";
+  sc::BackendConfig b;
+  b.name = "model_b";
+  b.handler = "sleep";
+  b.num_replicas = 0;
+  b.max_batch_size = 2;
+  b.batch_wait_timeout_ms = 100;
+  b.max_concurrent_queries = 1;
+  b.max_queued_requests = 7;
+  b.retry_on_replica_failure = 0;
+  b.user_config = "";
+  state.backends[a.name] = a;
+  state.backends[b.name] = b;
+  sc::EndpointConfig e;
+  e.name = "classify";
+  e.traffic = {{"model_a", 0.7}, {"model_b", 0.3}};
+  e.shadow = {{"model_b", 0.25}};
+  e.timeout_ms = 1234;
+  state.endpoints[e.name] = e;
+  return state;
+}
+
+}  // namespace
+
+TEST_CASE("REQUEST round-trips every field", "[schemas]") {
+  sc::RequestHeader h = SampleRequest();
+  SECTION("ordinary values") {}
+  SECTION("extreme values") {
+    h.request_id = std::numeric_limits<uint64_t>::max();
+    h.timeout_ms = std::numeric_limits<uint32_t>::max();
+    h.priority = std::numeric_limits<int32_t>::min();
+    h.shard_key = "";
+    h.endpoint = std::string(sc::kMaxNameBytes, 'e');
+  }
+  std::string bytes = sc::EncodeRequest(h);
+  auto cmd = sc::PeekCommand(bytes);
+  REQUIRE(cmd.ok());
+  CHECK(*cmd == sc::Command::kRequest);
+  auto got = sc::DecodeRequest(bytes);
+  REQUIRE(got.ok());
+  CHECK(got->request_id == h.request_id);
+  CHECK(got->endpoint == h.endpoint);
+  CHECK(got->method == h.method);
+  CHECK(got->timeout_ms == h.timeout_ms);
+  CHECK(got->shard_key == h.shard_key);
+  CHECK(got->priority == h.priority);
+}
+
+TEST_CASE("REPLY round-trips request id, status and message", "[schemas]") {
+  sc::ReplyHeader h{77, StatusCode::kHandlerError, "division by zero"};
+  auto got = sc::DecodeReply(sc::EncodeReply(h));
+  REQUIRE(got.ok());
+  CHECK(got->request_id == 77);
+  CHECK(got->code == StatusCode::kHandlerError);
+  CHECK(got->message == "division by zero");
+
+  auto ok = sc::DecodeReply(sc::EncodeReply({1, StatusCode::kOk, ""}));
+  REQUIRE(ok.ok());
+  CHECK(ok->code == StatusCode::kOk);
+  CHECK(ok->message.empty());
+}
+
+TEST_CASE("STATUS round-trips its request id", "[schemas]") {
+  std::string bytes = sc::EncodeStatusRequest(123456789012345ull);
+  auto cmd = sc::PeekCommand(bytes);
+  REQUIRE(cmd.ok());
+  CHECK(*cmd == sc::Command::kStatus);
+  auto got = sc::DecodeStatusRequest(bytes);
+  REQUIRE(got.ok());
+  CHECK(*got == 123456789012345ull);
+}
+
+TEST_CASE("READY round-trips backend, tag and capacity", "[schemas]") {
+  auto got = sc::DecodeReady(sc::EncodeReady({"model_a", "host-1/pid-99", 12}));
+  REQUIRE(got.ok());
+  CHECK(got->backend == "model_a");
+  CHECK(got->replica_tag == "host-1/pid-99");
+  CHECK(got->capacity == 12);
+}
+
+TEST_CASE("READY with an invalid backend name is refused", "[schemas]") {
+  auto got = sc::DecodeReady(sc::EncodeReady({"bad name", "tag", 1}));
+  REQUIRE_FALSE(got.ok());
+  CHECK(got.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(got.status().message(), Contains("bad name"));
+}
+
+TEST_CASE("BATCH round-trips several items in order", "[schemas]") {
+  std::vector<sc::BatchItem> items = {
+      {1, "__call__", 1000}, {2, "predict", 0}, {0xFFFFFFFFFFFFFFFFull, "m", 4294967295u}};
+  auto got = sc::DecodeBatch(sc::EncodeBatch(items));
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 3);
+  for (size_t i = 0; i < items.size(); ++i) {
+    INFO("item " << i);
+    CHECK((*got)[i].token == items[i].token);
+    CHECK((*got)[i].method == items[i].method);
+    CHECK((*got)[i].timeout_ms == items[i].timeout_ms);
+  }
+}
+
+TEST_CASE("RESULTS round-trips OK and error items", "[schemas]") {
+  std::vector<sc::ResultItem> items = {{10, StatusCode::kOk, ""},
+                                       {11, StatusCode::kHandlerError, "boom"},
+                                       {12, StatusCode::kDeadlineExceeded, "too late"}};
+  auto got = sc::DecodeResults(sc::EncodeResults(items));
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 3);
+  for (size_t i = 0; i < items.size(); ++i) {
+    INFO("item " << i);
+    CHECK((*got)[i].token == items[i].token);
+    CHECK((*got)[i].code == items[i].code);
+    CHECK((*got)[i].message == items[i].message);
+  }
+}
+
+TEST_CASE("RESULTS cuts an over-long message to the 4096-byte limit", "[schemas]") {
+  std::string long_message(sc::kMaxMessageBytes + 500, 'x');
+  auto got = sc::DecodeResults(sc::EncodeResults({{5, StatusCode::kHandlerError, long_message}}));
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 1);
+  CHECK((*got)[0].message == long_message.substr(0, sc::kMaxMessageBytes));
+}
+
+TEST_CASE("Simple commands are recognised by PeekCommand", "[schemas]") {
+  for (sc::Command c :
+       {sc::Command::kDisconnect, sc::Command::kHeartbeat, sc::Command::kSnapshotRequest}) {
+    INFO(sc::CommandName(c));
+    std::string bytes = sc::EncodeSimple(c);
+    auto got = sc::PeekCommand(bytes);
+    REQUIRE(got.ok());
+    CHECK(*got == c);
+    // Exactly [1, command].
+    CHECK(bytes == Raw([&](Packer& p) {
+            p.pack_array(2);
+            p.pack(uint64_t{1});
+            p.pack(static_cast<uint64_t>(c));
+          }));
+  }
+}
+
+TEST_CASE("SNAPSHOT and UPDATE round-trip a non-trivial state", "[schemas]") {
+  const sc::ConfigState state = SampleState();
+  REQUIRE(sc::Validate(state).ok());
+  for (sc::Command c : {sc::Command::kSnapshot, sc::Command::kUpdate}) {
+    INFO(sc::CommandName(c));
+    std::string bytes = sc::EncodeSnapshot(c, {9, state});
+    auto cmd = sc::PeekCommand(bytes);
+    REQUIRE(cmd.ok());
+    CHECK(*cmd == c);
+    auto got = sc::DecodeSnapshot(bytes);
+    REQUIRE(got.ok());
+    CHECK(got->version == 9);
+    CHECK(got->state == state);
+    // Field by field too, so that a failure says which one.
+    const sc::BackendConfig& a = got->state.backends.at("model_a");
+    CHECK(a.handler == "echo");
+    CHECK(a.num_replicas == 3);
+    CHECK(a.max_batch_size == 16);
+    CHECK(a.batch_wait_timeout_ms == 5);
+    CHECK(a.max_concurrent_queries == 40);
+    CHECK(a.max_queued_requests == 500);
+    CHECK(a.retry_on_replica_failure == 2);
+    CHECK(a.user_config == "{threshold: 0.5}");
+    const sc::EndpointConfig& e = got->state.endpoints.at("classify");
+    CHECK(e.traffic.at("model_a") == 0.7);
+    CHECK(e.traffic.at("model_b") == 0.3);
+    CHECK(e.shadow.at("model_b") == 0.25);
+    CHECK(e.timeout_ms == 1234);
+  }
+}
+
+TEST_CASE("SNAPSHOT of an empty state round-trips", "[schemas]") {
+  auto got = sc::DecodeSnapshot(sc::EncodeSnapshot(sc::Command::kSnapshot, {0, {}}));
+  REQUIRE(got.ok());
+  CHECK(got->version == 0);
+  CHECK(got->state == sc::ConfigState{});
+}
+
+TEST_CASE("SNAPSHOT: missing state keys take their defaults, unknown keys are ignored",
+          "[schemas]") {
+  std::string bytes = Raw([](Packer& p) {
+    p.pack_array(4);
+    p.pack(uint64_t{1});
+    p.pack(uint64_t{33});
+    p.pack(uint64_t{3});
+    p.pack_map(2);
+    Str(p, "backends");
+    p.pack_array(1);
+    p.pack_map(3);
+    Str(p, "name");
+    Str(p, "echo");
+    Str(p, "handler");
+    Str(p, "echo");
+    Str(p, "from_the_future");
+    p.pack(uint64_t{5});
+    Str(p, "endpoints");
+    p.pack_array(1);
+    p.pack_map(2);
+    Str(p, "name");
+    Str(p, "echo");
+    Str(p, "traffic");
+    p.pack_map(1);
+    Str(p, "echo");
+    p.pack(uint64_t{1});  // an integer weight is a number too
+  });
+  auto got = sc::DecodeSnapshot(bytes);
+  REQUIRE(got.ok());
+  const sc::BackendConfig& b = got->state.backends.at("echo");
+  CHECK(b.num_replicas == 1);
+  CHECK(b.max_batch_size == 1);
+  CHECK(b.max_concurrent_queries == 0);
+  CHECK(b.max_queued_requests == sc::kDefaultMaxQueuedRequests);
+  CHECK(b.retry_on_replica_failure == 1);
+  const sc::EndpointConfig& e = got->state.endpoints.at("echo");
+  CHECK(e.traffic.at("echo") == 1.0);
+  CHECK(e.shadow.empty());
+  CHECK(e.timeout_ms == sc::kDefaultTimeoutMs);
+}
+
+TEST_CASE("CONTROLLER_HEARTBEAT round-trips its version", "[schemas]") {
+  std::string bytes = sc::EncodeControllerHeartbeat(31);
+  auto cmd = sc::PeekCommand(bytes);
+  REQUIRE(cmd.ok());
+  CHECK(*cmd == sc::Command::kControllerHeartbeat);
+  auto got = sc::DecodeControllerHeartbeat(bytes);
+  REQUIRE(got.ok());
+  CHECK(*got == 31);
+}
+
+TEST_CASE("ERROR round-trips code and message; OK is not an error", "[schemas]") {
+  auto got = sc::DecodeError(sc::EncodeError(zserve::Unavailable("controller busy")));
+  REQUIRE(got.ok());
+  CHECK(got->code == StatusCode::kUnavailable);
+  CHECK(got->message == "controller busy");
+
+  auto ok = sc::DecodeError(sc::EncodeError(Status::Ok()));
+  REQUIRE_FALSE(ok.ok());
+  CHECK(ok.status().code() == StatusCode::kBadRequest);
+}
+
+TEST_CASE("Extra trailing elements are ignored", "[schemas]") {
+  std::string bytes = Raw([](Packer& p) {
+    p.pack_array(4);
+    p.pack(uint64_t{1});
+    p.pack(uint64_t{3});
+    p.pack(uint64_t{8});
+    Str(p, "added later in version 1");
+  });
+  auto got = sc::DecodeStatusRequest(bytes);
+  REQUIRE(got.ok());
+  CHECK(*got == 8);
+}
+
+TEST_CASE("Malformed headers are refused with BAD_REQUEST saying what is wrong", "[schemas]") {
+  using Decode = std::function<Status(std::string_view)>;
+  const Decode request = [](std::string_view h) -> Status { return sc::DecodeRequest(h).status(); };
+  const Decode batch = [](std::string_view h) -> Status { return sc::DecodeBatch(h).status(); };
+  const Decode results = [](std::string_view h) -> Status {
+    return sc::DecodeResults(h).status();
+  };
+  const Decode status = [](std::string_view h) -> Status {
+    return sc::DecodeStatusRequest(h).status();
+  };
+  const Decode peek = [](std::string_view h) -> Status { return sc::PeekCommand(h).status(); };
+
+  const std::string valid_request = sc::EncodeRequest(SampleRequest());
+
+  struct Case {
+    std::string name;
+    std::string header;
+    Decode decode;
+    std::string want;  // a substring of the message
+  };
+  const std::vector<Case> cases = {
+      {"empty header", "", request, "empty"},
+      {"not MessagePack", std::string("\xc1", 1), request, "not valid MessagePack"},
+      {"a map instead of an array", Raw([](Packer& p) {
+         p.pack_map(1);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{1});
+       }),
+       request, "not a MessagePack array"},
+      {"an array of 1 element", Raw([](Packer& p) {
+         p.pack_array(1);
+         p.pack(uint64_t{1});
+       }),
+       request, "fewer than 2 elements"},
+      {"protocol version 2", Raw([](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{2});
+         p.pack(uint64_t{3});
+         p.pack(uint64_t{1});
+       }),
+       status, "version"},
+      {"unknown command 99", Raw([](Packer& p) {
+         p.pack_array(2);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{99});
+       }),
+       peek, "unknown command 99"},
+      {"command 257 (wraps to REQUEST in 8 bits)", Raw([](Packer& p) {
+         p.pack_array(2);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{257});
+       }),
+       peek, "unknown command 257"},
+      {"REQUEST cut in half", valid_request.substr(0, valid_request.size() / 2), request,
+       "not valid MessagePack"},
+      {"REQUEST with 5 elements", Raw([](Packer& p) {
+         p.pack_array(5);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{7});
+         Str(p, "echo");
+         Str(p, "__call__");
+       }),
+       request, "needs 8"},
+      {"request_id as a string", Raw([](Packer& p) {
+         p.pack_array(8);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{1});
+         Str(p, "7");
+         Str(p, "echo");
+         Str(p, "__call__");
+         p.pack(uint32_t{0});
+         Str(p, "");
+         p.pack(int32_t{0});
+       }),
+       request, "request_id"},
+      {"endpoint as an integer", RawRequest(7, [](Packer& p) { p.pack(uint64_t{5}); }), request,
+       "'endpoint' must be a string"},
+      {"empty endpoint", RawRequest(7, [](Packer& p) { Str(p, ""); }), request,
+       "'endpoint' is empty"},
+      {"endpoint of 129 bytes",
+       RawRequest(7, [](Packer& p) { Str(p, std::string(sc::kMaxNameBytes + 1, 'a')); }), request,
+       "more than 128"},
+      {"header larger than 64 KiB", Raw([](Packer& p) {
+         // A STATUS whose (ignored) extra element makes the frame too big.
+         p.pack_array(4);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{3});
+         p.pack(uint64_t{7});
+         Str(p, std::string(sc::kMaxHeaderBytes, 'x'));
+       }),
+       status, "more than 65536"},
+      {"trailing bytes after a valid header", sc::EncodeStatusRequest(7) + std::string(1, '\0'),
+       status, "trailing bytes"},
+      {"BATCH with zero items", sc::EncodeBatch({}), batch, "no items"},
+      {"BATCH with more than 4096 items", Raw([](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{17});
+         p.pack_array(sc::kMaxBatchItems + 1);
+         for (size_t i = 0; i <= sc::kMaxBatchItems; ++i) {
+           p.pack_array(3);
+           p.pack(uint64_t{i});
+           Str(p, "m");
+           p.pack(uint32_t{1});
+         }
+       }),
+       batch, "too many items"},
+      {"BATCH item that is not a 3-array", Raw([](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{17});
+         p.pack_array(2);
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         Str(p, "m");
+         p.pack(uint32_t{1});
+         p.pack_array(2);
+         p.pack(uint64_t{2});
+         Str(p, "m");
+       }),
+       batch, "array of 3 elements"},
+      {"RESULTS with status 200", Raw([](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{18});
+         p.pack_array(1);
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{200});
+         Str(p, "");
+       }),
+       results, "not a status code"},
+      {"a REPLY decoded as a REQUEST", sc::EncodeReply({1, StatusCode::kOk, ""}), request,
+       "expected REQUEST, got REPLY"},
+      {"a REQUEST decoded as a BATCH", valid_request, batch, "expected BATCH, got REQUEST"},
+  };
+  for (const Case& c : cases) {
+    INFO("case: " << c.name);
+    Status s = c.decode(c.header);
+    CHECK_FALSE(s.ok());
+    CHECK(s.code() == StatusCode::kBadRequest);
+    CHECK_THAT(s.message(), Contains(c.want));
+  }
+}
+
+TEST_CASE("A header claiming a huge array is refused at once, without allocating it",
+          "[schemas]") {
+  // array32 of 2^32 - 1 elements: 96 GiB of msgpack::object if believed.
+  const std::string bare("\xdd\xff\xff\xff\xff", 5);
+  // The same claim inside a plausible BATCH header.
+  const std::string in_batch("\x93\x01\x11\xdd\xff\xff\xff\xff", 8);
+  for (const std::string& header : {bare, in_batch}) {
+    auto peek = sc::PeekCommand(header);
+    auto got = sc::DecodeBatch(header);
+    REQUIRE_FALSE(peek.ok());
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(got.status().message(), Contains("not valid MessagePack"));
+    // Refused by a parser limit before any allocation, not by a failed one.
+    CHECK_THAT(got.status().message(), !Contains("bad_alloc"));
+    CHECK_THAT(peek.status().message(), !Contains("bad_alloc"));
+  }
+}
+
+TEST_CASE("PeekRequestId reads the id of a REQUEST whose other fields are invalid",
+          "[schemas]") {
+  uint64_t id = 0;
+  const std::string empty_endpoint = RawRequest(4242, [](Packer& p) { Str(p, ""); });
+  REQUIRE_FALSE(sc::DecodeRequest(empty_endpoint).ok());
+  CHECK(sc::PeekRequestId(empty_endpoint, &id));
+  CHECK(id == 4242);
+
+  id = 0;
+  const std::string int_endpoint = RawRequest(99, [](Packer& p) { p.pack(uint64_t{3}); });
+  REQUIRE_FALSE(sc::DecodeRequest(int_endpoint).ok());
+  CHECK(sc::PeekRequestId(int_endpoint, &id));
+  CHECK(id == 99);
+
+  id = 0;
+  CHECK(sc::PeekRequestId(sc::EncodeStatusRequest(5), &id));
+  CHECK(id == 5);
+}
+
+TEST_CASE("PeekRequestId gives up on headers without a readable id", "[schemas]") {
+  uint64_t id = 17;
+  CHECK_FALSE(sc::PeekRequestId("", &id));
+  CHECK_FALSE(sc::PeekRequestId(std::string("\xc1", 1), &id));
+  CHECK_FALSE(sc::PeekRequestId(sc::EncodeReply({3, StatusCode::kOk, ""}), &id));
+  CHECK_FALSE(sc::PeekRequestId(Raw([](Packer& p) {
+                                  p.pack_array(3);
+                                  p.pack(uint64_t{1});
+                                  p.pack(uint64_t{1});
+                                  Str(p, "not an id");
+                                }),
+                                &id));
+  CHECK(id == 17);
+}
+
+// PROTOCOL.md §3: "Names (endpoints, backends) are 1 to 128 characters of
+// [A-Za-z0-9_.-]; methods are 1 to 128 printable ASCII characters." DecodeReady
+// enforces this for the backend; DecodeRequest should for endpoint and method.
+TEST_CASE("REQUEST with an endpoint outside [A-Za-z0-9_.-] is refused", "[schemas]") {
+  sc::RequestHeader h = SampleRequest();
+  h.endpoint = "bad endpoint";
+  auto got = sc::DecodeRequest(sc::EncodeRequest(h));
+  CHECK_FALSE(got.ok());
+  CHECK(got.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(got.status().message(), Contains("endpoint"));
+}
+
+TEST_CASE("REQUEST with a method that is not printable ASCII is refused", "[schemas]") {
+  sc::RequestHeader h = SampleRequest();
+  h.method = std::string("pre\ndict");
+  auto got = sc::DecodeRequest(sc::EncodeRequest(h));
+  CHECK_FALSE(got.ok());
+  CHECK(got.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(got.status().message(), Contains("method"));
+}
