@@ -83,17 +83,15 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
     if (snapshot_pending_) {
-      auto until = std::chrono::ceil<std::chrono::milliseconds>(
-          snapshot_requested_at_ + options_.snapshot_retry - now);
+      auto until = std::chrono::ceil<std::chrono::milliseconds>(snapshot_requested_at_ +
+                                                                options_.snapshot_retry - now);
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
     // Until the first config, client requests wait in their socket.
     bool serve_clients = router_.has_config();
     zmq::pollitem_t items[] = {
-        {workers_.handle(), 0, ZMQ_POLLIN, 0},
-        {updates_.handle(), 0, ZMQ_POLLIN, 0},
-        {snapshots_.handle(), 0, ZMQ_POLLIN, 0},
-        {nullptr, wake_fd, ZMQ_POLLIN, 0},
+        {workers_.handle(), 0, ZMQ_POLLIN, 0},   {updates_.handle(), 0, ZMQ_POLLIN, 0},
+        {snapshots_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0},
         {clients_.handle(), 0, ZMQ_POLLIN, 0},
     };
     int nitems = serve_clients ? 5 : 4;
@@ -354,8 +352,8 @@ void Broker::SendDispatches(TimePoint now) {
       for (uint64_t token : d.tokens) {
         Slot& slot = slots_.at(token);
         auto left = std::chrono::ceil<std::chrono::milliseconds>(*router_.Deadline(token) - now);
-        items.push_back({token, slot.method,
-                         static_cast<uint32_t>(std::max<int64_t>(left.count(), 0))});
+        items.push_back(
+            {token, slot.method, static_cast<uint32_t>(std::max<int64_t>(left.count(), 0))});
         frames.push_back(Copy(slot.payload));  // kept for a retry
       }
       frames[1] = ToMessage(sc::EncodeBatch(items));
@@ -383,10 +381,9 @@ void Broker::ReplyToken(uint64_t token, const Status& status) {
 
 void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
                    zmq::message_t payload) {
-  zmq::message_t frames[3] = {Copy(client),
-                              ToMessage(sc::EncodeReply({request_id, status.code(),
-                                                         status.message()})),
-                              std::move(payload)};
+  zmq::message_t frames[3] = {
+      Copy(client), ToMessage(sc::EncodeReply({request_id, status.code(), status.message()})),
+      std::move(payload)};
   if (!SendFrames(clients_, frames).ok()) {
     ++counters_.undeliverable_replies;
     log_->debug("reply to request {} undeliverable: client gone", request_id);

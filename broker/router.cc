@@ -34,13 +34,13 @@ void Router::ApplyConfig(const schemas::ConfigState& state) {
     b.configured = true;
   }
   // Capacities may have grown.
-  for (const auto& [name, b] : backends_) dirty_.push_back(name);
+  for (auto& [name, b] : backends_) MarkDirty(b);
   has_config_ = true;
 }
 
 Status Router::Admit(uint64_t token, std::string_view endpoint, std::string_view shard_key,
                      uint32_t timeout_ms, TimePoint now, std::string* backend_out) {
-  auto ep = endpoints_.find(std::string(endpoint));
+  auto ep = endpoints_.find(endpoint);
   if (ep == endpoints_.end()) {
     return NotFound("no endpoint named '" + std::string(endpoint) + "'");
   }
@@ -57,13 +57,13 @@ Status Router::Admit(uint64_t token, std::string_view endpoint, std::string_view
   }
   uint32_t timeout = timeout_ms != 0 ? timeout_ms : ep->second.timeout_ms;
   TimePoint deadline = now + std::chrono::milliseconds(timeout);
-  auto [it, inserted] = entries_.try_emplace(token, Entry{backend_name, deadline, State::kQueued, {}, 0});
+  auto [it, inserted] = entries_.try_emplace(token, Entry{&b, deadline, State::kQueued, {}, 0});
   if (!inserted) return BadRequest("token " + std::to_string(token) + " is already in use");
   deadlines_.emplace(deadline, token);
   b.queue.push_back(token);
   ++b.queued;
   ++total_queued_;
-  dirty_.push_back(backend_name);
+  MarkDirty(b);
   if (backend_out != nullptr) *backend_out = backend_name;
   return Status::Ok();
 }
@@ -75,7 +75,13 @@ uint32_t Router::FreeSlots(const Replica& r, const Backend& b) const {
   return r.in_flight >= cap ? 0 : cap - r.in_flight;
 }
 
-void Router::FillBackend(const std::string& name, Backend& b, std::vector<Dispatch>* out) {
+void Router::MarkDirty(Backend& b) {
+  if (b.dirty) return;
+  b.dirty = true;
+  dirty_.push_back(&b);
+}
+
+void Router::FillBackend(Backend& b, std::vector<Dispatch>* out) {
   while (b.queued > 0) {
     // The least-loaded replica with room: no replica hoards work that an idle
     // one could run.
@@ -98,8 +104,7 @@ void Router::FillBackend(const std::string& name, Backend& b, std::vector<Dispat
       uint64_t token = b.queue.front();
       b.queue.pop_front();
       auto it = entries_.find(token);
-      if (it == entries_.end() || it->second.state != State::kQueued ||
-          it->second.backend != name) {
+      if (it == entries_.end() || it->second.state != State::kQueued || it->second.backend != &b) {
         continue;  // answered or moved since it was queued
       }
       it->second.state = State::kInFlight;
@@ -117,12 +122,9 @@ void Router::FillBackend(const std::string& name, Backend& b, std::vector<Dispat
 
 std::vector<Dispatch> Router::TakeDispatches() {
   std::vector<Dispatch> out;
-  if (dirty_.empty()) return out;
-  std::sort(dirty_.begin(), dirty_.end());
-  dirty_.erase(std::unique(dirty_.begin(), dirty_.end()), dirty_.end());
-  for (const std::string& name : dirty_) {
-    auto it = backends_.find(name);
-    if (it != backends_.end()) FillBackend(name, it->second, &out);
+  for (Backend* b : dirty_) {
+    b->dirty = false;
+    FillBackend(*b, &out);
   }
   dirty_.clear();
   return out;
@@ -134,17 +136,14 @@ void Router::Forget(uint64_t token, const Entry& e) {
 
 Completion Router::Complete(std::string_view replica, uint64_t token) {
   auto it = entries_.find(token);
-  if (it == entries_.end() || it->second.state == State::kQueued ||
-      it->second.replica != replica) {
+  if (it == entries_.end() || it->second.state == State::kQueued || it->second.replica != replica) {
     return Completion::kUnknown;
   }
   Entry& e = it->second;
   Completion result = e.state == State::kInFlight ? Completion::kDeliver : Completion::kLate;
   auto r = replicas_.find(e.replica);
-  if (r != replicas_.end()) {
-    --r->second.in_flight;
-    dirty_.push_back(r->second.backend);
-  }
+  if (r != replicas_.end()) --r->second.in_flight;
+  MarkDirty(*e.backend);
   Forget(token, e);
   entries_.erase(it);
   return result;
@@ -159,8 +158,7 @@ std::vector<uint64_t> Router::Expire(TimePoint now) {
     if (it == entries_.end()) std::abort();  // deadlines_ and entries_ out of step
     Entry& e = it->second;
     if (e.state == State::kQueued) {
-      Backend& b = GetBackend(e.backend);
-      --b.queued;
+      --e.backend->queued;
       --total_queued_;
       entries_.erase(it);  // its stale queue slot is skipped later
     } else {
@@ -188,30 +186,29 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
     return BadRequest("this connection is already registered as a replica");
   }
   replicas_.emplace(replica, Replica{backend, capacity, 0, false});
-  GetBackend(backend).replicas.push_back(replica);
-  dirty_.push_back(backend);
+  Backend& b = GetBackend(backend);
+  b.replicas.push_back(replica);
+  MarkDirty(b);
   return Status::Ok();
 }
 
-bool Router::HasReplica(std::string_view replica) const {
-  return replicas_.contains(std::string(replica));
-}
+bool Router::HasReplica(std::string_view replica) const { return replicas_.contains(replica); }
 
 bool Router::StartDrain(std::string_view replica) {
-  auto it = replicas_.find(std::string(replica));
+  auto it = replicas_.find(replica);
   if (it == replicas_.end()) return false;
   it->second.draining = true;
   return it->second.in_flight == 0;
 }
 
 bool Router::Drained(std::string_view replica) const {
-  auto it = replicas_.find(std::string(replica));
+  auto it = replicas_.find(replica);
   return it != replicas_.end() && it->second.draining && it->second.in_flight == 0;
 }
 
 Orphans Router::RemoveReplica(std::string_view replica_id) {
   Orphans out;
-  auto rit = replicas_.find(std::string(replica_id));
+  auto rit = replicas_.find(replica_id);
   if (rit == replicas_.end()) return out;
   const std::string backend_name = rit->second.backend;
   Backend& b = GetBackend(backend_name);
@@ -242,15 +239,16 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
       out.failed.push_back(*tok);
     }
   }
-  dirty_.push_back(backend_name);
+  MarkDirty(b);
   return out;
 }
 
 std::vector<BackendStatus> Router::Backends() const {
   std::vector<BackendStatus> out;
   for (const auto& [name, b] : backends_) {
-    BackendStatus s{name, b.replicas.size(), b.queued, 0,
-                    b.config.EffectiveMaxConcurrentQueries(), b.configured};
+    BackendStatus s{
+        name,        b.replicas.size(), b.queued, 0, b.config.EffectiveMaxConcurrentQueries(),
+        b.configured};
     for (const std::string& id : b.replicas) s.in_flight += replicas_.at(id).in_flight;
     out.push_back(std::move(s));
   }

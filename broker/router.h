@@ -65,6 +65,14 @@ struct BackendStatus {
   bool configured = false;
 };
 
+// Lets string_view keys find std::string entries without a temporary string.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
 class Router {
  public:
   explicit Router(const RouterOptions& options);
@@ -108,8 +116,9 @@ class Router {
 
  private:
   enum class State { kQueued, kInFlight, kExpiredInFlight };
+  struct Backend;
   struct Entry {
-    std::string backend;
+    Backend* backend;  // backends_ never erases, and its nodes don't move
     TimePoint deadline;
     State state = State::kQueued;
     std::string replica;  // while in flight
@@ -127,6 +136,7 @@ class Router {
     std::deque<uint64_t> queue;  // may hold tokens no longer queued (skipped)
     size_t queued = 0;           // tokens really queued
     std::vector<std::string> replicas;
+    bool dirty = false;  // in dirty_
   };
   struct Endpoint {
     TrafficPolicy policy;
@@ -135,7 +145,8 @@ class Router {
 
   Backend& GetBackend(const std::string& name);
   uint32_t FreeSlots(const Replica& r, const Backend& b) const;
-  void FillBackend(const std::string& name, Backend& b, std::vector<Dispatch>* out);
+  void FillBackend(Backend& b, std::vector<Dispatch>* out);
+  void MarkDirty(Backend& b);
   void Forget(uint64_t token, const Entry& e);
 
   RouterOptions options_;
@@ -143,12 +154,12 @@ class Router {
   std::uniform_real_distribution<double> uniform_{0.0, 1.0};
   bool has_config_ = false;
   size_t total_queued_ = 0;
-  std::unordered_map<std::string, Endpoint> endpoints_;
-  std::unordered_map<std::string, Backend> backends_;
-  std::unordered_map<std::string, Replica> replicas_;
+  StringMap<Endpoint> endpoints_;
+  StringMap<Backend> backends_;
+  StringMap<Replica> replicas_;
   std::unordered_map<uint64_t, Entry> entries_;
   std::set<std::pair<TimePoint, uint64_t>> deadlines_;  // of queued and in-flight tokens
-  std::vector<std::string> dirty_;                       // backends to fill
+  std::vector<Backend*> dirty_;                         // backends to fill
 };
 
 }  // namespace zserve::broker

@@ -2,7 +2,6 @@
 // per operator action. Each subcommand parses its flags with CLI11, builds the
 // options struct of its component and runs it.
 #include <CLI/CLI.hpp>
-
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -110,15 +109,15 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   auto add_log_level = [&log_level](CLI::App* sub) {
     sub->add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
-        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error", "critical",
-                               "off"}));
+        ->check(CLI::IsMember(
+            {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"}));
   };
 
   // up
   UpOptions up;
-  CLI::App* up_cmd = app.add_subcommand("up", "Start controller, broker and workers of a deployment");
-  up_cmd->add_option("file", up.deployment_file, "Deployment file (YAML)")
-      ->capture_default_str();
+  CLI::App* up_cmd =
+      app.add_subcommand("up", "Start controller, broker and workers of a deployment");
+  up_cmd->add_option("file", up.deployment_file, "Deployment file (YAML)")->capture_default_str();
   up_cmd->add_option("--client-port", up.client_port, "Broker port for clients (0: free)")
       ->capture_default_str();
   up_cmd->add_option("--worker-port", up.worker_port, "Broker port for workers (0: free)")
@@ -152,8 +151,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   broker_cmd->add_option("--controller-pub", bopts.controller_updates, "Controller PUB address")
       ->capture_default_str();
-  broker_cmd->add_option("--max-queued", bopts.router.max_total_queued,
-                         "Broker-wide bound on queued requests")
+  broker_cmd
+      ->add_option("--max-queued", bopts.router.max_total_queued,
+                   "Broker-wide bound on queued requests")
       ->capture_default_str();
   add_log_level(broker_cmd);
 
@@ -190,8 +190,7 @@ int main(int argc, char** argv) {
   bool status_json = false;
   int64_t status_timeout = 2000;
   CLI::App* status_cmd = app.add_subcommand("status", "Show the broker's endpoints and backends");
-  status_cmd->add_option("--broker", status_broker, "Broker client address")
-      ->capture_default_str();
+  status_cmd->add_option("--broker", status_broker, "Broker client address")->capture_default_str();
   status_cmd->add_flag("--json", status_json, "Print the JSON document");
   status_cmd->add_option("--timeout", status_timeout, "Milliseconds to wait")
       ->capture_default_str();

@@ -38,7 +38,8 @@ class Client::Impl {
     auto timeout = o.timeout.count() > 0 ? o.timeout : options_.default_timeout;
     if (timeout.count() > UINT32_MAX) timeout = std::chrono::milliseconds(UINT32_MAX);
     uint64_t id = next_id_++;
-    sc::RequestHeader h{id, std::string(endpoint), o.method, static_cast<uint32_t>(timeout.count()),
+    sc::RequestHeader h{id,          std::string(endpoint),
+                        o.method,    static_cast<uint32_t>(timeout.count()),
                         o.shard_key, o.priority};
     std::string header = sc::EncodeRequest(h);
     zmq::message_t frames[2] = {zmq::message_t(header.data(), header.size()),
@@ -51,9 +52,8 @@ class Client::Impl {
     std::string header = sc::EncodeStatusRequest(id);
     zmq::message_t frame(header.data(), header.size());
     std::optional<StatusOr<std::string>> result;
-    Send(id, std::span(&frame, 1), timeout, [&result](StatusOr<std::string> r) {
-      result = std::move(r);
-    });
+    Send(id, std::span(&frame, 1), timeout,
+         [&result](StatusOr<std::string> r) { result = std::move(r); });
     while (!result) Poll(std::chrono::milliseconds(-1));
     return std::move(*result);
   }

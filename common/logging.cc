@@ -13,8 +13,8 @@ Logger MakeLogger(const std::string& name, const std::string& level) {
 }
 
 Status ValidateLogLevel(const std::string& level) {
-  for (const char* known : {"trace", "debug", "info", "warning", "warn", "error", "critical",
-                            "off"}) {
+  for (const char* known :
+       {"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}) {
     if (level == known) return Status::Ok();
   }
   return BadRequest("unknown log level '" + level + "' (trace, debug, info, warn, error, off)");

@@ -4,15 +4,24 @@ namespace zserve {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kNotFound: return "NOT_FOUND";
-    case StatusCode::kOverloaded: return "OVERLOADED";
-    case StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
-    case StatusCode::kReplicaFailed: return "REPLICA_FAILED";
-    case StatusCode::kHandlerError: return "HANDLER_ERROR";
-    case StatusCode::kBadRequest: return "BAD_REQUEST";
-    case StatusCode::kUnavailable: return "UNAVAILABLE";
-    case StatusCode::kInternal: return "INTERNAL";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kNotFound:
+      return "NOT_FOUND";
+    case StatusCode::kOverloaded:
+      return "OVERLOADED";
+    case StatusCode::kDeadlineExceeded:
+      return "DEADLINE_EXCEEDED";
+    case StatusCode::kReplicaFailed:
+      return "REPLICA_FAILED";
+    case StatusCode::kHandlerError:
+      return "HANDLER_ERROR";
+    case StatusCode::kBadRequest:
+      return "BAD_REQUEST";
+    case StatusCode::kUnavailable:
+      return "UNAVAILABLE";
+    case StatusCode::kInternal:
+      return "INTERNAL";
   }
   return "UNKNOWN";
 }

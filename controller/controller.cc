@@ -101,8 +101,8 @@ void Controller::HandleAdmin(Frames& frames) {
   } else if (*command == sc::Command::kSnapshotRequest) {
     reply = sc::EncodeSnapshot(sc::Command::kSnapshot, {store_.version(), store_.state()});
   } else {
-    reply = sc::EncodeError(BadRequest("the controller does not serve " +
-                                       std::string(sc::CommandName(*command))));
+    reply = sc::EncodeError(
+        BadRequest("the controller does not serve " + std::string(sc::CommandName(*command))));
   }
   zmq::message_t out[2] = {std::move(frames[0]), ToMessage(reply)};
   if (!SendFrames(admin_, out).ok()) log_->debug("reply to a gone peer dropped");

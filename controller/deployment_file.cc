@@ -82,10 +82,14 @@ class Reader {
 
 Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n,
                    BackendConfig* b) {
-  static const std::set<std::string> kKeys = {
-      "handler",           "num_replicas",        "max_batch_size",
-      "batch_wait_timeout_ms", "max_concurrent_queries", "max_queued_requests",
-      "retry_on_replica_failure", "user_config"};
+  static const std::set<std::string> kKeys = {"handler",
+                                              "num_replicas",
+                                              "max_batch_size",
+                                              "batch_wait_timeout_ms",
+                                              "max_concurrent_queries",
+                                              "max_queued_requests",
+                                              "retry_on_replica_failure",
+                                              "user_config"};
   if (Status s = r.CheckKeys(n, "backend '" + name + "'", kKeys); !s.ok()) return s;
   b->name = name;
   b->handler = name;  // a backend named after a built-in handler needs no `handler:`
@@ -112,8 +116,8 @@ Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n
 
 Status ReadEndpoint(const Reader& r, const std::string& name, const YAML::Node& n,
                     EndpointConfig* e) {
-  if (Status s = r.CheckKeys(n, "endpoint '" + name + "'",
-                             {"backend", "traffic", "shadow", "timeout_ms"});
+  if (Status s =
+          r.CheckKeys(n, "endpoint '" + name + "'", {"backend", "traffic", "shadow", "timeout_ms"});
       !s.ok()) {
     return s;
   }

@@ -1,8 +1,7 @@
 #include "schemas/codec.h"
 
-#include <msgpack.hpp>
-
 #include <limits>
+#include <msgpack.hpp>
 
 namespace zserve::schemas {
 namespace {
@@ -66,8 +65,8 @@ class ArrayReader {
     uint64_t v = 0;
     if (Status s = Uint(i, field, 255, &v); !s.ok()) return s;
     if (!StatusCodeFromInt(static_cast<int64_t>(v), out)) {
-      return BadRequest("field '" + ShortName(field) + "' is not a status code: " +
-                        std::to_string(v));
+      return BadRequest("field '" + ShortName(field) +
+                        "' is not a status code: " + std::to_string(v));
     }
     return Status::Ok();
   }
@@ -167,7 +166,7 @@ Status Open(std::string_view header, Command want, uint32_t count, msgpack::obje
             Command also = Command::kError) {
   Command got;
   size_t max = (want == Command::kSnapshot || want == Command::kUpdate) ? kMaxStateHeaderBytes
-                                                                         : kMaxHeaderBytes;
+                                                                        : kMaxHeaderBytes;
   if (Status s = Parse(header, max, handle, &got); !s.ok()) return s;
   if (got != want && !(also != Command::kError && got == also)) {
     return BadRequest("expected " + std::string(CommandName(want)) + ", got " +
@@ -284,7 +283,8 @@ Status ReadBackend(const msgpack::object& o, BackendConfig* b) {
     if (key == "max_concurrent_queries") return ReadU32(v, key, &b->max_concurrent_queries);
     if (key == "max_queued_requests") return ReadU32(v, key, &b->max_queued_requests);
     if (key == "retry_on_replica_failure") return ReadU32(v, key, &b->retry_on_replica_failure);
-    if (key == "user_config") return ArrayReader::ReadStr(v, key, kMaxStateHeaderBytes, &b->user_config);
+    if (key == "user_config")
+      return ArrayReader::ReadStr(v, key, kMaxStateHeaderBytes, &b->user_config);
     return Status::Ok();  // unknown keys are ignored
   });
 }
@@ -325,19 +325,32 @@ Status ReadState(const msgpack::object& o, ConfigState* state) {
 
 std::string_view CommandName(Command command) {
   switch (command) {
-    case Command::kRequest: return "REQUEST";
-    case Command::kReply: return "REPLY";
-    case Command::kStatus: return "STATUS";
-    case Command::kReady: return "READY";
-    case Command::kBatch: return "BATCH";
-    case Command::kResults: return "RESULTS";
-    case Command::kDisconnect: return "DISCONNECT";
-    case Command::kHeartbeat: return "HEARTBEAT";
-    case Command::kSnapshotRequest: return "SNAPSHOT_REQUEST";
-    case Command::kSnapshot: return "SNAPSHOT";
-    case Command::kUpdate: return "UPDATE";
-    case Command::kControllerHeartbeat: return "CONTROLLER_HEARTBEAT";
-    case Command::kError: return "ERROR";
+    case Command::kRequest:
+      return "REQUEST";
+    case Command::kReply:
+      return "REPLY";
+    case Command::kStatus:
+      return "STATUS";
+    case Command::kReady:
+      return "READY";
+    case Command::kBatch:
+      return "BATCH";
+    case Command::kResults:
+      return "RESULTS";
+    case Command::kDisconnect:
+      return "DISCONNECT";
+    case Command::kHeartbeat:
+      return "HEARTBEAT";
+    case Command::kSnapshotRequest:
+      return "SNAPSHOT_REQUEST";
+    case Command::kSnapshot:
+      return "SNAPSHOT";
+    case Command::kUpdate:
+      return "UPDATE";
+    case Command::kControllerHeartbeat:
+      return "CONTROLLER_HEARTBEAT";
+    case Command::kError:
+      return "ERROR";
   }
   return "UNKNOWN";
 }

@@ -131,8 +131,8 @@ class Worker::Impl {
 
  private:
   void SendReady() {
-    zmq::message_t m = ToMessage(
-        sc::EncodeReady({options_.backend, options_.replica_tag, options_.capacity}));
+    zmq::message_t m =
+        ToMessage(sc::EncodeReady({options_.backend, options_.replica_tag, options_.capacity}));
     if (!SendFrames(broker_, std::span(&m, 1)).ok()) log_->warn("READY not sent");
   }
 
@@ -264,8 +264,8 @@ class Worker::Impl {
     frames.push_back(ToMessage(sc::EncodeResults(results)));
     for (auto& p : payloads) frames.push_back(std::move(p));
     for (size_t i = 0; i < frames.size(); ++i) {
-      push.send(frames[i], i + 1 < frames.size() ? zmq::send_flags::sndmore
-                                                 : zmq::send_flags::none);
+      push.send(frames[i],
+                i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     }
   }
 

@@ -23,10 +23,10 @@ namespace zserve {
 
 struct WorkerOptions {
   std::string broker_address = "tcp://127.0.0.1:5556";  // the broker's worker port
-  std::string backend;                                   // required
-  std::string replica_tag;  // for logs; default "<hostname>-<pid>"
-  uint32_t capacity = 0;    // most requests held at once; 0: the backend's setting
-  uint32_t threads = 4;     // handler pool size
+  std::string backend;                                  // required
+  std::string replica_tag;                              // for logs; default "<hostname>-<pid>"
+  uint32_t capacity = 0;  // most requests held at once; 0: the backend's setting
+  uint32_t threads = 4;   // handler pool size
   std::chrono::milliseconds drain_timeout{30'000};  // Drain() gives up after this
   std::string log_level = "info";
 };

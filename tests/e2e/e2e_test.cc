@@ -2,7 +2,6 @@
 // hand) on free loopback ports, called through the client library and the
 // `zserve call` command.
 #include <catch2/catch.hpp>
-
 #include <csignal>
 #include <fstream>
 #include <iterator>
@@ -181,8 +180,7 @@ TEST_CASE("SIGTERM stops the whole stack cleanly", "[e2e]") {
   CHECK_THAT(log, !Catch::Contains("did not stop in time"));
 }
 
-TEST_CASE("each role runs as its own process and the broker follows a controller reload",
-          "[e2e]") {
+TEST_CASE("each role runs as its own process and the broker follows a controller reload", "[e2e]") {
   std::string dir = MakeTempDir();
   std::string file = dir + "/deployment.yaml";
   WriteFile(file, "backends:\n  echo: {handler: echo}\nendpoints:\n  echo: {backend: echo}\n");
@@ -191,12 +189,15 @@ TEST_CASE("each role runs as its own process and the broker follows a controller
   std::string admin_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
   std::string pub_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
   std::string log = dir + "/roles.log";
-  Process controller(kBinary, {"controller", "--config", file, "--admin-bind", admin_addr,
-                               "--pub-bind", pub_addr}, log);
-  Process broker(kBinary, {"broker", "--client-bind", client_addr, "--worker-bind", worker_addr,
-                           "--controller", admin_addr, "--controller-pub", pub_addr}, log);
-  Process worker(kBinary, {"worker", "--backend", "echo", "--handler", "echo", "--broker",
-                           worker_addr}, log);
+  Process controller(
+      kBinary, {"controller", "--config", file, "--admin-bind", admin_addr, "--pub-bind", pub_addr},
+      log);
+  Process broker(kBinary,
+                 {"broker", "--client-bind", client_addr, "--worker-bind", worker_addr,
+                  "--controller", admin_addr, "--controller-pub", pub_addr},
+                 log);
+  Process worker(
+      kBinary, {"worker", "--backend", "echo", "--handler", "echo", "--broker", worker_addr}, log);
   auto client = Connect(client_addr);
   CallOptions o;
   o.timeout = milliseconds(10'000);

@@ -15,11 +15,10 @@ Stack::Stack(const std::string& deployment_yaml)
   WriteFile(dir_ + "/deployment.yaml", deployment_yaml);
   up_ = std::make_unique<Process>(
       kBinary,
-      std::vector<std::string>{"up", dir_ + "/deployment.yaml", "--client-port",
-                               std::to_string(client_port_), "--worker-port",
-                               std::to_string(worker_port_), "--admin-port",
-                               std::to_string(admin_port_), "--pub-port",
-                               std::to_string(pub_port_)},
+      std::vector<std::string>{
+          "up", dir_ + "/deployment.yaml", "--client-port", std::to_string(client_port_),
+          "--worker-port", std::to_string(worker_port_), "--admin-port",
+          std::to_string(admin_port_), "--pub-port", std::to_string(pub_port_)},
       dir_ + "/stack.log");
   ready_ = up_->WaitForLine("Ctrl-C stops everything.", std::chrono::seconds(30));
 }
