@@ -1,9 +1,7 @@
 #include "cli/supervisor.h"
 
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,22 +25,6 @@ struct Child {
   std::string role;  // controller, broker, worker
   pid_t pid = -1;
 };
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::string SelfExe() {
   char buf[4096];
@@ -198,7 +180,7 @@ int RunUp(UpOptions o) {
     return 1;
   }
   for (int* port : {&o.client_port, &o.worker_port, &o.admin_port, &o.pub_port}) {
-    if (*port == 0) *port = FreePort();
+    if (*port == 0) *port = PickFreeLoopbackPort();
   }
   SignalPipe& signals = SignalPipe::Install();
   Stack stack(o, log);

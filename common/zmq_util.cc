@@ -1,5 +1,9 @@
 #include "common/zmq_util.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 namespace zserve {
 
 Status SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
@@ -36,6 +40,22 @@ int BoundPort(const zmq::socket_t& socket) {
   auto colon = endpoint.rfind(':');
   if (colon == std::string::npos) return 0;
   return std::stoi(endpoint.substr(colon + 1));
+}
+
+int PickFreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 std::string LoopbackAddress(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }

@@ -180,6 +180,22 @@ void PackString(Packer& p, std::string_view s) {
   p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
 }
 
+// Messages past the limit are cut, so that the receiver never refuses them.
+void PackCodeAndMessage(Packer& p, StatusCode code, std::string_view message) {
+  p.pack(static_cast<uint8_t>(code));
+  PackString(p, message.substr(0, kMaxMessageBytes));
+}
+
+// A header: the version and command prefix, `extra` more elements from `body`.
+template <typename Fn>
+std::string Build(Command command, uint32_t extra, size_t reserve, Fn&& body) {
+  msgpack::sbuffer buf(reserve);
+  Packer p(buf);
+  PackPrefix(p, command, extra);
+  body(p);
+  return Take(buf);
+}
+
 void PackWeights(Packer& p, const std::map<std::string, double>& m) {
   p.pack_map(static_cast<uint32_t>(m.size()));
   for (const auto& [k, v] : m) {
@@ -321,6 +337,17 @@ Status ReadState(const msgpack::object& o, ConfigState* state) {
   });
 }
 
+// Headers of one uint64 after the prefix: STATUS, CONTROLLER_HEARTBEAT.
+StatusOr<uint64_t> DecodeOneUint(std::string_view header, Command command, std::string_view field) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, command, 3, &handle); !s.ok()) return s;
+  uint64_t value = 0;
+  if (Status s = ArrayReader(handle.get(), command).Uint(2, field, UINT64_MAX, &value); !s.ok()) {
+    return s;
+  }
+  return value;
+}
+
 }  // namespace
 
 std::string_view CommandName(Command command) {
@@ -363,107 +390,77 @@ StatusOr<Command> PeekCommand(std::string_view header) {
 }
 
 std::string EncodeRequest(const RequestHeader& h) {
-  msgpack::sbuffer buf(64 + h.endpoint.size() + h.method.size() + h.shard_key.size());
-  Packer p(buf);
-  PackPrefix(p, Command::kRequest, 6);
-  p.pack(h.request_id);
-  PackString(p, h.endpoint);
-  PackString(p, h.method);
-  p.pack(h.timeout_ms);
-  PackString(p, h.shard_key);
-  p.pack(h.priority);
-  return Take(buf);
+  return Build(Command::kRequest, 6, 64 + h.endpoint.size() + h.method.size() + h.shard_key.size(),
+               [&h](Packer& p) {
+                 p.pack(h.request_id);
+                 PackString(p, h.endpoint);
+                 PackString(p, h.method);
+                 p.pack(h.timeout_ms);
+                 PackString(p, h.shard_key);
+                 p.pack(h.priority);
+               });
 }
 
 std::string EncodeReply(const ReplyHeader& h) {
-  msgpack::sbuffer buf(32 + h.message.size());
-  Packer p(buf);
-  PackPrefix(p, Command::kReply, 3);
-  p.pack(h.request_id);
-  p.pack(static_cast<uint8_t>(h.code));
-  PackString(p, h.message);
-  return Take(buf);
+  return Build(Command::kReply, 3, 32 + h.message.size(), [&h](Packer& p) {
+    p.pack(h.request_id);
+    PackCodeAndMessage(p, h.code, h.message);
+  });
 }
 
 std::string EncodeStatusRequest(uint64_t request_id) {
-  msgpack::sbuffer buf(16);
-  Packer p(buf);
-  PackPrefix(p, Command::kStatus, 1);
-  p.pack(request_id);
-  return Take(buf);
+  return Build(Command::kStatus, 1, 16, [request_id](Packer& p) { p.pack(request_id); });
 }
 
 std::string EncodeReady(const ReadyHeader& h) {
-  msgpack::sbuffer buf(64);
-  Packer p(buf);
-  PackPrefix(p, Command::kReady, 3);
-  PackString(p, h.backend);
-  PackString(p, h.replica_tag);
-  p.pack(h.capacity);
-  return Take(buf);
+  return Build(Command::kReady, 3, 64, [&h](Packer& p) {
+    PackString(p, h.backend);
+    PackString(p, h.replica_tag);
+    p.pack(h.capacity);
+  });
 }
 
 std::string EncodeBatch(const std::vector<BatchItem>& items) {
-  msgpack::sbuffer buf(16 + 32 * items.size());
-  Packer p(buf);
-  PackPrefix(p, Command::kBatch, 1);
-  p.pack_array(static_cast<uint32_t>(items.size()));
-  for (const BatchItem& item : items) {
-    p.pack_array(3);
-    p.pack(item.token);
-    PackString(p, item.method);
-    p.pack(item.timeout_ms);
-  }
-  return Take(buf);
+  return Build(Command::kBatch, 1, 16 + 32 * items.size(), [&items](Packer& p) {
+    p.pack_array(static_cast<uint32_t>(items.size()));
+    for (const BatchItem& item : items) {
+      p.pack_array(3);
+      p.pack(item.token);
+      PackString(p, item.method);
+      p.pack(item.timeout_ms);
+    }
+  });
 }
 
 std::string EncodeResults(const std::vector<ResultItem>& items) {
-  msgpack::sbuffer buf(16 + 16 * items.size());
-  Packer p(buf);
-  PackPrefix(p, Command::kResults, 1);
-  p.pack_array(static_cast<uint32_t>(items.size()));
-  for (const ResultItem& item : items) {
-    p.pack_array(3);
-    p.pack(item.token);
-    p.pack(static_cast<uint8_t>(item.code));
-    PackString(p, item.message.size() > kMaxMessageBytes
-                      ? std::string_view(item.message).substr(0, kMaxMessageBytes)
-                      : std::string_view(item.message));
-  }
-  return Take(buf);
+  return Build(Command::kResults, 1, 16 + 16 * items.size(), [&items](Packer& p) {
+    p.pack_array(static_cast<uint32_t>(items.size()));
+    for (const ResultItem& item : items) {
+      p.pack_array(3);
+      p.pack(item.token);
+      PackCodeAndMessage(p, item.code, item.message);
+    }
+  });
 }
 
 std::string EncodeSimple(Command command) {
-  msgpack::sbuffer buf(8);
-  Packer p(buf);
-  PackPrefix(p, command, 0);
-  return Take(buf);
+  return Build(command, 0, 8, [](Packer&) {});
 }
 
 std::string EncodeSnapshot(Command command, const Snapshot& s) {
-  msgpack::sbuffer buf(1024);
-  Packer p(buf);
-  PackPrefix(p, command, 2);
-  p.pack(s.version);
-  PackState(p, s.state);
-  return Take(buf);
+  return Build(command, 2, 1024, [&s](Packer& p) {
+    p.pack(s.version);
+    PackState(p, s.state);
+  });
 }
 
 std::string EncodeControllerHeartbeat(uint64_t version) {
-  msgpack::sbuffer buf(16);
-  Packer p(buf);
-  PackPrefix(p, Command::kControllerHeartbeat, 1);
-  p.pack(version);
-  return Take(buf);
+  return Build(Command::kControllerHeartbeat, 1, 16, [version](Packer& p) { p.pack(version); });
 }
 
 std::string EncodeError(const Status& status) {
-  msgpack::sbuffer buf(32 + status.message().size());
-  Packer p(buf);
-  PackPrefix(p, Command::kError, 2);
-  p.pack(static_cast<uint8_t>(status.code()));
-  PackString(p, status.message());
-  return Take(buf);
+  return Build(Command::kError, 2, 32 + status.message().size(),
+               [&status](Packer& p) { PackCodeAndMessage(p, status.code(), status.message()); });
 }
 
 StatusOr<RequestHeader> DecodeRequest(std::string_view header) {
@@ -482,6 +479,8 @@ StatusOr<RequestHeader> DecodeRequest(std::string_view header) {
   if (!s.ok()) return s;
   if (h.endpoint.empty()) return BadRequest("field 'endpoint' is empty");
   if (h.method.empty()) return BadRequest("field 'method' is empty");
+  if (Status v = ValidateName("endpoint", h.endpoint); !v.ok()) return v;
+  if (Status v = ValidateMethod(h.method); !v.ok()) return v;
   h.timeout_ms = static_cast<uint32_t>(timeout);
   h.priority = static_cast<int32_t>(priority);
   return h;
@@ -500,14 +499,7 @@ StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
 }
 
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header) {
-  msgpack::object_handle handle;
-  if (Status s = Open(header, Command::kStatus, 3, &handle); !s.ok()) return s;
-  uint64_t id = 0;
-  if (Status s = ArrayReader(handle.get(), Command::kStatus).Uint(2, "request_id", UINT64_MAX, &id);
-      !s.ok()) {
-    return s;
-  }
-  return id;
+  return DecodeOneUint(header, Command::kStatus, "request_id");
 }
 
 StatusOr<ReadyHeader> DecodeReady(std::string_view header) {
@@ -557,6 +549,7 @@ StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header) {
     uint64_t timeout = 0;
     Status s = r.Uint(0, "token", UINT64_MAX, &out[i].token);
     if (s.ok()) s = r.Str(1, "method", kMaxNameBytes, &out[i].method);
+    if (s.ok()) s = ValidateMethod(out[i].method);
     if (s.ok()) s = r.Uint(2, "timeout_ms", UINT32_MAX, &timeout);
     if (!s.ok()) return s;
     out[i].timeout_ms = static_cast<uint32_t>(timeout);
@@ -592,15 +585,7 @@ StatusOr<Snapshot> DecodeSnapshot(std::string_view header) {
 }
 
 StatusOr<uint64_t> DecodeControllerHeartbeat(std::string_view header) {
-  msgpack::object_handle handle;
-  if (Status s = Open(header, Command::kControllerHeartbeat, 3, &handle); !s.ok()) return s;
-  uint64_t version = 0;
-  if (Status s = ArrayReader(handle.get(), Command::kControllerHeartbeat)
-                     .Uint(2, "version", UINT64_MAX, &version);
-      !s.ok()) {
-    return s;
-  }
-  return version;
+  return DecodeOneUint(header, Command::kControllerHeartbeat, "version");
 }
 
 StatusOr<ErrorHeader> DecodeError(std::string_view header) {

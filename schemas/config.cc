@@ -25,6 +25,18 @@ Status ValidateName(std::string_view kind, std::string_view name) {
   return Status::Ok();
 }
 
+Status ValidateMethod(std::string_view method) {
+  if (method.empty() || method.size() > 128) {
+    return BadRequest("method must be 1 to 128 characters, got " + std::to_string(method.size()));
+  }
+  for (char c : method) {
+    if (c < 0x21 || c > 0x7e) {
+      return BadRequest("method has a character that is not printable ASCII");
+    }
+  }
+  return Status::Ok();
+}
+
 Status ValidateWeights(const std::map<std::string, double>& weights) {
   if (weights.empty()) return BadRequest("traffic policy names no backend");
   double sum = 0;

@@ -50,6 +50,8 @@ struct ConfigState {
 
 // Names of endpoints and backends: 1..128 of [A-Za-z0-9_.-].
 Status ValidateName(std::string_view kind, std::string_view name);
+// Methods: 1..128 printable ASCII characters (0x21..0x7e).
+Status ValidateMethod(std::string_view method);
 // Traffic weights: >= 0, summing to 1 within 1e-6, at least one backend.
 Status ValidateWeights(const std::map<std::string, double>& weights);
 // The whole state: names, numeric ranges, weights, references to backends.

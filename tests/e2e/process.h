@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/zmq_util.h"
+
 namespace zserve::testing {
 
 class Process {
@@ -44,7 +46,7 @@ class Process {
 };
 
 // A free TCP port on 127.0.0.1 (bound, read back, released).
-int FreePort();
+inline int FreePort() { return PickFreeLoopbackPort(); }
 
 // A fresh directory under the system temp dir.
 std::string MakeTempDir();
