@@ -85,6 +85,7 @@ class Worker::Impl {
                options_.backend, options_.broker_address);
     Frames frames;
     bool draining = false;
+    bool confirmed = false;  // the broker answered our DISCONNECT
     TimePoint drain_started{};
     while (true) {
       zmq::pollitem_t items[] = {
@@ -106,11 +107,11 @@ class Worker::Impl {
           log_->warn("{} results not sent: broker unreachable", frames.size() - 1);
         }
       }
-      while (RecvFrames(broker_, &frames)) {
-        if (HandleBroker(frames, draining)) {
-          log_->info("drained: every result sent, leaving");
-          return Status::Ok();
-        }
+      while (RecvFrames(broker_, &frames)) confirmed |= HandleBroker(frames, draining);
+      // The broker confirmed the drain; leave once every result is sent.
+      if (confirmed && in_flight_ == 0) {
+        log_->info("drained: every result sent, leaving");
+        return Status::Ok();
       }
       if (items[2].revents & ZMQ_POLLIN) {
         uint64_t v;
@@ -141,7 +142,7 @@ class Worker::Impl {
     (void)SendFrames(broker_, std::span(&m, 1));
   }
 
-  // Returns true when the worker should exit (its drain is confirmed).
+  // Returns true when the broker confirms a drain (it sends no more work).
   bool HandleBroker(Frames& frames, bool draining) {
     std::string_view header = View(frames[0]);
     StatusOr<sc::Command> command = sc::PeekCommand(header);

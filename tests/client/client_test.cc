@@ -1,0 +1,389 @@
+// The client library (include/zserve/client.h) against a fake broker: the
+// test binds a ROUTER, the client connects its DEALER to it, and the test
+// speaks ZSP/1 (schemas/PROTOCOL.md, section 4.1) through schemas/codec.h.
+// Blocking calls (Call, BrokerStatus) are served from a second thread; async
+// calls are interleaved on the test thread. Every wait is a bounded zmq::poll;
+// nothing sleeps.
+#include "zserve/client.h"
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/zmq_util.h"
+#include "schemas/codec.h"
+#include "zserve/status.h"
+
+namespace {
+
+using Catch::Matchers::Contains;
+using std::chrono::milliseconds;
+using zserve::Clock;
+using zserve::Frames;
+using zserve::Status;
+using zserve::StatusCode;
+using zserve::StatusOr;
+namespace sc = zserve::schemas;
+
+constexpr milliseconds kWait{5000};  // the most any expected message may take
+
+zmq::message_t Msg(std::string_view s) { return zmq::message_t(s.data(), s.size()); }
+
+// The broker's client ROUTER, played by the test. Used by one thread at a
+// time (handed over by std::thread start and join).
+class FakeBroker {
+ public:
+  FakeBroker() : router_(context_, zmq::socket_type::router) {
+    zserve::ConfigureRouter(router_);
+    router_.bind("tcp://127.0.0.1:*");
+    address_ = zserve::LoopbackAddress(zserve::BoundPort(router_));
+  }
+
+  const std::string& address() const { return address_; }
+
+  // The next message from the client without its routing id, within
+  // `timeout`; false if none came. Remembers the sender for Send.
+  bool Recv(Frames* frames, milliseconds timeout = kWait) {
+    const auto end = Clock::now() + timeout;
+    Frames raw;
+    while (!zserve::RecvFrames(router_, &raw)) {
+      auto left = std::chrono::ceil<milliseconds>(end - Clock::now());
+      if (left.count() <= 0) return false;
+      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+    }
+    if (raw.size() < 2) return false;
+    peer_ = std::string(zserve::View(raw[0]));
+    frames->clear();
+    for (size_t i = 1; i < raw.size(); ++i) frames->push_back(std::move(raw[i]));
+    return true;
+  }
+
+  // One message to the last sender: `frames` as given.
+  Status Send(const std::vector<std::string>& frames) {
+    Frames out;
+    out.push_back(Msg(peer_));
+    for (const std::string& f : frames) out.push_back(Msg(f));
+    return zserve::SendFrames(router_, out);
+  }
+
+  Status Reply(uint64_t request_id, StatusCode code, const std::string& message,
+               const std::string& payload) {
+    return Send({sc::EncodeReply({request_id, code, message}), payload});
+  }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t router_;
+  std::string address_;
+  std::string peer_;
+};
+
+zserve::ClientOptions Options(const std::string& address) {
+  zserve::ClientOptions o;
+  o.broker_address = address;
+  o.default_timeout = milliseconds(4321);
+  o.grace = milliseconds(50);
+  return o;
+}
+
+std::unique_ptr<zserve::Client> MakeClient(const zserve::ClientOptions& o) {
+  auto c = zserve::Client::Create(o);
+  REQUIRE(c.ok());
+  return std::move(c).value();
+}
+
+// What a broker thread saw and did: asserted on the test thread after join
+// (Catch2 assertions are for the test thread only).
+struct Served {
+  bool received = false;
+  Frames frames;
+  bool replied = false;
+};
+
+// Serves one message on its own thread: receives it, then sends what
+// `reply` makes of it (nothing if it returns no frames).
+class OneShotBroker {
+ public:
+  OneShotBroker(FakeBroker& broker, std::function<std::vector<std::string>(const Frames&)> reply)
+      : thread_([this, &broker, reply = std::move(reply)] {
+          served_.received = broker.Recv(&served_.frames);
+          if (!served_.received) return;
+          std::vector<std::string> out = reply(served_.frames);
+          if (!out.empty()) served_.replied = broker.Send(out).ok();
+        }) {}
+  ~OneShotBroker() {
+    if (thread_.joinable()) thread_.join();
+  }
+  OneShotBroker(const OneShotBroker&) = delete;
+  OneShotBroker& operator=(const OneShotBroker&) = delete;
+
+  const Served& Join() {
+    thread_.join();
+    return served_;
+  }
+
+ private:
+  Served served_;
+  std::thread thread_;
+};
+
+sc::RequestHeader DecodedRequest(const Frames& frames) {
+  REQUIRE(frames.size() == 2);
+  auto command = sc::PeekCommand(zserve::View(frames[0]));
+  REQUIRE(command.ok());
+  REQUIRE(*command == sc::Command::kRequest);
+  auto h = sc::DecodeRequest(zserve::View(frames[0]));
+  REQUIRE(h.ok());
+  return *h;
+}
+
+// The request id of a received REQUEST, without Catch2 (for broker threads).
+uint64_t IdOf(const Frames& frames) {
+  auto h = sc::DecodeRequest(zserve::View(frames[0]));
+  return h.ok() ? h->request_id : 0;
+}
+
+// Polls until nothing is pending (bounded); the number of callbacks run.
+size_t PollUntilIdle(zserve::Client& client) {
+  size_t ran = 0;
+  const auto end = Clock::now() + kWait;
+  while (client.pending() > 0 && Clock::now() < end) ran += client.Poll(milliseconds(100));
+  REQUIRE(client.pending() == 0);
+  return ran;
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_CASE("Call sends a REQUEST with its options and returns the OK payload", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+
+  SECTION("options given") {
+    OneShotBroker serve(broker, [](const Frames& f) -> std::vector<std::string> {
+      return {sc::EncodeReply({IdOf(f), StatusCode::kOk, ""}), "world"};
+    });
+    zserve::CallOptions o;
+    o.method = "predict";
+    o.timeout = milliseconds(1234);
+    o.shard_key = "user-7";
+    o.priority = 3;
+    StatusOr<std::string> r = client->Call("classify", "hello", o);
+    const Served& s = serve.Join();
+    REQUIRE(s.received);
+    CHECK(s.replied);
+    sc::RequestHeader h = DecodedRequest(s.frames);
+    CHECK(h.endpoint == "classify");
+    CHECK(h.method == "predict");
+    CHECK(h.timeout_ms == 1234);
+    CHECK(h.shard_key == "user-7");
+    CHECK(h.priority == 3);
+    CHECK(zserve::View(s.frames[1]) == "hello");
+    REQUIRE(r.ok());
+    CHECK(*r == "world");
+  }
+  SECTION("defaults") {
+    OneShotBroker serve(broker, [](const Frames& f) -> std::vector<std::string> {
+      return {sc::EncodeReply({IdOf(f), StatusCode::kOk, ""}), "default reply"};
+    });
+    StatusOr<std::string> r = client->Call("echo", "");
+    const Served& s = serve.Join();
+    REQUIRE(s.received);
+    sc::RequestHeader h = DecodedRequest(s.frames);
+    CHECK(h.endpoint == "echo");
+    CHECK(h.method == "__call__");
+    CHECK(h.timeout_ms == 4321);  // ClientOptions::default_timeout
+    CHECK(h.shard_key.empty());
+    CHECK(h.priority == 0);
+    CHECK(zserve::View(s.frames[1]).empty());
+    REQUIRE(r.ok());
+    CHECK(*r == "default reply");
+  }
+}
+
+TEST_CASE("an error REPLY becomes a Status with its code and message", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+  auto code = GENERATE(StatusCode::kNotFound, StatusCode::kOverloaded, StatusCode::kHandlerError,
+                       StatusCode::kReplicaFailed);
+  OneShotBroker serve(broker, [code](const Frames& f) -> std::vector<std::string> {
+    return {sc::EncodeReply({IdOf(f), code, "no endpoint named 'nope'"}), ""};
+  });
+  StatusOr<std::string> r = client->Call("nope", "x");
+  const Served& s = serve.Join();
+  REQUIRE(s.received);
+  CHECK(s.replied);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == code);
+  CHECK(r.status().message() == "no endpoint named 'nope'");
+}
+
+TEST_CASE("a hundred async calls answered in reverse order each complete once", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+  constexpr int kCalls = 100;
+  std::map<int, int> runs;                   // call index -> callbacks run
+  std::map<int, StatusOr<std::string>> got;  // call index -> what its callback got
+  for (int i = 0; i < kCalls; ++i) {
+    client->CallAsync("echo", "p" + std::to_string(i), {},
+                      [i, &runs, &got](StatusOr<std::string> r) {
+                        ++runs[i];
+                        got.insert_or_assign(i, std::move(r));
+                      });
+  }
+  CHECK(client->pending() == kCalls);
+
+  // The broker takes all of them, then answers the last first.
+  std::vector<std::pair<uint64_t, std::string>> requests;  // id, payload
+  std::set<uint64_t> ids;
+  for (int i = 0; i < kCalls; ++i) {
+    Frames f;
+    INFO("request " << i);
+    REQUIRE(broker.Recv(&f));
+    sc::RequestHeader h = DecodedRequest(f);
+    ids.insert(h.request_id);
+    requests.emplace_back(h.request_id, std::string(zserve::View(f[1])));
+  }
+  CHECK(ids.size() == kCalls);  // request ids are unique
+  for (auto it = requests.rbegin(); it != requests.rend(); ++it) {
+    REQUIRE(broker.Reply(it->first, StatusCode::kOk, "", "r-" + it->second).ok());
+  }
+
+  CHECK(PollUntilIdle(*client) == kCalls);
+  CHECK(client->Poll(milliseconds(0)) == 0);
+  REQUIRE(runs.size() == kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    INFO("call " << i);
+    CHECK(runs[i] == 1);
+    REQUIRE(got.count(i) == 1);
+    REQUIRE(got.at(i).ok());
+    CHECK(*got.at(i) == "r-p" + std::to_string(i));
+  }
+}
+
+TEST_CASE("a silent broker gives DEADLINE_EXCEEDED and a late reply is dropped", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));  // grace 50 ms
+  zserve::CallOptions o;
+  o.timeout = milliseconds(100);
+
+  const auto start = Clock::now();
+  StatusOr<std::string> r = client->Call("slow", "x", o);
+  const auto elapsed = Clock::now() - start;
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
+  CHECK(elapsed >= milliseconds(100));
+  CHECK(elapsed < milliseconds(2000));
+  CHECK(client->pending() == 0);
+
+  // The broker answers after all.
+  Frames f;
+  REQUIRE(broker.Recv(&f));
+  sc::RequestHeader late = DecodedRequest(f);
+  CHECK(late.timeout_ms == 100);
+  REQUIRE(broker.Reply(late.request_id, StatusCode::kOk, "", "too late").ok());
+
+  // The next call works, and only its own callback runs.
+  int runs = 0;
+  std::optional<StatusOr<std::string>> next;
+  client->CallAsync("slow", "y", {}, [&](StatusOr<std::string> result) {
+    ++runs;
+    next = std::move(result);
+  });
+  REQUIRE(broker.Recv(&f));
+  sc::RequestHeader h = DecodedRequest(f);
+  CHECK(h.request_id != late.request_id);
+  REQUIRE(broker.Reply(h.request_id, StatusCode::kOk, "", "in time").ok());
+  CHECK(PollUntilIdle(*client) == 1);
+  CHECK(client->Poll(milliseconds(0)) == 0);
+  CHECK(runs == 1);
+  REQUIRE(next.has_value());
+  REQUIRE(next->ok());
+  CHECK(**next == "in time");
+}
+
+TEST_CASE("malformed replies and replies for unknown ids are ignored", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+  int runs = 0;
+  std::optional<StatusOr<std::string>> got;
+  client->CallAsync("echo", "q", {}, [&](StatusOr<std::string> result) {
+    ++runs;
+    got = std::move(result);
+  });
+  Frames f;
+  REQUIRE(broker.Recv(&f));
+  const uint64_t id = DecodedRequest(f).request_id;
+
+  REQUIRE(broker.Send({"not msgpack", "x"}).ok());
+  REQUIRE(broker.Send({"not msgpack"}).ok());
+  REQUIRE(broker.Send({sc::EncodeStatusRequest(id), "wrong command"}).ok());
+  REQUIRE(broker.Send({sc::EncodeReply({id, StatusCode::kOk, ""})}).ok());  // no payload frame
+  REQUIRE(broker.Send({sc::EncodeReply({id, StatusCode::kOk, ""}), "a", "b"}).ok());  // two
+  REQUIRE(broker.Reply(id + 1000, StatusCode::kOk, "", "someone else's").ok());
+  REQUIRE(broker.Reply(id, StatusCode::kOk, "", "the real one").ok());
+
+  CHECK(PollUntilIdle(*client) == 1);
+  CHECK(client->Poll(milliseconds(0)) == 0);
+  CHECK(runs == 1);
+  REQUIRE(got.has_value());
+  REQUIRE(got->ok());
+  CHECK(**got == "the real one");
+}
+
+TEST_CASE("BrokerStatus sends STATUS and returns the reply payload", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+  const std::string doc = R"({"config_version": 3, "endpoints": {}, "backends": {}})";
+
+  SECTION("answered") {
+    OneShotBroker serve(broker, [&doc](const Frames& f) -> std::vector<std::string> {
+      auto id = sc::DecodeStatusRequest(zserve::View(f[0]));
+      if (!id.ok()) return {};
+      return {sc::EncodeReply({*id, StatusCode::kOk, ""}), doc};
+    });
+    StatusOr<std::string> r = client->BrokerStatus(milliseconds(3000));
+    const Served& s = serve.Join();
+    REQUIRE(s.received);
+    REQUIRE(s.frames.size() == 1);  // STATUS has no payload frame
+    auto command = sc::PeekCommand(zserve::View(s.frames[0]));
+    REQUIRE(command.ok());
+    CHECK(*command == sc::Command::kStatus);
+    CHECK(sc::DecodeStatusRequest(zserve::View(s.frames[0])).ok());
+    CHECK(s.replied);
+    REQUIRE(r.ok());
+    CHECK(*r == doc);
+  }
+  SECTION("silent broker") {
+    const auto start = Clock::now();
+    StatusOr<std::string> r = client->BrokerStatus(milliseconds(100));
+    const auto elapsed = Clock::now() - start;
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
+    CHECK(elapsed >= milliseconds(100));
+    CHECK(elapsed < milliseconds(2000));
+  }
+}
+
+TEST_CASE("Client::Create refuses a default_timeout of zero", "[client]") {
+  zserve::ClientOptions o;
+  o.broker_address = "tcp://127.0.0.1:1";
+  o.default_timeout = milliseconds(0);
+  auto c = zserve::Client::Create(o);
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(c.status().message(), Contains("default_timeout"));
+}
+
+}  // namespace

@@ -1,0 +1,676 @@
+// The worker library (include/zserve/worker.h) against a fake broker: the test
+// binds a ROUTER, the worker connects its DEALER to it, and the test speaks
+// ZSP/1 (schemas/PROTOCOL.md, section 4.2) through schemas/codec.h. Every wait
+// is a zmq::poll or a condition with a bound; nothing sleeps.
+#include "zserve/worker.h"
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/zmq_util.h"
+#include "schemas/codec.h"
+#include "worker/builtin_handlers.h"
+#include "zserve/handler.h"
+#include "zserve/status.h"
+
+namespace {
+
+using Catch::Matchers::Contains;
+using std::chrono::milliseconds;
+using zserve::Clock;
+using zserve::Frames;
+using zserve::Request;
+using zserve::Result;
+using zserve::Status;
+using zserve::StatusCode;
+namespace sc = zserve::schemas;
+
+constexpr milliseconds kWait{5000};  // the most any expected message may take
+
+zmq::message_t Msg(std::string_view s) { return zmq::message_t(s.data(), s.size()); }
+
+// The broker's worker ROUTER, played by the test.
+class FakeBroker {
+ public:
+  FakeBroker() : router_(context_, zmq::socket_type::router) {
+    zserve::ConfigureRouter(router_);
+    router_.bind("tcp://127.0.0.1:*");
+    address_ = zserve::LoopbackAddress(zserve::BoundPort(router_));
+  }
+
+  const std::string& address() const { return address_; }
+
+  // The next message from the worker without its routing id, within
+  // `timeout`; false if none came. Remembers the sender for Send.
+  bool Recv(Frames* frames, milliseconds timeout = kWait) {
+    const auto end = Clock::now() + timeout;
+    Frames raw;
+    while (!zserve::RecvFrames(router_, &raw)) {
+      auto left = std::chrono::ceil<milliseconds>(end - Clock::now());
+      if (left.count() <= 0) return false;
+      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, left);
+    }
+    if (raw.size() < 2) return false;
+    peer_ = std::string(zserve::View(raw[0]));
+    frames->clear();
+    for (size_t i = 1; i < raw.size(); ++i) frames->push_back(std::move(raw[i]));
+    return true;
+  }
+
+  // One message to the last sender: `frames` as given.
+  Status Send(const std::vector<std::string>& frames) {
+    Frames out;
+    out.push_back(Msg(peer_));
+    for (const std::string& f : frames) out.push_back(Msg(f));
+    return zserve::SendFrames(router_, out);
+  }
+
+  Status SendBatch(const std::vector<sc::BatchItem>& items,
+                   const std::vector<std::string>& payloads) {
+    std::vector<std::string> frames{sc::EncodeBatch(items)};
+    frames.insert(frames.end(), payloads.begin(), payloads.end());
+    return Send(frames);
+  }
+
+  Status SendSimple(sc::Command command) { return Send({sc::EncodeSimple(command)}); }
+
+ private:
+  zmq::context_t context_{1};
+  zmq::socket_t router_;
+  std::string address_;
+  std::string peer_;
+};
+
+sc::Command CommandOf(const Frames& frames) {
+  REQUIRE_FALSE(frames.empty());
+  zserve::StatusOr<sc::Command> c = sc::PeekCommand(zserve::View(frames[0]));
+  REQUIRE(c.ok());
+  return *c;
+}
+
+zserve::WorkerOptions Options(const std::string& address) {
+  zserve::WorkerOptions o;
+  o.broker_address = address;
+  o.backend = "b";
+  o.replica_tag = "replica-1";
+  o.threads = 2;
+  o.drain_timeout = milliseconds(3000);  // a broken test never hangs long
+  o.log_level = "error";
+  return o;
+}
+
+// One answer as the broker sees it in RESULTS.
+struct Answer {
+  StatusCode code = StatusCode::kOk;
+  std::string message;
+  std::string payload;
+};
+
+// A worker running on its own thread against a FakeBroker.
+class Harness {
+ public:
+  explicit Harness(std::unique_ptr<zserve::Handler> handler) : Harness(std::move(handler), {}) {}
+
+  Harness(std::unique_ptr<zserve::Handler> handler,
+          const std::function<void(zserve::WorkerOptions&)>& tweak) {
+    zserve::WorkerOptions o = Options(broker.address());
+    if (tweak) tweak(o);
+    auto w = zserve::Worker::Create(o, std::move(handler));
+    REQUIRE(w.ok());
+    worker = std::move(w).value();
+    thread_ = std::thread([this] {
+      run_status_ = worker->Run();
+      returned_.store(true);
+    });
+  }
+
+  ~Harness() {
+    if (!thread_.joinable()) return;
+    // A test that failed half-way: stop the worker as well as we can, by
+    // confirming any drain, so that Run returns before its drain_timeout.
+    worker->Drain();
+    try {
+      const auto end = Clock::now() + kWait;
+      while (!returned() && Clock::now() < end) {
+        Frames f;
+        if (!broker.Recv(&f, milliseconds(100)) || !f.empty()) {
+          (void)broker.SendSimple(sc::Command::kDisconnect);
+        }
+      }
+    } catch (...) {
+    }
+    thread_.join();  // Run gives up after drain_timeout at worst
+  }
+
+  Harness(const Harness&) = delete;
+  Harness& operator=(const Harness&) = delete;
+
+  bool returned() const { return returned_.load(); }
+
+  sc::ReadyHeader ExpectReady() {
+    Frames f;
+    REQUIRE(broker.Recv(&f));
+    REQUIRE(CommandOf(f) == sc::Command::kReady);
+    REQUIRE(f.size() == 1);
+    auto ready = sc::DecodeReady(zserve::View(f[0]));
+    REQUIRE(ready.ok());
+    return *ready;
+  }
+
+  // RESULTS until every token of `tokens` is answered; each exactly once and
+  // no other token.
+  std::map<uint64_t, Answer> Collect(const std::set<uint64_t>& tokens) {
+    std::map<uint64_t, Answer> answers;
+    const auto end = Clock::now() + kWait;
+    while (answers.size() < tokens.size()) {
+      auto left = std::chrono::ceil<milliseconds>(end - Clock::now());
+      Frames f;
+      INFO("answered " << answers.size() << " of " << tokens.size());
+      REQUIRE(left.count() > 0);
+      REQUIRE(broker.Recv(&f, left));
+      REQUIRE(CommandOf(f) == sc::Command::kResults);
+      auto items = sc::DecodeResults(zserve::View(f[0]));
+      REQUIRE(items.ok());
+      REQUIRE(f.size() == items->size() + 1);
+      for (size_t i = 0; i < items->size(); ++i) {
+        const sc::ResultItem& r = (*items)[i];
+        INFO("token " << r.token);
+        REQUIRE(tokens.count(r.token) == 1);
+        REQUIRE(answers.count(r.token) == 0);
+        answers[r.token] = Answer{r.code, r.message, std::string(zserve::View(f[i + 1]))};
+      }
+    }
+    return answers;
+  }
+
+  // Drain() and the DISCONNECT handshake; Run()'s result.
+  Status Stop() {
+    worker->Drain();
+    Frames f;
+    REQUIRE(broker.Recv(&f));
+    REQUIRE(CommandOf(f) == sc::Command::kDisconnect);
+    REQUIRE(broker.SendSimple(sc::Command::kDisconnect).ok());
+    return Join();
+  }
+
+  Status Join() {
+    thread_.join();
+    return run_status_;
+  }
+
+  FakeBroker broker;
+  std::unique_ptr<zserve::Worker> worker;
+
+ private:
+  std::thread thread_;
+  Status run_status_;
+  std::atomic<bool> returned_{false};
+};
+
+std::vector<sc::BatchItem> Items(const std::vector<uint64_t>& tokens, const std::string& method,
+                                 uint32_t timeout_ms = 5000) {
+  std::vector<sc::BatchItem> items;
+  for (uint64_t t : tokens) items.push_back({t, method, timeout_ms});
+  return items;
+}
+
+std::unique_ptr<zserve::Handler> Echo() {
+  return zserve::MakeHandler([](const Request& r) -> Result { return std::string(r.payload); });
+}
+
+// A one-shot gate a handler can wait on (bounded) and the test can open.
+class Gate {
+ public:
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  bool WaitOpen(milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+// ---------------------------------------------------------------------------
+
+TEST_CASE("READY is the first message with backend tag and capacity", "[worker]") {
+  Harness h(Echo(), [](zserve::WorkerOptions& o) {
+    o.replica_tag = "tag-7";
+    o.capacity = 13;
+  });
+  sc::ReadyHeader ready = h.ExpectReady();
+  CHECK(ready.backend == "b");
+  CHECK(ready.replica_tag == "tag-7");
+  CHECK(ready.capacity == 13);
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("a BATCH of three items is answered once per token with echoed payloads", "[worker]") {
+  Harness h(Echo());
+  h.ExpectReady();
+  REQUIRE(h.broker.SendBatch(Items({11, 12, 13}, "__call__"), {"alpha", "beta", ""}).ok());
+  auto answers = h.Collect({11, 12, 13});
+  for (uint64_t t : {11, 12, 13}) {
+    INFO("token " << t);
+    CHECK(answers[t].code == StatusCode::kOk);
+  }
+  CHECK(answers[11].payload == "alpha");
+  CHECK(answers[12].payload == "beta");
+  CHECK(answers[13].payload.empty());
+  // Nothing more: each token was answered exactly once.
+  Frames extra;
+  CHECK_FALSE(h.broker.Recv(&extra, milliseconds(50)));
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("a BATCH of mixed methods is split so each handler call sees one method", "[worker]") {
+  std::mutex mu;
+  std::vector<std::vector<std::string>> calls;  // the methods of each call
+  auto handler = zserve::MakeBatchHandler([&](std::span<const Request> batch) {
+    std::vector<std::string> methods;
+    std::vector<Result> out;
+    for (const Request& r : batch) {
+      methods.emplace_back(r.method);
+      out.emplace_back(std::string(r.payload) + "/" + std::string(r.method));
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    calls.push_back(std::move(methods));
+    return out;
+  });
+  Harness h(std::move(handler));
+  h.ExpectReady();
+  std::vector<sc::BatchItem> items = {
+      {1, "a", 5000}, {2, "b", 5000}, {3, "a", 5000},
+      {4, "c", 5000}, {5, "b", 5000}, {6, "a", 5000},
+  };
+  REQUIRE(h.broker.SendBatch(items, {"p1", "p2", "p3", "p4", "p5", "p6"}).ok());
+  auto answers = h.Collect({1, 2, 3, 4, 5, 6});
+  for (const sc::BatchItem& item : items) {
+    INFO("token " << item.token);
+    CHECK(answers[item.token].code == StatusCode::kOk);
+    CHECK(answers[item.token].payload == "p" + std::to_string(item.token) + "/" + item.method);
+  }
+  CHECK(h.Stop().ok());
+
+  std::lock_guard<std::mutex> lock(mu);
+  std::map<std::string, size_t> per_method;
+  for (const auto& methods : calls) {
+    REQUIRE_FALSE(methods.empty());
+    CHECK(std::all_of(methods.begin(), methods.end(),
+                      [&](const std::string& m) { return m == methods.front(); }));
+    for (const std::string& m : methods) ++per_method[m];
+  }
+  CHECK(per_method == std::map<std::string, size_t>{{"a", 3}, {"b", 2}, {"c", 1}});
+}
+
+TEST_CASE("an item whose time ran out is DEADLINE_EXCEEDED without a handler call", "[worker]") {
+  std::atomic<int> calls{0};
+  std::atomic<int> expired_seen{0};
+  Harness h(zserve::MakeHandler([&](const Request& r) -> Result {
+    ++calls;
+    if (r.payload == "expired") ++expired_seen;
+    return std::string(r.payload);
+  }));
+  h.ExpectReady();
+
+  REQUIRE(h.broker.SendBatch(Items({1}, "__call__", 0), {"expired"}).ok());
+  auto answers = h.Collect({1});
+  CHECK(answers[1].code == StatusCode::kDeadlineExceeded);
+  CHECK(answers[1].payload.empty());
+  CHECK(calls.load() == 0);
+
+  // Mixed with a live item: only the live one reaches the handler.
+  std::vector<sc::BatchItem> mixed = {{2, "__call__", 0}, {3, "__call__", 5000}};
+  REQUIRE(h.broker.SendBatch(mixed, {"expired", "live"}).ok());
+  answers = h.Collect({2, 3});
+  CHECK(answers[2].code == StatusCode::kDeadlineExceeded);
+  CHECK(answers[3].code == StatusCode::kOk);
+  CHECK(answers[3].payload == "live");
+  CHECK(calls.load() == 1);
+  CHECK(expired_seen.load() == 0);
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("a handler that throws fails its call with HANDLER_ERROR and the worker lives on",
+          "[worker]") {
+  Harness h(zserve::MakeBatchHandler([](std::span<const Request> batch) {
+    std::vector<Result> out;
+    for (const Request& r : batch) {
+      if (r.payload == "throw") throw std::runtime_error("boom");
+      out.emplace_back(std::string(r.payload));
+    }
+    return out;
+  }));
+  h.ExpectReady();
+  REQUIRE(h.broker.SendBatch(Items({1, 2, 3}, "m"), {"x", "throw", "y"}).ok());
+  auto answers = h.Collect({1, 2, 3});
+  for (uint64_t t : {1, 2, 3}) {
+    INFO("token " << t);
+    CHECK(answers[t].code == StatusCode::kHandlerError);
+    CHECK_THAT(answers[t].message, Contains("boom"));
+    CHECK(answers[t].payload.empty());
+  }
+
+  REQUIRE(h.broker.SendBatch(Items({4, 5}, "m"), {"after", "throwing"}).ok());
+  answers = h.Collect({4, 5});
+  CHECK(answers[4].code == StatusCode::kOk);
+  CHECK(answers[4].payload == "after");
+  CHECK(answers[5].code == StatusCode::kOk);
+  CHECK(answers[5].payload == "throwing");
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("a handler returning the wrong number of results fails those items", "[worker]") {
+  Harness h(zserve::MakeBatchHandler([](std::span<const Request> batch) {
+    // Too few for "short", one too many otherwise.
+    std::vector<Result> out;
+    if (batch.front().method == "short") {
+      out.emplace_back(std::string("only one"));
+    } else {
+      for (size_t i = 0; i <= batch.size(); ++i) out.emplace_back(std::string("r"));
+    }
+    return out;
+  }));
+  h.ExpectReady();
+
+  SECTION("too few") {
+    REQUIRE(h.broker.SendBatch(Items({1, 2, 3}, "short"), {"a", "b", "c"}).ok());
+    auto answers = h.Collect({1, 2, 3});
+    for (uint64_t t : {1, 2, 3}) {
+      INFO("token " << t);
+      CHECK(answers[t].code == StatusCode::kHandlerError);
+      CHECK_THAT(answers[t].message, Contains("1") && Contains("3") && Contains("result"));
+      CHECK(answers[t].payload.empty());
+    }
+  }
+  SECTION("too many") {
+    REQUIRE(h.broker.SendBatch(Items({4, 5}, "long"), {"a", "b"}).ok());
+    auto answers = h.Collect({4, 5});
+    for (uint64_t t : {4, 5}) {
+      INFO("token " << t);
+      CHECK(answers[t].code == StatusCode::kHandlerError);
+      CHECK_THAT(answers[t].message, Contains("3") && Contains("2") && Contains("result"));
+      CHECK(answers[t].payload.empty());
+    }
+  }
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("a per-item error fails only that item", "[worker]") {
+  Harness h(zserve::MakeHandler([](const Request& r) -> Result {
+    if (r.payload == "bad") return zserve::HandlerError("bad");
+    return std::string(r.payload);
+  }));
+  h.ExpectReady();
+  REQUIRE(h.broker.SendBatch(Items({1, 2, 3}, "__call__"), {"one", "bad", "three"}).ok());
+  auto answers = h.Collect({1, 2, 3});
+  CHECK(answers[1].code == StatusCode::kOk);
+  CHECK(answers[1].payload == "one");
+  CHECK(answers[2].code == StatusCode::kHandlerError);
+  CHECK(answers[2].message == "bad");
+  CHECK(answers[2].payload.empty());
+  CHECK(answers[3].code == StatusCode::kOk);
+  CHECK(answers[3].payload == "three");
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("a BATCH whose payload frames do not match its items is BAD_REQUEST per token",
+          "[worker]") {
+  std::atomic<int> calls{0};
+  Harness h(zserve::MakeHandler([&](const Request& r) -> Result {
+    ++calls;
+    return std::string(r.payload);
+  }));
+  h.ExpectReady();
+  SECTION("too few payload frames") {
+    REQUIRE(h.broker.SendBatch(Items({1, 2, 3}, "__call__"), {"a", "b"}).ok());
+    auto answers = h.Collect({1, 2, 3});
+    for (uint64_t t : {1, 2, 3}) {
+      INFO("token " << t);
+      CHECK(answers[t].code == StatusCode::kBadRequest);
+      CHECK(answers[t].payload.empty());
+    }
+  }
+  SECTION("too many payload frames") {
+    REQUIRE(h.broker.SendBatch(Items({4, 5}, "__call__"), {"a", "b", "c"}).ok());
+    auto answers = h.Collect({4, 5});
+    for (uint64_t t : {4, 5}) {
+      INFO("token " << t);
+      CHECK(answers[t].code == StatusCode::kBadRequest);
+      CHECK(answers[t].payload.empty());
+    }
+  }
+  CHECK(calls.load() == 0);
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("garbage from the broker is dropped and the worker keeps serving", "[worker]") {
+  Harness h(Echo());
+  h.ExpectReady();
+  REQUIRE(h.broker.Send({"not msgpack"}).ok());
+  REQUIRE(h.broker.Send({"not msgpack", "with a payload"}).ok());
+  REQUIRE(h.broker.Send({""}).ok());
+  // Well-formed headers a worker does not take, or with a broken body.
+  REQUIRE(h.broker.Send({sc::EncodeReady({"b", "t", 1})}).ok());
+  REQUIRE(h.broker.Send({sc::EncodeStatusRequest(9)}).ok());
+  REQUIRE(h.broker.SendSimple(sc::Command::kHeartbeat).ok());
+  REQUIRE(h.broker.SendBatch({}, {}).ok());  // a BATCH of no items
+  REQUIRE(h.broker.SendBatch(Items({42}, "__call__"), {"still here"}).ok());
+  auto answers = h.Collect({42});
+  CHECK(answers[42].code == StatusCode::kOk);
+  CHECK(answers[42].payload == "still here");
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("an unprompted DISCONNECT makes the worker register again", "[worker]") {
+  Harness h(Echo());
+  h.ExpectReady();
+  REQUIRE(h.broker.SendSimple(sc::Command::kDisconnect).ok());
+  sc::ReadyHeader again = h.ExpectReady();
+  CHECK(again.backend == "b");
+  CHECK(again.replica_tag == "replica-1");
+  REQUIRE(h.broker.SendBatch(Items({1}, "__call__"), {"after"}).ok());
+  auto answers = h.Collect({1});
+  CHECK(answers[1].code == StatusCode::kOk);
+  CHECK(answers[1].payload == "after");
+  CHECK_FALSE(h.returned());
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("Run returns OK only after the broker confirms the drain", "[worker]") {
+  Harness h(Echo());
+  h.ExpectReady();
+  REQUIRE(h.broker.SendBatch(Items({1}, "__call__"), {"x"}).ok());
+  auto answers = h.Collect({1});
+  CHECK(answers[1].code == StatusCode::kOk);
+
+  h.worker->Drain();
+  Frames f;
+  REQUIRE(h.broker.Recv(&f));
+  REQUIRE(CommandOf(f) == sc::Command::kDisconnect);
+  REQUIRE(f.size() == 1);
+  // The worker waits for the broker: nothing else is sent and Run goes on.
+  CHECK_FALSE(h.broker.Recv(&f, milliseconds(300)));
+  CHECK_FALSE(h.returned());
+  REQUIRE(h.broker.SendSimple(sc::Command::kDisconnect).ok());
+  Status s = h.Join();
+  CHECK(s.ok());
+  CHECK(s.message().empty());
+}
+
+// Two requests held by a handler until the test releases it, and a worker
+// that has started to drain (its DISCONNECT received) with them in hand.
+class HeldWork {
+ public:
+  HeldWork()
+      : h(zserve::MakeHandler([this](const Request& r) -> Result {
+          started_.Open();
+          if (!release_.WaitOpen(kWait)) return zserve::Internal("the test never released it");
+          return std::string(r.payload);
+        })) {
+    h.ExpectReady();
+    REQUIRE(h.broker.SendBatch(Items({1, 2}, "__call__"), {"first", "second"}).ok());
+    REQUIRE(started_.WaitOpen(kWait));  // the work is in the worker's hands
+    h.worker->Drain();
+    Frames f;
+    REQUIRE(h.broker.Recv(&f));
+    REQUIRE(CommandOf(f) == sc::Command::kDisconnect);
+  }
+  ~HeldWork() { Release(); }  // before h stops, even after a failed assertion
+  HeldWork(const HeldWork&) = delete;
+  HeldWork& operator=(const HeldWork&) = delete;
+
+  void Release() { release_.Open(); }
+
+  void ExpectBothAnswered() {
+    auto answers = h.Collect({1, 2});
+    CHECK(answers[1].code == StatusCode::kOk);
+    CHECK(answers[1].payload == "first");
+    CHECK(answers[2].code == StatusCode::kOk);
+    CHECK(answers[2].payload == "second");
+  }
+
+ private:
+  Gate started_;
+  Gate release_;
+
+ public:
+  Harness h;
+};
+
+TEST_CASE("a draining worker answers its work before the broker confirms", "[worker]") {
+  HeldWork w;
+  w.Release();
+  w.ExpectBothAnswered();
+  CHECK_FALSE(w.h.returned());
+  REQUIRE(w.h.broker.SendSimple(sc::Command::kDisconnect).ok());
+  CHECK(w.h.Join().ok());
+}
+
+TEST_CASE("a draining worker still answers its work after the broker confirms", "[worker]") {
+  // PROTOCOL.md 4.2: after the broker's DISCONNECT the worker exits once it
+  // has sent every result.
+  HeldWork w;
+  REQUIRE(w.h.broker.SendSimple(sc::Command::kDisconnect).ok());
+  // Time for the confirmation to reach the worker while the handler still
+  // holds both requests: the worker sends nothing and keeps running.
+  Frames early;
+  CHECK_FALSE(w.h.broker.Recv(&early, milliseconds(300)));
+  CHECK_FALSE(w.h.returned());
+  w.Release();
+  w.ExpectBothAnswered();
+  CHECK(w.h.Join().ok());
+}
+
+TEST_CASE("Create refuses a bad backend name and a null handler", "[worker]") {
+  zserve::WorkerOptions o = Options("tcp://127.0.0.1:1");
+  SECTION("bad backend name") {
+    o.backend = "bad name!";
+    auto w = zserve::Worker::Create(o, Echo());
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+  }
+  SECTION("empty backend name") {
+    o.backend = "";
+    auto w = zserve::Worker::Create(o, Echo());
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+  }
+  SECTION("no handler threads") {
+    o.threads = 0;
+    auto w = zserve::Worker::Create(o, Echo());
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+  }
+  SECTION("null handler") {
+    auto w = zserve::Worker::Create(o, nullptr);
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Built-in handlers (worker/builtin_handlers.h), called directly.
+
+std::vector<Result> CallBuiltin(const std::string& name, const std::vector<std::string>& payloads) {
+  auto handler = zserve::worker::MakeBuiltinHandler(name, {});
+  REQUIRE(handler.ok());
+  std::vector<Request> batch;
+  for (const std::string& p : payloads) {
+    batch.push_back({"__call__", p, Clock::now() + std::chrono::seconds(5)});
+  }
+  return (*handler)->HandleBatch(batch);
+}
+
+TEST_CASE("builtin echo returns the payload", "[worker]") {
+  auto out = CallBuiltin("echo", {"hello", ""});
+  REQUIRE(out.size() == 2);
+  REQUIRE(out[0].ok());
+  CHECK(*out[0] == "hello");
+  REQUIRE(out[1].ok());
+  CHECK(out[1]->empty());
+}
+
+TEST_CASE("builtin sleep waits the given milliseconds and returns the payload", "[worker]") {
+  const auto start = Clock::now();
+  auto out = CallBuiltin("sleep", {"5"});
+  const auto elapsed = Clock::now() - start;
+  REQUIRE(out.size() == 1);
+  REQUIRE(out[0].ok());
+  CHECK(*out[0] == "5");
+  CHECK(elapsed >= milliseconds(5));
+  CHECK(elapsed < milliseconds(2000));
+}
+
+TEST_CASE("builtin fail gives an error for error: and throws for throw:", "[worker]") {
+  auto handler = zserve::worker::MakeBuiltinHandler("fail", {});
+  REQUIRE(handler.ok());
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+
+  std::vector<Request> errors = {{"__call__", "error:x", deadline}, {"__call__", "ok", deadline}};
+  auto out = (*handler)->HandleBatch(errors);
+  REQUIRE(out.size() == 2);
+  REQUIRE_FALSE(out[0].ok());
+  CHECK(out[0].status().code() == StatusCode::kHandlerError);
+  CHECK(out[0].status().message() == "x");
+  REQUIRE(out[1].ok());
+  CHECK(*out[1] == "ok");
+
+  std::vector<Request> throws = {{"__call__", "throw:y", deadline}};
+  CHECK_THROWS_WITH((*handler)->HandleBatch(throws), "y");
+}
+
+TEST_CASE("an unknown builtin is BAD_REQUEST listing the known names", "[worker]") {
+  auto handler = zserve::worker::MakeBuiltinHandler("nope", {});
+  REQUIRE_FALSE(handler.ok());
+  CHECK(handler.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(handler.status().message(),
+             Contains("nope") && Contains("echo") && Contains("sleep") && Contains("fail"));
+}
+
+}  // namespace
