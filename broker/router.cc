@@ -75,6 +75,15 @@ uint32_t Router::FreeSlots(const Replica& r, const Backend& b) const {
   return r.in_flight >= cap ? 0 : cap - r.in_flight;
 }
 
+bool Router::IsQueuedIn(uint64_t token, const Backend& b) const {
+  auto it = entries_.find(token);
+  return it != entries_.end() && it->second.state == State::kQueued && it->second.backend == &b;
+}
+
+void Router::Compact(Backend& b) {
+  std::erase_if(b.queue, [this, &b](uint64_t token) { return !IsQueuedIn(token, b); });
+}
+
 void Router::MarkDirty(Backend& b) {
   if (b.dirty) return;
   b.dirty = true;
@@ -158,9 +167,12 @@ std::vector<uint64_t> Router::Expire(TimePoint now) {
     if (it == entries_.end()) std::abort();  // deadlines_ and entries_ out of step
     Entry& e = it->second;
     if (e.state == State::kQueued) {
-      --e.backend->queued;
+      Backend& b = *e.backend;
+      --b.queued;
       --total_queued_;
-      entries_.erase(it);  // its stale queue slot is skipped later
+      entries_.erase(it);  // its stale queue slot is skipped later...
+      // ...or dropped here, so that a queue nobody drains stays bounded.
+      if (b.queue.size() > 2 * b.queued + 64) Compact(b);
     } else {
       e.state = State::kExpiredInFlight;  // keeps its slot until the replica answers
     }

@@ -147,6 +147,8 @@ class Router {
   uint32_t FreeSlots(const Replica& r, const Backend& b) const;
   void FillBackend(Backend& b, std::vector<Dispatch>* out);
   void MarkDirty(Backend& b);
+  bool IsQueuedIn(uint64_t token, const Backend& b) const;
+  void Compact(Backend& b);  // drops queue slots of tokens no longer queued there
   void Forget(uint64_t token, const Entry& e);
 
   RouterOptions options_;

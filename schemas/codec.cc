@@ -132,7 +132,8 @@ Status Parse(std::string_view header, size_t max_bytes, msgpack::object_handle* 
   }
   try {
     // Bounds keep a few hostile bytes from making the parser allocate much.
-    const msgpack::unpack_limit limits(/*array=*/kMaxBatchItems + 8, /*map=*/100'000,
+    const size_t max_array = max_bytes > kMaxHeaderBytes ? kMaxStateEntries : kMaxBatchItems + 8;
+    const msgpack::unpack_limit limits(/*array=*/max_array, /*map=*/100'000,
                                        /*str=*/max_bytes, /*bin=*/max_bytes, /*ext=*/0,
                                        /*depth=*/8);
     size_t offset = 0;

@@ -58,7 +58,13 @@ namespace {
 Status ValidateBackend(const BackendConfig& b) {
   if (Status s = ValidateName("backend", b.name); !s.ok()) return s;
   const std::string where = "backend '" + b.name + "': ";
-  if (b.handler.empty()) return BadRequest(where + "handler must be set");
+  if (b.handler.empty() || b.handler.size() > 128) {
+    return BadRequest(where + "handler must be 1 to 128 characters");
+  }
+  if (b.user_config.size() > kMaxUserConfigBytes) {
+    return BadRequest(where + "user_config is " + std::to_string(b.user_config.size()) +
+                      " bytes, more than " + std::to_string(kMaxUserConfigBytes));
+  }
   if (b.num_replicas > 1024) return BadRequest(where + "num_replicas must be 0..1024");
   if (b.max_batch_size < 1 || b.max_batch_size > 4096) {
     return BadRequest(where + "max_batch_size must be 1..4096");
@@ -81,6 +87,10 @@ Status ValidateBackend(const BackendConfig& b) {
 }  // namespace
 
 Status Validate(const ConfigState& state) {
+  if (state.backends.size() > kMaxStateEntries || state.endpoints.size() > kMaxStateEntries) {
+    return BadRequest("at most " + std::to_string(kMaxStateEntries) +
+                      " backends and as many endpoints");
+  }
   for (const auto& [name, b] : state.backends) {
     if (name != b.name) return Internal("backend key '" + name + "' differs from its name");
     if (Status s = ValidateBackend(b); !s.ok()) return s;

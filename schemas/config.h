@@ -7,6 +7,7 @@
 #define ZSERVE_SCHEMAS_CONFIG_H_
 
 #include <cstdint>
+#include <cstddef>
 #include <map>
 #include <string>
 #include <string_view>
@@ -17,6 +18,9 @@ namespace zserve::schemas {
 
 inline constexpr uint32_t kDefaultTimeoutMs = 30'000;
 inline constexpr uint32_t kDefaultMaxQueuedRequests = 100'000;
+// Bounds that keep every valid state encodable in one SNAPSHOT (16 MiB).
+inline constexpr size_t kMaxStateEntries = 10'000;     // backends, and endpoints
+inline constexpr size_t kMaxUserConfigBytes = 64 * 1024;
 
 struct BackendConfig {
   std::string name;

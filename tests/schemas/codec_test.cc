@@ -1,18 +1,17 @@
 // ZSP/1 header codec (schemas/codec.h, schemas/PROTOCOL.md): every
 // Encode*/Decode* pair round-trips, and malformed headers are refused with a
 // BAD_REQUEST that says what is wrong.
+#include "schemas/codec.h"
+
 #include <catch2/catch.hpp>
-
-#include <msgpack.hpp>
-
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <msgpack.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "schemas/codec.h"
 #include "schemas/config.h"
 #include "zserve/status.h"
 
@@ -51,6 +50,19 @@ std::string RawRequest(uint64_t id, const std::function<void(Packer&)>& endpoint
     p.pack(uint32_t{100});
     Str(p, "");
     p.pack(int32_t{0});
+  });
+}
+
+// A STATUS header whose ignored extra element nests so that the whole header
+// is `depth` levels deep (the header array itself is level 1).
+std::string NestedStatus(int depth) {
+  return Raw([depth](Packer& p) {
+    p.pack_array(4);
+    p.pack(uint64_t{1});
+    p.pack(uint64_t{3});
+    p.pack(uint64_t{7});
+    for (int level = 2; level < depth; ++level) p.pack_array(1);
+    p.pack_array(0);
   });
 }
 
@@ -124,7 +136,7 @@ TEST_CASE("REQUEST round-trips every field", "[schemas]") {
   CHECK(got->priority == h.priority);
 }
 
-TEST_CASE("REPLY round-trips request id, status and message", "[schemas]") {
+TEST_CASE("REPLY round-trips request id and status and message", "[schemas]") {
   sc::ReplyHeader h{77, StatusCode::kHandlerError, "division by zero"};
   auto got = sc::DecodeReply(sc::EncodeReply(h));
   REQUIRE(got.ok());
@@ -148,7 +160,7 @@ TEST_CASE("STATUS round-trips its request id", "[schemas]") {
   CHECK(*got == 123456789012345ull);
 }
 
-TEST_CASE("READY round-trips backend, tag and capacity", "[schemas]") {
+TEST_CASE("READY round-trips backend and tag and capacity", "[schemas]") {
   auto got = sc::DecodeReady(sc::EncodeReady({"model_a", "host-1/pid-99", 12}));
   REQUIRE(got.ok());
   CHECK(got->backend == "model_a");
@@ -255,7 +267,7 @@ TEST_CASE("SNAPSHOT of an empty state round-trips", "[schemas]") {
   CHECK(got->state == sc::ConfigState{});
 }
 
-TEST_CASE("SNAPSHOT: missing state keys take their defaults, unknown keys are ignored",
+TEST_CASE("SNAPSHOT: missing state keys take their defaults and unknown keys are ignored",
           "[schemas]") {
   std::string bytes = Raw([](Packer& p) {
     p.pack_array(4);
@@ -306,7 +318,7 @@ TEST_CASE("CONTROLLER_HEARTBEAT round-trips its version", "[schemas]") {
   CHECK(*got == 31);
 }
 
-TEST_CASE("ERROR round-trips code and message; OK is not an error", "[schemas]") {
+TEST_CASE("ERROR round-trips code and message and refuses OK", "[schemas]") {
   auto got = sc::DecodeError(sc::EncodeError(zserve::Unavailable("controller busy")));
   REQUIRE(got.ok());
   CHECK(got->code == StatusCode::kUnavailable);
@@ -330,13 +342,18 @@ TEST_CASE("Extra trailing elements are ignored", "[schemas]") {
   CHECK(*got == 8);
 }
 
+TEST_CASE("Nesting up to the limit of 8 is accepted", "[schemas]") {
+  auto got = sc::DecodeStatusRequest(NestedStatus(8));
+  INFO(got.status().ToString());
+  REQUIRE(got.ok());
+  CHECK(*got == 7);
+}
+
 TEST_CASE("Malformed headers are refused with BAD_REQUEST saying what is wrong", "[schemas]") {
   using Decode = std::function<Status(std::string_view)>;
   const Decode request = [](std::string_view h) -> Status { return sc::DecodeRequest(h).status(); };
   const Decode batch = [](std::string_view h) -> Status { return sc::DecodeBatch(h).status(); };
-  const Decode results = [](std::string_view h) -> Status {
-    return sc::DecodeResults(h).status();
-  };
+  const Decode results = [](std::string_view h) -> Status { return sc::DecodeResults(h).status(); };
   const Decode status = [](std::string_view h) -> Status {
     return sc::DecodeStatusRequest(h).status();
   };
@@ -422,6 +439,7 @@ TEST_CASE("Malformed headers are refused with BAD_REQUEST saying what is wrong",
          Str(p, std::string(sc::kMaxHeaderBytes, 'x'));
        }),
        status, "more than 65536"},
+      {"nesting deeper than 8", NestedStatus(9), status, "not valid MessagePack"},
       {"trailing bytes after a valid header", sc::EncodeStatusRequest(7) + std::string(1, '\0'),
        status, "trailing bytes"},
       {"BATCH with zero items", sc::EncodeBatch({}), batch, "no items"},
@@ -476,27 +494,28 @@ TEST_CASE("Malformed headers are refused with BAD_REQUEST saying what is wrong",
   }
 }
 
-TEST_CASE("A header claiming a huge array is refused at once, without allocating it",
-          "[schemas]") {
+TEST_CASE("A header claiming a huge array is refused at once without allocating it", "[schemas]") {
   // array32 of 2^32 - 1 elements: 96 GiB of msgpack::object if believed.
   const std::string bare("\xdd\xff\xff\xff\xff", 5);
   // The same claim inside a plausible BATCH header.
   const std::string in_batch("\x93\x01\x11\xdd\xff\xff\xff\xff", 8);
-  for (const std::string& header : {bare, in_batch}) {
+  // map32 of 2^32 - 1 pairs where a SNAPSHOT expects its state.
+  const std::string map_claim("\x94\x01\x21\x01\xdf\xff\xff\xff\xff", 9);
+  for (const std::string& header : {bare, in_batch, map_claim}) {
     auto peek = sc::PeekCommand(header);
-    auto got = sc::DecodeBatch(header);
+    const Status got = header == map_claim ? sc::DecodeSnapshot(header).status()
+                                           : sc::DecodeBatch(header).status();
     REQUIRE_FALSE(peek.ok());
     REQUIRE_FALSE(got.ok());
-    CHECK(got.status().code() == StatusCode::kBadRequest);
-    CHECK_THAT(got.status().message(), Contains("not valid MessagePack"));
+    CHECK(got.code() == StatusCode::kBadRequest);
+    CHECK_THAT(got.message(), Contains("not valid MessagePack"));
     // Refused by a parser limit before any allocation, not by a failed one.
-    CHECK_THAT(got.status().message(), !Contains("bad_alloc"));
+    CHECK_THAT(got.message(), !Contains("bad_alloc"));
     CHECK_THAT(peek.status().message(), !Contains("bad_alloc"));
   }
 }
 
-TEST_CASE("PeekRequestId reads the id of a REQUEST whose other fields are invalid",
-          "[schemas]") {
+TEST_CASE("PeekRequestId reads the id of a REQUEST whose other fields are invalid", "[schemas]") {
   uint64_t id = 0;
   const std::string empty_endpoint = RawRequest(4242, [](Packer& p) { Str(p, ""); });
   REQUIRE_FALSE(sc::DecodeRequest(empty_endpoint).ok());
@@ -508,6 +527,15 @@ TEST_CASE("PeekRequestId reads the id of a REQUEST whose other fields are invali
   REQUIRE_FALSE(sc::DecodeRequest(int_endpoint).ok());
   CHECK(sc::PeekRequestId(int_endpoint, &id));
   CHECK(id == 99);
+
+  id = 0;
+  sc::RequestHeader bad_name = SampleRequest();
+  bad_name.request_id = 31337;
+  bad_name.endpoint = "no spaces allowed";
+  const std::string bad_name_bytes = sc::EncodeRequest(bad_name);
+  REQUIRE_FALSE(sc::DecodeRequest(bad_name_bytes).ok());
+  CHECK(sc::PeekRequestId(bad_name_bytes, &id));
+  CHECK(id == 31337);
 
   id = 0;
   CHECK(sc::PeekRequestId(sc::EncodeStatusRequest(5), &id));
@@ -532,7 +560,7 @@ TEST_CASE("PeekRequestId gives up on headers without a readable id", "[schemas]"
 // PROTOCOL.md §3: "Names (endpoints, backends) are 1 to 128 characters of
 // [A-Za-z0-9_.-]; methods are 1 to 128 printable ASCII characters." DecodeReady
 // enforces this for the backend; DecodeRequest should for endpoint and method.
-TEST_CASE("REQUEST with an endpoint outside [A-Za-z0-9_.-] is refused", "[schemas]") {
+TEST_CASE("REQUEST with an endpoint that is not a valid name is refused", "[schemas]") {
   sc::RequestHeader h = SampleRequest();
   h.endpoint = "bad endpoint";
   auto got = sc::DecodeRequest(sc::EncodeRequest(h));
@@ -548,4 +576,48 @@ TEST_CASE("REQUEST with a method that is not printable ASCII is refused", "[sche
   CHECK_FALSE(got.ok());
   CHECK(got.status().code() == StatusCode::kBadRequest);
   CHECK_THAT(got.status().message(), Contains("method"));
+}
+
+// What the controller accepts, every broker must be able to read: a state that
+// Validate() passes round-trips through SNAPSHOT (or Validate must refuse it).
+TEST_CASE("Every state that Validate accepts can be decoded from a SNAPSHOT", "[schemas]") {
+  sc::ConfigState state;
+  std::string what;
+  SECTION("5000 backends") {
+    what = "5000 backends";
+    for (int i = 0; i < 5000; ++i) {
+      sc::BackendConfig b;
+      b.name = "backend-" + std::to_string(i);
+      b.handler = "echo";
+      state.backends[b.name] = b;
+    }
+  }
+  SECTION("5000 endpoints") {
+    what = "5000 endpoints";
+    sc::BackendConfig b;
+    b.name = "echo";
+    b.handler = "echo";
+    state.backends[b.name] = b;
+    for (int i = 0; i < 5000; ++i) {
+      sc::EndpointConfig e;
+      e.name = "endpoint-" + std::to_string(i);
+      e.traffic = {{"echo", 1.0}};
+      state.endpoints[e.name] = e;
+    }
+  }
+  SECTION("a handler name of 200 bytes") {
+    what = "a handler name of 200 bytes";
+    sc::BackendConfig b;
+    b.name = "custom";
+    b.handler = std::string(200, 'h');
+    state.backends[b.name] = b;
+  }
+  if (!sc::Validate(state).ok()) {
+    SUCCEED("Validate refuses it: " << sc::Validate(state).message());
+    return;
+  }
+  auto got = sc::DecodeSnapshot(sc::EncodeSnapshot(sc::Command::kSnapshot, {1, state}));
+  INFO(what << ": " << got.status().ToString());
+  REQUIRE(got.ok());
+  CHECK(got->state == state);
 }

@@ -1,12 +1,12 @@
 // The configuration state's validation rules (schemas/config.h).
-#include <catch2/catch.hpp>
+#include "schemas/config.h"
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <string>
 
-#include "schemas/config.h"
 #include "zserve/status.h"
 
 namespace {
@@ -36,13 +36,13 @@ sc::ConfigState ValidState() {
 
 }  // namespace
 
-TEST_CASE("ValidateName accepts letters, digits and _.-", "[schemas]") {
+TEST_CASE("ValidateName accepts letters and digits and _.-", "[schemas]") {
   CHECK(sc::ValidateName("endpoint", "a-b_c.1").ok());
   CHECK(sc::ValidateName("endpoint", "A").ok());
   CHECK(sc::ValidateName("endpoint", std::string(128, 'z')).ok());
 }
 
-TEST_CASE("ValidateName refuses empty, too long and foreign characters", "[schemas]") {
+TEST_CASE("ValidateName refuses empty and too long names and foreign characters", "[schemas]") {
   struct Case {
     std::string name;
     std::string want;
@@ -70,7 +70,7 @@ TEST_CASE("ValidateWeights accepts weights >= 0 summing to 1", "[schemas]") {
   CHECK(sc::ValidateWeights({{"a", 0.1}, {"b", 0.2}, {"c", 0.3}, {"d", 0.4}}).ok());
 }
 
-TEST_CASE("ValidateWeights refuses bad sums, negative, NaN and empty", "[schemas]") {
+TEST_CASE("ValidateWeights refuses bad sums and negative or NaN weights and none", "[schemas]") {
   struct Case {
     const char* what;
     std::map<std::string, double> weights;
@@ -101,7 +101,7 @@ TEST_CASE("Validate accepts a consistent state", "[schemas]") {
   CHECK(sc::Validate(sc::ConfigState{}).ok());
 }
 
-TEST_CASE("Validate refuses an inconsistent state, naming the culprit", "[schemas]") {
+TEST_CASE("Validate refuses an inconsistent state and names the culprit", "[schemas]") {
   sc::ConfigState s = ValidState();
   std::string want;
   SECTION("traffic to an unknown backend") {

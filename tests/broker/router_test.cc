@@ -1,0 +1,548 @@
+// The broker's routing logic without sockets (broker/router.h). Time is a
+// TimePoint advanced by hand; nothing sleeps.
+#include "broker/router.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "schemas/config.h"
+#include "zserve/status.h"
+
+namespace {
+
+using Catch::Matchers::Contains;
+using std::chrono::milliseconds;
+using zserve::StatusCode;
+using zserve::broker::BackendStatus;
+using zserve::broker::Completion;
+using zserve::broker::Dispatch;
+using zserve::broker::Orphans;
+using zserve::broker::Router;
+using zserve::broker::RouterOptions;
+namespace sc = zserve::schemas;
+
+struct BackendOpts {
+  uint32_t max_batch_size = 1;
+  uint32_t max_concurrent_queries = 0;
+  uint32_t max_queued_requests = sc::kDefaultMaxQueuedRequests;
+  uint32_t retry_on_replica_failure = 1;
+};
+
+sc::BackendConfig MakeBackend(const std::string& name, const BackendOpts& o) {
+  sc::BackendConfig b;
+  b.name = name;
+  b.handler = "echo";
+  b.max_batch_size = o.max_batch_size;
+  b.max_concurrent_queries = o.max_concurrent_queries;
+  b.max_queued_requests = o.max_queued_requests;
+  b.retry_on_replica_failure = o.retry_on_replica_failure;
+  return b;
+}
+
+// Backend "be" behind endpoint "ep" (all traffic, 1 s default timeout).
+sc::ConfigState OneBackend(const BackendOpts& o) {
+  sc::ConfigState s;
+  s.backends["be"] = MakeBackend("be", o);
+  sc::EndpointConfig e;
+  e.name = "ep";
+  e.traffic = {{"be", 1.0}};
+  e.timeout_ms = 1000;
+  s.endpoints["ep"] = e;
+  REQUIRE(sc::Validate(s).ok());
+  return s;
+}
+
+RouterOptions Seeded() {
+  RouterOptions o;
+  o.seed = 42;
+  return o;
+}
+
+// Every token of the dispatches, in order.
+std::vector<uint64_t> Tokens(const std::vector<Dispatch>& ds) {
+  std::vector<uint64_t> out;
+  for (const Dispatch& d : ds) out.insert(out.end(), d.tokens.begin(), d.tokens.end());
+  return out;
+}
+
+// Tokens sent to one replica.
+std::vector<uint64_t> TokensTo(const std::vector<Dispatch>& ds, const std::string& replica) {
+  std::vector<uint64_t> out;
+  for (const Dispatch& d : ds) {
+    if (d.replica == replica) out.insert(out.end(), d.tokens.begin(), d.tokens.end());
+  }
+  return out;
+}
+
+BackendStatus StatusOf(const Router& r, const std::string& backend) {
+  for (const BackendStatus& b : r.Backends()) {
+    if (b.name == backend) return b;
+  }
+  FAIL("no backend " << backend << " in Backends()");
+  return {};
+}
+
+using Ids = std::vector<uint64_t>;
+
+}  // namespace
+
+TEST_CASE("Admit to an unknown endpoint is NOT_FOUND", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  CHECK_FALSE(r.has_config());
+  zserve::Status before = r.Admit(1, "ep", "", 0, t0);
+  CHECK(before.code() == StatusCode::kNotFound);
+
+  r.ApplyConfig(OneBackend({}));
+  CHECK(r.has_config());
+  zserve::Status s = r.Admit(2, "nope", "", 0, t0);
+  CHECK(s.code() == StatusCode::kNotFound);
+  CHECK_THAT(s.message(), Contains("nope"));
+  CHECK(r.live_tokens() == 0);
+  CHECK(r.Admit(3, "ep", "", 0, t0).ok());
+  CHECK(r.live_tokens() == 1);
+}
+
+TEST_CASE("Admit reports the chosen backend and refuses a token in use", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({}));
+  std::string backend;
+  REQUIRE(r.Admit(1, "ep", "", 0, t0, &backend).ok());
+  CHECK(backend == "be");
+  zserve::Status again = r.Admit(1, "ep", "", 0, t0);
+  CHECK(again.code() == StatusCode::kBadRequest);
+  CHECK(StatusOf(r, "be").queued == 1);
+}
+
+TEST_CASE("Nothing is dispatched without a replica and then the queue goes out in FIFO order",
+          "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({}));
+  for (uint64_t t = 1; t <= 5; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  CHECK(r.TakeDispatches().empty());
+  CHECK(StatusOf(r, "be").queued == 5);
+
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  CHECK(r.HasReplica("w1"));
+  std::vector<Dispatch> ds = r.TakeDispatches();
+  CHECK(Tokens(ds) == Ids{1, 2, 3, 4, 5});
+  for (const Dispatch& d : ds) CHECK(d.replica == "w1");
+  CHECK(StatusOf(r, "be").queued == 0);
+  CHECK(StatusOf(r, "be").in_flight == 5);
+  CHECK(r.TakeDispatches().empty());
+}
+
+TEST_CASE("A replica registered twice is refused", "[broker]") {
+  Router r(Seeded());
+  r.ApplyConfig(OneBackend({}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  CHECK(r.AddReplica("w1", "be", 0).code() == StatusCode::kBadRequest);
+  CHECK(StatusOf(r, "be").replicas == 1);
+}
+
+TEST_CASE("A replica never holds more than max_concurrent_queries", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 2}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  for (uint64_t t = 1; t <= 5; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+
+  CHECK(Tokens(r.TakeDispatches()) == Ids{1, 2});
+  CHECK(StatusOf(r, "be").in_flight == 2);
+  CHECK(StatusOf(r, "be").queued == 3);
+  CHECK(r.TakeDispatches().empty());
+
+  CHECK(r.Complete("w1", 1) == Completion::kDeliver);
+  CHECK(Tokens(r.TakeDispatches()) == Ids{3});
+  CHECK(StatusOf(r, "be").in_flight == 2);
+  CHECK(StatusOf(r, "be").queued == 2);
+  CHECK(r.TakeDispatches().empty());
+}
+
+TEST_CASE("The worker's own capacity caps a replica below max_concurrent_queries", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 5}));
+  REQUIRE(r.AddReplica("w1", "be", 1).ok());
+  for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  CHECK(Tokens(r.TakeDispatches()) == Ids{1});
+  CHECK(r.Complete("w1", 1) == Completion::kDeliver);
+  CHECK(Tokens(r.TakeDispatches()) == Ids{2});
+}
+
+TEST_CASE("max_batch_size 4 packs up to 4 tokens in one Dispatch", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  // Default max_concurrent_queries for batch 4: 8.
+  r.ApplyConfig(OneBackend({.max_batch_size = 4}));
+  for (uint64_t t = 1; t <= 10; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches();
+  REQUIRE(ds.size() == 2);
+  CHECK(ds[0].tokens == Ids{1, 2, 3, 4});
+  CHECK(ds[1].tokens == Ids{5, 6, 7, 8});
+  CHECK(StatusOf(r, "be").queued == 2);
+
+  // A partial batch goes out as soon as there is room: no waiting to fill it.
+  CHECK(r.Complete("w1", 1) == Completion::kDeliver);
+  CHECK(r.Complete("w1", 2) == Completion::kDeliver);
+  CHECK(r.Complete("w1", 3) == Completion::kDeliver);
+  ds = r.TakeDispatches();
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].tokens == Ids{9, 10});
+}
+
+TEST_CASE("Work goes to the least-loaded replica", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 4}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  CHECK(TokensTo(r.TakeDispatches(), "w1") == Ids{1, 2, 3});
+
+  // w1 holds 3 (with room for 1 more); an idle w2 arrives.
+  REQUIRE(r.AddReplica("w2", "be", 0).ok());
+  for (uint64_t t = 4; t <= 6; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches();
+  CHECK(TokensTo(ds, "w2") == Ids{4, 5, 6});
+  CHECK(TokensTo(ds, "w1").empty());
+
+  // Now 3 and 3: the next two go one to each.
+  REQUIRE(r.Admit(7, "ep", "", 0, t0).ok());
+  REQUIRE(r.Admit(8, "ep", "", 0, t0).ok());
+  ds = r.TakeDispatches();
+  CHECK(TokensTo(ds, "w1").size() == 1);
+  CHECK(TokensTo(ds, "w2").size() == 1);
+  CHECK(StatusOf(r, "be").in_flight == 8);
+}
+
+TEST_CASE("max_queued_requests bounds the queue: OVERLOADED and the queue does not grow",
+          "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 1, .max_queued_requests = 3}));
+  for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  zserve::Status s = r.Admit(4, "ep", "", 0, t0);
+  CHECK(s.code() == StatusCode::kOverloaded);
+  CHECK_THAT(s.message(), Contains("be"));
+  CHECK(StatusOf(r, "be").queued == 3);
+  CHECK(r.live_tokens() == 3);
+  CHECK_FALSE(r.Deadline(4).has_value());
+
+  // Once one leaves the queue there is room for one more.
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  CHECK(Tokens(r.TakeDispatches()) == Ids{1});
+  CHECK(r.Admit(5, "ep", "", 0, t0).ok());
+  CHECK(r.Admit(6, "ep", "", 0, t0).code() == StatusCode::kOverloaded);
+  CHECK(StatusOf(r, "be").queued == 3);
+}
+
+TEST_CASE("max_total_queued bounds the broker across backends", "[broker]") {
+  RouterOptions o = Seeded();
+  o.max_total_queued = 2;
+  Router r(o);
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({}));
+  REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
+  REQUIRE(r.Admit(2, "ep", "", 0, t0).ok());
+  CHECK(r.Admit(3, "ep", "", 0, t0).code() == StatusCode::kOverloaded);
+  CHECK(StatusOf(r, "be").queued == 2);
+}
+
+TEST_CASE("A queued token past its deadline is expired once and never dispatched", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({}));
+  REQUIRE(r.Admit(1, "ep", "", 100, t0).ok());
+  REQUIRE(r.Admit(2, "ep", "", 500, t0).ok());
+
+  CHECK(r.Expire(t0 + milliseconds(99)).empty());
+  CHECK(r.Expire(t0 + milliseconds(100)) == Ids{1});
+  CHECK(r.Expire(t0 + milliseconds(100)).empty());
+  CHECK(r.Expire(t0 + milliseconds(499)).empty());
+  CHECK(StatusOf(r, "be").queued == 1);
+  CHECK_FALSE(r.Deadline(1).has_value());
+
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  CHECK(Tokens(r.TakeDispatches()) == Ids{2});
+  CHECK(r.Complete("w1", 1) == Completion::kUnknown);
+  CHECK(r.Complete("w1", 2) == Completion::kDeliver);
+  CHECK(r.live_tokens() == 0);
+}
+
+TEST_CASE("An in-flight token past its deadline keeps its slot until the late reply", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 1}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.Admit(1, "ep", "", 100, t0).ok());
+  REQUIRE(r.Admit(2, "ep", "", 5000, t0).ok());
+  CHECK(Tokens(r.TakeDispatches()) == Ids{1});
+
+  CHECK(r.Expire(t0 + milliseconds(150)) == Ids{1});
+  CHECK(r.Expire(t0 + milliseconds(200)).empty());
+  // The replica is still working on 1: its slot stays taken.
+  CHECK(r.TakeDispatches().empty());
+  CHECK(StatusOf(r, "be").in_flight == 1);
+
+  CHECK(r.Complete("w1", 1) == Completion::kLate);
+  CHECK(StatusOf(r, "be").in_flight == 0);  // the late reply freed the slot
+  CHECK(Tokens(r.TakeDispatches()) == Ids{2});
+  CHECK(StatusOf(r, "be").in_flight == 1);
+  CHECK(r.Complete("w1", 1) == Completion::kUnknown);
+}
+
+TEST_CASE("Complete with a wrong replica or an unknown token is kUnknown", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 1}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.AddReplica("w2", "be", 0).ok());
+  REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches();
+  REQUIRE(ds.size() == 1);
+  const std::string holder = ds[0].replica;
+  const std::string other = holder == "w1" ? "w2" : "w1";
+  REQUIRE(r.Admit(2, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches()) == Ids{2});
+  REQUIRE(r.Admit(3, "ep", "", 0, t0).ok());  // stays queued: both replicas full
+
+  CHECK(r.Complete(other, 1) == Completion::kUnknown);
+  CHECK(r.Complete(holder, 999) == Completion::kUnknown);
+  CHECK(r.Complete("nobody", 1) == Completion::kUnknown);
+  CHECK(r.Complete(holder, 3) == Completion::kUnknown);  // queued, not in flight
+  // None of those freed a slot or lost the token.
+  CHECK(StatusOf(r, "be").in_flight == 2);
+  CHECK(r.TakeDispatches().empty());
+  CHECK(r.Complete(holder, 1) == Completion::kDeliver);
+  CHECK(TokensTo(r.TakeDispatches(), holder) == Ids{3});
+}
+
+TEST_CASE("A lost replica's tokens are retried elsewhere and then failed", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 2, .retry_on_replica_failure = 1}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
+  REQUIRE(r.Admit(2, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1, 2});
+  REQUIRE(r.Admit(3, "ep", "", 0, t0).ok());  // queued behind them
+  REQUIRE(r.TakeDispatches().empty());
+
+  Orphans first = r.RemoveReplica("w1");
+  std::sort(first.requeued.begin(), first.requeued.end());
+  CHECK(first.requeued == Ids{1, 2});
+  CHECK(first.failed.empty());
+  CHECK_FALSE(r.HasReplica("w1"));
+  CHECK(StatusOf(r, "be").replicas == 0);
+  CHECK(StatusOf(r, "be").queued == 3);
+  CHECK(StatusOf(r, "be").in_flight == 0);
+  CHECK(r.Complete("w1", 1) == Completion::kUnknown);  // a reply from the dead
+
+  // The retries go first, oldest first.
+  REQUIRE(r.AddReplica("w2", "be", 0).ok());
+  CHECK(TokensTo(r.TakeDispatches(), "w2") == Ids{1, 2});
+
+  // A second loss of the same tokens: no retry left.
+  Orphans second = r.RemoveReplica("w2");
+  std::sort(second.failed.begin(), second.failed.end());
+  CHECK(second.requeued.empty());
+  CHECK(second.failed == Ids{1, 2});
+  CHECK_FALSE(r.Deadline(1).has_value());
+  CHECK_FALSE(r.Deadline(2).has_value());
+  CHECK(r.live_tokens() == 1);  // token 3, still queued
+
+  // Token 3 never dispatched before: it gets its own retry.
+  REQUIRE(r.AddReplica("w3", "be", 0).ok());
+  CHECK(Tokens(r.TakeDispatches()) == Ids{3});
+  Orphans third = r.RemoveReplica("w3");
+  CHECK(third.requeued == Ids{3});
+}
+
+TEST_CASE("Without a retry budget a lost replica's tokens fail at once", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.retry_on_replica_failure = 0}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1});
+  Orphans o = r.RemoveReplica("w1");
+  CHECK(o.requeued.empty());
+  CHECK(o.failed == Ids{1});
+  CHECK(r.live_tokens() == 0);
+  CHECK_FALSE(r.NextDeadline().has_value());
+}
+
+TEST_CASE("A lost replica's already-expired tokens are neither retried nor failed", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.Admit(1, "ep", "", 100, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1});
+  REQUIRE(r.Expire(t0 + milliseconds(100)) == Ids{1});
+  Orphans o = r.RemoveReplica("w1");
+  CHECK(o.requeued.empty());
+  CHECK(o.failed.empty());
+  CHECK(r.live_tokens() == 0);
+}
+
+TEST_CASE("A draining replica gets no new work and is drained when it holds nothing", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 4}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
+  REQUIRE(r.Admit(2, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1, 2});
+
+  CHECK_FALSE(r.Drained("w1"));
+  CHECK_FALSE(r.StartDrain("w1"));
+  CHECK_FALSE(r.Drained("w1"));
+  REQUIRE(r.Admit(3, "ep", "", 0, t0).ok());
+  CHECK(r.TakeDispatches().empty());  // w1 has room, but is draining
+
+  CHECK(r.Complete("w1", 1) == Completion::kDeliver);
+  CHECK(r.TakeDispatches().empty());
+  CHECK_FALSE(r.Drained("w1"));
+  CHECK(r.Complete("w1", 2) == Completion::kDeliver);
+  CHECK(r.Drained("w1"));
+  CHECK(r.TakeDispatches().empty());
+
+  REQUIRE(r.AddReplica("w2", "be", 0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches();
+  CHECK(TokensTo(ds, "w2") == Ids{3});
+  CHECK(TokensTo(ds, "w1").empty());
+}
+
+TEST_CASE("StartDrain of an idle replica is drained at once but unknown replicas are not",
+          "[broker]") {
+  Router r(Seeded());
+  r.ApplyConfig(OneBackend({}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  CHECK(r.StartDrain("w1"));
+  CHECK(r.Drained("w1"));
+  CHECK_FALSE(r.StartDrain("ghost"));
+  CHECK_FALSE(r.Drained("ghost"));
+}
+
+TEST_CASE("NextDeadline is the earliest pending deadline", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({}));
+  CHECK_FALSE(r.NextDeadline().has_value());
+  REQUIRE(r.Admit(1, "ep", "", 500, t0).ok());
+  REQUIRE(r.Admit(2, "ep", "", 100, t0 + milliseconds(50)).ok());
+  REQUIRE(r.Admit(3, "ep", "", 300, t0).ok());
+  REQUIRE(r.Admit(4, "ep", "", 0, t0).ok());  // the endpoint's 1000 ms
+
+  CHECK(r.NextDeadline() == t0 + milliseconds(150));
+  CHECK(r.Deadline(4) == t0 + milliseconds(1000));
+
+  CHECK(r.Expire(t0 + milliseconds(150)) == Ids{2});
+  CHECK(r.NextDeadline() == t0 + milliseconds(300));
+
+  // A completed token's deadline is no longer pending.
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1, 3, 4});
+  CHECK(r.Complete("w1", 3) == Completion::kDeliver);
+  CHECK(r.NextDeadline() == t0 + milliseconds(500));
+
+  // An expired in-flight token's deadline is no longer pending either.
+  CHECK(r.Expire(t0 + milliseconds(500)) == Ids{1});
+  CHECK(r.NextDeadline() == t0 + milliseconds(1000));
+  CHECK(r.Complete("w1", 4) == Completion::kDeliver);
+  CHECK_FALSE(r.NextDeadline().has_value());
+}
+
+TEST_CASE("Backends reports replicas and queued and in-flight per backend", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  sc::ConfigState s;
+  s.backends["a"] = MakeBackend("a", {.max_concurrent_queries = 2});
+  s.backends["b"] = MakeBackend("b", {.max_batch_size = 16});
+  sc::EndpointConfig ea;
+  ea.name = "to_a";
+  ea.traffic = {{"a", 1.0}};
+  s.endpoints["to_a"] = ea;
+  sc::EndpointConfig eb;
+  eb.name = "to_b";
+  eb.traffic = {{"b", 1.0}};
+  s.endpoints["to_b"] = eb;
+  REQUIRE(sc::Validate(s).ok());
+  r.ApplyConfig(s);
+
+  REQUIRE(r.AddReplica("a1", "a", 0).ok());
+  REQUIRE(r.AddReplica("a2", "a", 0).ok());
+  for (uint64_t t = 1; t <= 5; ++t) REQUIRE(r.Admit(t, "to_a", "", 0, t0).ok());
+  for (uint64_t t = 6; t <= 8; ++t) REQUIRE(r.Admit(t, "to_b", "", 0, t0).ok());
+  (void)r.TakeDispatches();
+  REQUIRE(r.AddReplica("x1", "unconfigured", 0).ok());
+
+  std::vector<BackendStatus> all = r.Backends();
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].name == "a");
+  CHECK(all[0].replicas == 2);
+  CHECK(all[0].in_flight == 4);
+  CHECK(all[0].queued == 1);
+  CHECK(all[0].max_concurrent_queries == 2);
+  CHECK(all[0].configured);
+  CHECK(all[1].name == "b");
+  CHECK(all[1].replicas == 0);
+  CHECK(all[1].in_flight == 0);
+  CHECK(all[1].queued == 3);
+  CHECK(all[1].max_concurrent_queries == 32);
+  CHECK(all[1].configured);
+  CHECK(all[2].name == "unconfigured");
+  CHECK(all[2].replicas == 1);
+  CHECK_FALSE(all[2].configured);
+}
+
+TEST_CASE("A shard key sends every request of that key to one backend", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  sc::ConfigState s;
+  s.backends["a"] = MakeBackend("a", {});
+  s.backends["b"] = MakeBackend("b", {});
+  sc::EndpointConfig e;
+  e.name = "ep";
+  e.traffic = {{"a", 0.5}, {"b", 0.5}};
+  s.endpoints["ep"] = e;
+  r.ApplyConfig(s);
+
+  std::string first;
+  REQUIRE(r.Admit(1, "ep", "user-7", 0, t0, &first).ok());
+  for (uint64_t t = 2; t <= 50; ++t) {
+    std::string backend;
+    REQUIRE(r.Admit(t, "ep", "user-7", 0, t0, &backend).ok());
+    REQUIRE(backend == first);
+  }
+  // Without a key both backends get some of 200 requests.
+  std::vector<std::string> seen;
+  for (uint64_t t = 100; t < 300; ++t) {
+    std::string backend;
+    REQUIRE(r.Admit(t, "ep", "", 0, t0, &backend).ok());
+    seen.push_back(backend);
+  }
+  CHECK(std::count(seen.begin(), seen.end(), "a") > 0);
+  CHECK(std::count(seen.begin(), seen.end(), "b") > 0);
+}
+
+TEST_CASE("A new config raises capacity for what is already queued", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 1}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1});
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 3}));
+  CHECK(Tokens(r.TakeDispatches()) == Ids{2, 3});
+  CHECK(StatusOf(r, "be").max_concurrent_queries == 3);
+}

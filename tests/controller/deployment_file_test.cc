@@ -1,0 +1,294 @@
+// The deployment file (controller/deployment_file.h) and the versioned
+// configuration store (controller/config_store.h).
+#include "controller/deployment_file.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "controller/config_store.h"
+#include "schemas/config.h"
+#include "zserve/status.h"
+
+#ifndef ZSERVE_SOURCE_DIR
+#error "ZSERVE_SOURCE_DIR must name the source tree (tests/controller/CMakeLists.txt)"
+#endif
+
+namespace {
+
+using Catch::Matchers::Contains;
+using zserve::StatusCode;
+using zserve::controller::ConfigStore;
+using zserve::controller::LoadDeploymentFile;
+using zserve::controller::ParseDeployment;
+namespace sc = zserve::schemas;
+
+const std::string kSourceDir = ZSERVE_SOURCE_DIR;
+
+}  // namespace
+
+TEST_CASE("The shorthand 'backend: echo' sends all traffic to echo", "[controller]") {
+  auto state = ParseDeployment(R"(
+backends:
+  echo: {}
+endpoints:
+  echo:
+    backend: echo
+)",
+                               "test.yaml");
+  REQUIRE(state.ok());
+  REQUIRE(state->endpoints.count("echo") == 1);
+  const sc::EndpointConfig& e = state->endpoints.at("echo");
+  CHECK(e.name == "echo");
+  CHECK(e.traffic == std::map<std::string, double>{{"echo", 1.0}});
+  CHECK(e.shadow.empty());
+  CHECK(e.timeout_ms == sc::kDefaultTimeoutMs);
+  // Every backend key at its default; the handler defaults to the name.
+  const sc::BackendConfig& b = state->backends.at("echo");
+  CHECK(b.name == "echo");
+  CHECK(b.handler == "echo");
+  CHECK(b.num_replicas == 1);
+  CHECK(b.max_batch_size == 1);
+  CHECK(b.batch_wait_timeout_ms == 0);
+  CHECK(b.max_concurrent_queries == 0);
+  CHECK(b.max_queued_requests == sc::kDefaultMaxQueuedRequests);
+  CHECK(b.retry_on_replica_failure == 1);
+  CHECK(b.user_config.empty());
+}
+
+TEST_CASE("A file with every key parses to the right values", "[controller]") {
+  auto state = ParseDeployment(R"(
+backends:
+  model_a:
+    handler: echo
+    num_replicas: 3
+    max_batch_size: 8
+    batch_wait_timeout_ms: 5
+    max_concurrent_queries: 20
+    max_queued_requests: 1000
+    retry_on_replica_failure: 2
+    user_config: {threshold: 0.5, labels: [cat, dog]}
+  model_b:
+    handler: sleep
+    num_replicas: 0
+    user_config: plain text
+endpoints:
+  classify:
+    traffic: {model_a: 0.7, model_b: 0.3}
+    shadow: {model_b: 0.1}
+    timeout_ms: 2500
+  slow:
+    backend: model_b
+)",
+                               "test.yaml");
+  REQUIRE(state.ok());
+  REQUIRE(state->backends.size() == 2);
+  REQUIRE(state->endpoints.size() == 2);
+
+  const sc::BackendConfig& a = state->backends.at("model_a");
+  CHECK(a.name == "model_a");
+  CHECK(a.handler == "echo");
+  CHECK(a.num_replicas == 3);
+  CHECK(a.max_batch_size == 8);
+  CHECK(a.batch_wait_timeout_ms == 5);
+  CHECK(a.max_concurrent_queries == 20);
+  CHECK(a.max_queued_requests == 1000);
+  CHECK(a.retry_on_replica_failure == 2);
+  // Structured user_config is handed on as YAML text that means the same.
+  YAML::Node uc = YAML::Load(a.user_config);
+  REQUIRE(uc.IsMap());
+  CHECK(uc["threshold"].as<double>() == 0.5);
+  CHECK(uc["labels"].as<std::vector<std::string>>() == std::vector<std::string>{"cat", "dog"});
+
+  const sc::BackendConfig& b = state->backends.at("model_b");
+  CHECK(b.handler == "sleep");
+  CHECK(b.num_replicas == 0);
+  CHECK(b.user_config == "plain text");
+
+  const sc::EndpointConfig& c = state->endpoints.at("classify");
+  CHECK(c.traffic == std::map<std::string, double>{{"model_a", 0.7}, {"model_b", 0.3}});
+  CHECK(c.shadow == std::map<std::string, double>{{"model_b", 0.1}});
+  CHECK(c.timeout_ms == 2500);
+  CHECK(state->endpoints.at("slow").traffic == std::map<std::string, double>{{"model_b", 1.0}});
+}
+
+TEST_CASE("Bad deployment files are refused with a message that says why", "[controller]") {
+  struct Case {
+    const char* what;
+    std::string yaml;
+    std::vector<std::string> want;  // substrings of the message
+  };
+  const std::vector<Case> cases = {
+      {"unknown backend key",
+       R"(backends:
+  echo:
+    num_replica: 2
+endpoints:
+  echo:
+    backend: echo
+)",
+       {"test.yaml:3", "unknown key 'num_replica'", "num_replicas"}},
+      {"unknown endpoint key",
+       R"(backends:
+  echo: {}
+endpoints:
+  echo:
+    backend: echo
+    timeout: 5
+)",
+       {"test.yaml:6", "unknown key 'timeout'"}},
+      {"unknown top-level key", "backend:\n  echo: {}\n", {"unknown key 'backend'"}},
+      {"weights not summing to 1",
+       R"(backends:
+  a: {handler: echo}
+  b: {handler: echo}
+endpoints:
+  ep:
+    traffic: {a: 0.7, b: 0.4}
+)",
+       {"test.yaml", "endpoint 'ep'", "sum to 1"}},
+      {"traffic naming a missing backend",
+       R"(backends:
+  a: {handler: echo}
+endpoints:
+  ep:
+    traffic: {a: 0.5, ghost: 0.5}
+)",
+       {"unknown backend 'ghost'"}},
+      {"backend naming a missing backend",
+       R"(backends:
+  a: {handler: echo}
+endpoints:
+  ep:
+    backend: ghost
+)",
+       {"unknown backend 'ghost'"}},
+      {"both backend and traffic",
+       R"(backends:
+  a: {handler: echo}
+endpoints:
+  ep:
+    backend: a
+    traffic: {a: 1}
+)",
+       {"both 'backend' and 'traffic'"}},
+      {"neither backend nor traffic",
+       R"(backends:
+  a: {handler: echo}
+endpoints:
+  ep:
+    timeout_ms: 100
+)",
+       {"needs 'backend' or 'traffic'"}},
+      {"negative num_replicas",
+       R"(backends:
+  echo:
+    num_replicas: -1
+)",
+       {"test.yaml:3", "num_replicas"}},
+      {"num_replicas not a number",
+       R"(backends:
+  echo:
+    num_replicas: two
+)",
+       {"num_replicas", "two"}},
+      {"num_replicas out of range",
+       R"(backends:
+  echo:
+    num_replicas: 5000
+)",
+       {"num_replicas"}},
+      {"traffic weight not a number",
+       R"(backends:
+  a: {handler: echo}
+endpoints:
+  ep:
+    traffic: {a: lots}
+)",
+       {"values must be numbers"}},
+      {"invalid backend name",
+       R"(backends:
+  "bad name": {handler: echo}
+)",
+       {"bad name"}},
+      {"backends not a mapping", "backends: [echo]\n", {"'backends' must be a mapping"}},
+      {"invalid YAML", "backends: {echo: [\n", {"test.yaml", "not valid YAML"}},
+      {"empty file", "", {"test.yaml", "empty"}},
+      {"only a comment", "# nothing here\n", {"empty"}},
+  };
+  for (const Case& c : cases) {
+    INFO("case: " << c.what);
+    auto state = ParseDeployment(c.yaml, "test.yaml");
+    REQUIRE_FALSE(state.ok());
+    CHECK(state.status().code() == StatusCode::kBadRequest);
+    for (const std::string& w : c.want) CHECK_THAT(state.status().message(), Contains(w));
+  }
+}
+
+TEST_CASE("LoadDeploymentFile of a missing path is NOT_FOUND", "[controller]") {
+  const std::string path = kSourceDir + "/examples/no-such-file.yaml";
+  auto state = LoadDeploymentFile(path);
+  REQUIRE_FALSE(state.ok());
+  CHECK(state.status().code() == StatusCode::kNotFound);
+  CHECK_THAT(state.status().message(), Contains(path));
+}
+
+TEST_CASE("The shipped example deployments load", "[controller]") {
+  SECTION("examples/deployment.yaml") {
+    auto state = LoadDeploymentFile(kSourceDir + "/examples/deployment.yaml");
+    INFO(state.status().ToString());
+    REQUIRE(state.ok());
+    CHECK(state->backends.at("echo").num_replicas == 2);
+    CHECK(state->backends.at("sleep").max_concurrent_queries == 1);
+    CHECK(state->endpoints.at("echo").traffic == std::map<std::string, double>{{"echo", 1.0}});
+    CHECK(state->endpoints.at("sleep").timeout_ms == 60000);
+  }
+  SECTION("examples/traffic_split.yaml") {
+    auto state = LoadDeploymentFile(kSourceDir + "/examples/traffic_split.yaml");
+    INFO(state.status().ToString());
+    REQUIRE(state.ok());
+    CHECK(state->endpoints.at("classify").traffic ==
+          std::map<std::string, double>{{"model_a", 0.7}, {"model_b", 0.3}});
+  }
+}
+
+TEST_CASE("ConfigStore commits a valid state as the next version", "[controller]") {
+  auto parsed =
+      ParseDeployment("backends:\n  echo: {}\nendpoints:\n  echo: {backend: echo}\n", "test.yaml");
+  REQUIRE(parsed.ok());
+  const sc::ConfigState state = *parsed;
+
+  ConfigStore store;
+  CHECK(store.version() == 0);
+
+  auto first = store.Replace(state);
+  REQUIRE(first.ok());
+  CHECK(*first);
+  CHECK(store.version() == 1);
+  CHECK(store.state() == state);
+
+  auto same = store.Replace(state);
+  REQUIRE(same.ok());
+  CHECK_FALSE(*same);
+  CHECK(store.version() == 1);
+
+  sc::ConfigState invalid = state;
+  invalid.endpoints["echo"].traffic = {{"ghost", 1.0}};
+  auto refused = store.Replace(invalid);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(refused.status().message(), Contains("ghost"));
+  CHECK(store.version() == 1);
+  CHECK(store.state() == state);
+
+  sc::ConfigState changed = state;
+  changed.backends["echo"].num_replicas = 4;
+  auto next = store.Replace(changed);
+  REQUIRE(next.ok());
+  CHECK(*next);
+  CHECK(store.version() == 2);
+  CHECK(store.state() == changed);
+}
