@@ -29,8 +29,6 @@ Broker::Broker(const BrokerOptions& options)
       log_(options.logger),
       clients_(*options.context, zmq::socket_type::router),
       workers_(*options.context, zmq::socket_type::router),
-      updates_(*options.context, zmq::socket_type::sub),
-      snapshots_(*options.context, zmq::socket_type::dealer),
       router_(options.router) {}
 
 Broker::~Broker() = default;
@@ -45,35 +43,23 @@ StatusOr<std::unique_ptr<Broker>> Broker::Create(const BrokerOptions& options) {
     ConfigureRouter(b->workers_);
     b->clients_.bind(options.client_bind);
     b->workers_.bind(options.worker_bind);
-    b->updates_.set(zmq::sockopt::linger, 0);
-    b->snapshots_.set(zmq::sockopt::linger, 0);
-    // Clone pattern: subscribe first, then ask for the snapshot.
-    b->updates_.set(zmq::sockopt::subscribe, std::string(sc::kConfigTopic));
-    b->updates_.connect(options.controller_updates);
-    b->snapshots_.connect(options.controller_snapshot);
   } catch (const zmq::error_t& e) {
-    return Unavailable(std::string("broker cannot bind or connect: ") + e.what());
+    return Unavailable(std::string("broker cannot bind: ") + e.what());
   }
-  b->RequestSnapshot(Clock::now());
+  StatusOr<std::unique_ptr<sc::ConfigSubscriber>> config =
+      sc::ConfigSubscriber::Create({options.controller_snapshot, options.controller_updates,
+                                    options.context, options.logger, options.snapshot_retry});
+  if (!config.ok()) return config.status();
+  b->config_ = std::move(config).value();
   b->log_->info("broker listening: clients {} workers {}, controller {}",
                 LoopbackAddress(b->client_port()), LoopbackAddress(b->worker_port()),
                 options.controller_snapshot);
   return b;
 }
 
-void Broker::RequestSnapshot(TimePoint now) {
-  std::string req = sc::EncodeSimple(sc::Command::kSnapshotRequest);
-  zmq::message_t m = ToMessage(req);
-  // A DEALER queues while the controller is away; a failed send is retried later.
-  if (!SendFrames(snapshots_, std::span(&m, 1)).ok()) {
-    log_->debug("snapshot request not sent yet");
-  }
-  snapshot_pending_ = true;
-  snapshot_requested_at_ = now;
-}
-
 Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
   Frames frames;
+  std::vector<zmq::pollitem_t> items;
   while (true) {
     TimePoint now = Clock::now();
     // The poll timeout is the next timer: a deadline or a snapshot retry.
@@ -82,32 +68,26 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
-    if (snapshot_pending_) {
-      auto until = std::chrono::ceil<std::chrono::milliseconds>(snapshot_requested_at_ +
-                                                                options_.snapshot_retry - now);
+    if (auto next = config_->NextTimer()) {
+      auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
-    // Until the first config, client requests wait in their socket.
     bool serve_clients = router_.has_config();
-    zmq::pollitem_t items[] = {
-        {workers_.handle(), 0, ZMQ_POLLIN, 0},   {updates_.handle(), 0, ZMQ_POLLIN, 0},
-        {snapshots_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd, ZMQ_POLLIN, 0},
-        {clients_.handle(), 0, ZMQ_POLLIN, 0},
-    };
-    int nitems = serve_clients ? 5 : 4;
+    // The wake fd first, then workers, then the controller; clients last, and
+    // only once there is a config (until then their requests wait).
+    items.clear();
+    items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    items.push_back({workers_.handle(), 0, ZMQ_POLLIN, 0});
+    config_->AddPollItems(&items);
+    if (serve_clients) items.push_back({clients_.handle(), 0, ZMQ_POLLIN, 0});
     try {
-      zmq::poll(items, nitems, timeout);
+      zmq::poll(items.data(), items.size(), timeout);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
     }
-    if ((items[3].revents & ZMQ_POLLIN) && should_stop()) break;
+    if ((items[0].revents & ZMQ_POLLIN) && should_stop()) break;
     now = Clock::now();
-    for (int i = 0; i < kReadBurst && RecvFrames(updates_, &frames); ++i) {
-      HandleController(frames, /*from_pub=*/true);
-    }
-    for (int i = 0; i < kReadBurst && RecvFrames(snapshots_, &frames); ++i) {
-      HandleController(frames, /*from_pub=*/false);
-    }
+    if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
     for (int i = 0; i < kReadBurst && RecvFrames(workers_, &frames); ++i) HandleWorker(frames);
     if (router_.has_config()) {
       for (int i = 0; i < kReadBurst && RecvFrames(clients_, &frames); ++i) {
@@ -116,9 +96,6 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
     }
     for (uint64_t token : router_.Expire(now)) {
       ReplyToken(token, DeadlineExceeded("deadline passed before a result"));
-    }
-    if (snapshot_pending_ && now - snapshot_requested_at_ >= options_.snapshot_retry) {
-      RequestSnapshot(now);
     }
     SendDispatches(now);
   }
@@ -172,7 +149,7 @@ void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {
 
 std::string Broker::StatusJson() const {
   nlohmann::json j;
-  j["config_version"] = config_version_;
+  j["config_version"] = config_->version();
   j["endpoints"] = nlohmann::json::object();
   j["backends"] = nlohmann::json::object();
   j["held_requests"] = slots_.size();
@@ -188,7 +165,7 @@ std::string Broker::StatusJson() const {
   }
   j["counters"] = {{"malformed_client", counters_.malformed_client},
                    {"malformed_worker", counters_.malformed_worker},
-                   {"malformed_controller", counters_.malformed_controller},
+                   {"malformed_controller", config_->malformed()},
                    {"unknown_results", counters_.unknown_results},
                    {"late_results", counters_.late_results},
                    {"undeliverable_replies", counters_.undeliverable_replies},
@@ -291,49 +268,12 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
   }
 }
 
-void Broker::HandleController(Frames& frames, bool from_pub) {
-  // PUB messages carry the topic frame first.
-  size_t h = from_pub ? 1 : 0;
-  if (frames.size() != h + 1) {
-    ++counters_.malformed_controller;
-    log_->warn("controller message with {} frames dropped", frames.size());
-    return;
-  }
-  std::string_view header = View(frames[h]);
-  StatusOr<sc::Command> command = sc::PeekCommand(header);
-  if (!command.ok()) {
-    ++counters_.malformed_controller;
-    log_->warn("malformed controller message dropped: {}", command.status().message());
-    return;
-  }
-  if (*command == sc::Command::kControllerHeartbeat) {
-    StatusOr<uint64_t> version = sc::DecodeControllerHeartbeat(header);
-    if (version.ok() && *version > config_version_ && !snapshot_pending_) {
-      log_->info("controller is at version {}, we hold {}: asking for a snapshot", *version,
-                 config_version_);
-      RequestSnapshot(Clock::now());
-    }
-    return;
-  }
-  if (*command == sc::Command::kError) {
-    StatusOr<sc::ErrorHeader> err = sc::DecodeError(header);
-    log_->warn("controller error: {}", err.ok() ? err->message : err.status().message());
-    return;
-  }
-  StatusOr<sc::Snapshot> snap = sc::DecodeSnapshot(header);
-  if (!snap.ok()) {
-    ++counters_.malformed_controller;
-    log_->warn("controller message refused: {}", snap.status().message());
-    return;
-  }
-  if (*command == sc::Command::kSnapshot) snapshot_pending_ = false;
-  if (snap->version <= config_version_) return;
-  router_.ApplyConfig(snap->state);
-  config_version_ = snap->version;
+void Broker::ApplyConfig(const sc::Snapshot& snapshot) {
+  router_.ApplyConfig(snapshot.state);
   endpoint_traffic_.clear();
-  for (const auto& [name, e] : snap->state.endpoints) endpoint_traffic_[name] = e.traffic;
-  log_->info("config version {}: {} endpoints, {} backends", config_version_,
-             snap->state.endpoints.size(), snap->state.backends.size());
+  for (const auto& [name, e] : snapshot.state.endpoints) endpoint_traffic_[name] = e.traffic;
+  log_->info("config version {}: {} endpoints, {} backends", snapshot.version,
+             snapshot.state.endpoints.size(), snapshot.state.backends.size());
 }
 
 void Broker::SendDispatches(TimePoint now) {

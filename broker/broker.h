@@ -22,6 +22,7 @@
 #include "broker/router.h"
 #include "common/logging.h"
 #include "common/zmq_util.h"
+#include "schemas/config_subscriber.h"
 
 namespace zserve::broker {
 
@@ -41,7 +42,6 @@ struct BrokerOptions {
 struct BrokerCounters {
   uint64_t malformed_client = 0;
   uint64_t malformed_worker = 0;
-  uint64_t malformed_controller = 0;
   uint64_t unknown_results = 0;
   uint64_t late_results = 0;
   uint64_t undeliverable_replies = 0;
@@ -72,8 +72,7 @@ class Broker {
   void HandleStatus(const zmq::message_t& client, uint64_t request_id);
   void HandleWorker(Frames& frames);
   void HandleResults(const std::string& replica, Frames& frames, std::string_view header);
-  void HandleController(Frames& frames, bool from_pub);
-  void RequestSnapshot(TimePoint now);
+  void ApplyConfig(const schemas::Snapshot& snapshot);
   void SendDispatches(TimePoint now);
   void LoseReplica(const std::string& replica, std::string_view why);
   void ReplyToken(uint64_t token, const Status& status);
@@ -86,12 +85,8 @@ class Broker {
   Logger log_;
   zmq::socket_t clients_;
   zmq::socket_t workers_;
-  zmq::socket_t updates_;    // SUB
-  zmq::socket_t snapshots_;  // DEALER
+  std::unique_ptr<schemas::ConfigSubscriber> config_;
   Router router_;
-  uint64_t config_version_ = 0;
-  bool snapshot_pending_ = false;
-  TimePoint snapshot_requested_at_{};
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, Slot> slots_;
   std::map<std::string, std::map<std::string, double>> endpoint_traffic_;  // for STATUS

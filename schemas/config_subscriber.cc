@@ -1,0 +1,110 @@
+#include "schemas/config_subscriber.h"
+
+namespace zserve::schemas {
+
+namespace {
+constexpr int kReadBurst = 256;
+}  // namespace
+
+ConfigSubscriber::ConfigSubscriber(const ConfigSubscriberOptions& o)
+    : options_(o),
+      log_(o.logger),
+      updates_(*o.context, zmq::socket_type::sub),
+      snapshots_(*o.context, zmq::socket_type::dealer) {}
+
+StatusOr<std::unique_ptr<ConfigSubscriber>> ConfigSubscriber::Create(
+    const ConfigSubscriberOptions& o) {
+  if (o.context == nullptr || o.logger == nullptr) {
+    return Internal("ConfigSubscriberOptions needs a context and a logger");
+  }
+  std::unique_ptr<ConfigSubscriber> s(new ConfigSubscriber(o));
+  try {
+    s->updates_.set(zmq::sockopt::linger, 0);
+    s->snapshots_.set(zmq::sockopt::linger, 0);
+    // Clone pattern: subscribe first, then ask for the snapshot.
+    s->updates_.set(zmq::sockopt::subscribe, std::string(kConfigTopic));
+    s->updates_.connect(o.updates_address);
+    s->snapshots_.connect(o.snapshot_address);
+  } catch (const zmq::error_t& e) {
+    return Unavailable(std::string("cannot connect to the controller: ") + e.what());
+  }
+  s->RequestSnapshot(Clock::now());
+  return s;
+}
+
+void ConfigSubscriber::AddPollItems(std::vector<zmq::pollitem_t>* items) {
+  items->push_back({updates_.handle(), 0, ZMQ_POLLIN, 0});
+  items->push_back({snapshots_.handle(), 0, ZMQ_POLLIN, 0});
+}
+
+std::optional<TimePoint> ConfigSubscriber::NextTimer() const {
+  if (!snapshot_pending_) return std::nullopt;
+  return snapshot_requested_at_ + options_.snapshot_retry;
+}
+
+void ConfigSubscriber::RequestSnapshot(TimePoint now) {
+  std::string req = EncodeSimple(Command::kSnapshotRequest);
+  zmq::message_t m(req.data(), req.size());
+  // A DEALER queues while the controller is away; a failed send is retried.
+  if (!SendFrames(snapshots_, std::span(&m, 1)).ok()) log_->debug("snapshot request not sent yet");
+  snapshot_pending_ = true;
+  snapshot_requested_at_ = now;
+}
+
+std::optional<Snapshot> ConfigSubscriber::Read(TimePoint now) {
+  std::optional<Snapshot> newest;
+  for (int i = 0; i < kReadBurst && RecvFrames(updates_, &frames_); ++i) {
+    Handle(frames_, /*from_pub=*/true, now, &newest);
+  }
+  for (int i = 0; i < kReadBurst && RecvFrames(snapshots_, &frames_); ++i) {
+    Handle(frames_, /*from_pub=*/false, now, &newest);
+  }
+  if (snapshot_pending_ && now - snapshot_requested_at_ >= options_.snapshot_retry) {
+    RequestSnapshot(now);
+  }
+  return newest;
+}
+
+void ConfigSubscriber::Handle(Frames& frames, bool from_pub, TimePoint now,
+                              std::optional<Snapshot>* newest) {
+  // PUB messages carry the topic frame first.
+  size_t h = from_pub ? 1 : 0;
+  if (frames.size() != h + 1) {
+    ++malformed_;
+    log_->warn("controller message with {} frames dropped", frames.size());
+    return;
+  }
+  std::string_view header = View(frames[h]);
+  StatusOr<Command> command = PeekCommand(header);
+  if (!command.ok()) {
+    ++malformed_;
+    log_->warn("malformed controller message dropped: {}", command.status().message());
+    return;
+  }
+  if (*command == Command::kControllerHeartbeat) {
+    StatusOr<uint64_t> version = DecodeControllerHeartbeat(header);
+    if (version.ok() && *version > version_ && !snapshot_pending_) {
+      log_->info("controller is at version {}, we hold {}: asking for a snapshot", *version,
+                 version_);
+      RequestSnapshot(now);
+    }
+    return;
+  }
+  if (*command == Command::kError) {
+    StatusOr<ErrorHeader> err = DecodeError(header);
+    log_->warn("controller error: {}", err.ok() ? err->message : err.status().message());
+    return;
+  }
+  StatusOr<Snapshot> snap = DecodeSnapshot(header);
+  if (!snap.ok()) {
+    ++malformed_;
+    log_->warn("controller message refused: {}", snap.status().message());
+    return;
+  }
+  if (*command == Command::kSnapshot) snapshot_pending_ = false;
+  if (snap->version <= version_) return;
+  version_ = snap->version;
+  *newest = std::move(snap).value();
+}
+
+}  // namespace zserve::schemas
