@@ -62,6 +62,7 @@ struct BackendStatus {
   size_t queued = 0;
   size_t in_flight = 0;
   uint32_t max_concurrent_queries = 0;
+  uint32_t desired_replicas = 0;  // num_replicas of its config
   bool configured = false;
 };
 
