@@ -155,6 +155,7 @@ std::string Broker::StatusJson() const {
   j["held_requests"] = slots_.size();
   for (const BackendStatus& b : router_.Backends()) {
     j["backends"][b.name] = {{"replicas", b.replicas},
+                             {"desired_replicas", b.desired_replicas},
                              {"queued", b.queued},
                              {"in_flight", b.in_flight},
                              {"max_concurrent_queries", b.max_concurrent_queries},

@@ -258,9 +258,13 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
 std::vector<BackendStatus> Router::Backends() const {
   std::vector<BackendStatus> out;
   for (const auto& [name, b] : backends_) {
-    BackendStatus s{
-        name,        b.replicas.size(), b.queued, 0, b.config.EffectiveMaxConcurrentQueries(),
-        b.configured};
+    BackendStatus s;
+    s.name = name;
+    s.replicas = b.replicas.size();
+    s.queued = b.queued;
+    s.max_concurrent_queries = b.config.EffectiveMaxConcurrentQueries();
+    s.desired_replicas = b.configured ? b.config.num_replicas : 0;
+    s.configured = b.configured;
     for (const std::string& id : b.replicas) s.in_flight += replicas_.at(id).in_flight;
     out.push_back(std::move(s));
   }

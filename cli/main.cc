@@ -89,11 +89,13 @@ int RunStatus(const std::string& broker, bool json, int64_t timeout_ms) {
     }
     std::printf("%-24s %s\n", name.c_str(), traffic.c_str());
   }
-  std::printf("%-24s %8s %8s %9s %8s\n", "BACKEND", "REPLICAS", "QUEUED", "IN_FLIGHT", "MAX_CQ");
+  std::printf("%-24s %13s %8s %9s %8s\n", "BACKEND", "LIVE/DESIRED", "QUEUED", "IN_FLIGHT",
+              "MAX_CQ");
   for (auto& [name, b] : j["backends"].items()) {
-    std::printf("%-24s %8d %8d %9d %8d\n", name.c_str(), b.value("replicas", 0),
-                b.value("queued", 0), b.value("in_flight", 0),
-                b.value("max_concurrent_queries", 0));
+    std::string replicas = std::to_string(b.value("replicas", 0)) + "/" +
+                           std::to_string(b.value("desired_replicas", 0));
+    std::printf("%-24s %13s %8d %9d %8d\n", name.c_str(), replicas.c_str(), b.value("queued", 0),
+                b.value("in_flight", 0), b.value("max_concurrent_queries", 0));
   }
   return 0;
 }
