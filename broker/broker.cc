@@ -62,9 +62,10 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
   std::vector<zmq::pollitem_t> items;
   while (true) {
     TimePoint now = Clock::now();
-    // The poll timeout is the next timer: a deadline or a snapshot retry.
+    // The poll timeout is the next timer: a deadline, a batch window or a
+    // snapshot retry.
     std::chrono::milliseconds timeout(1000);
-    if (auto next = router_.NextDeadline()) {
+    if (auto next = router_.NextTimer()) {
       auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
@@ -95,7 +96,7 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       }
     }
     for (uint64_t token : router_.Expire(now)) {
-      ReplyToken(token, DeadlineExceeded("deadline passed before a result"));
+      Finish(token, DeadlineExceeded("deadline passed before a result"));
     }
     SendDispatches(now);
   }
@@ -133,13 +134,25 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
     return;
   }
   uint64_t token = next_token_++;
-  Status admitted = router_.Admit(token, req->endpoint, req->shard_key, req->timeout_ms, now);
+  shadows_.clear();
+  Status admitted = router_.Admit(token, req->endpoint, req->shard_key, req->timeout_ms, now,
+                                  nullptr, req->priority, &shadows_);
   if (!admitted.ok()) {
     Reply(client, req->request_id, admitted);
     return;
   }
+  for (const std::string& backend : shadows_) {
+    // A copy for the shadow backend: same payload buffer, its reply dropped.
+    uint64_t shadow = next_token_++;
+    if (!router_.AdmitShadow(shadow, backend, *router_.Deadline(token), now).ok()) {
+      ++counters_.shadow_dropped;
+      continue;
+    }
+    ++counters_.shadow_requests;
+    slots_.emplace(shadow, Slot{zmq::message_t(), 0, req->method, Copy(frames[2]), true});
+  }
   slots_.emplace(token, Slot{std::move(frames[0]), req->request_id, std::move(req->method),
-                             std::move(frames[2])});
+                             std::move(frames[2]), false});
 }
 
 void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {
@@ -161,8 +174,8 @@ std::string Broker::StatusJson() const {
                              {"max_concurrent_queries", b.max_concurrent_queries},
                              {"configured", b.configured}};
   }
-  for (const auto& [name, weights] : endpoint_traffic_) {
-    j["endpoints"][name] = {{"traffic", weights}};
+  for (const auto& [name, e] : endpoints_) {
+    j["endpoints"][name] = {{"traffic", e.traffic}, {"shadow", e.shadow}};
   }
   j["counters"] = {{"malformed_client", counters_.malformed_client},
                    {"malformed_worker", counters_.malformed_worker},
@@ -170,7 +183,10 @@ std::string Broker::StatusJson() const {
                    {"unknown_results", counters_.unknown_results},
                    {"late_results", counters_.late_results},
                    {"undeliverable_replies", counters_.undeliverable_replies},
-                   {"lost_replicas", counters_.lost_replicas}};
+                   {"lost_replicas", counters_.lost_replicas},
+                   {"shadow_requests", counters_.shadow_requests},
+                   {"shadow_errors", counters_.shadow_errors},
+                   {"shadow_dropped", counters_.shadow_dropped}};
   return j.dump();
 }
 
@@ -245,14 +261,9 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
   for (size_t i = 0; i < results->size(); ++i) {
     const sc::ResultItem& item = (*results)[i];
     switch (router_.Complete(replica, item.token)) {
-      case Completion::kDeliver: {
-        auto it = slots_.find(item.token);
-        if (it == slots_.end()) std::abort();  // router and slots out of step
-        Reply(it->second.client, it->second.request_id, Status(item.code, item.message),
-              std::move(frames[i + 2]));
-        slots_.erase(it);
+      case Completion::kDeliver:
+        Finish(item.token, Status(item.code, item.message), std::move(frames[i + 2]));
         break;
-      }
       case Completion::kLate:
         ++counters_.late_results;
         break;
@@ -271,8 +282,7 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
 
 void Broker::ApplyConfig(const sc::Snapshot& snapshot) {
   router_.ApplyConfig(snapshot.state);
-  endpoint_traffic_.clear();
-  for (const auto& [name, e] : snapshot.state.endpoints) endpoint_traffic_[name] = e.traffic;
+  endpoints_ = snapshot.state.endpoints;
   log_->info("config version {}: {} endpoints, {} backends", snapshot.version,
              snapshot.state.endpoints.size(), snapshot.state.backends.size());
 }
@@ -280,7 +290,7 @@ void Broker::ApplyConfig(const sc::Snapshot& snapshot) {
 void Broker::SendDispatches(TimePoint now) {
   // A failed send loses its replica, whose tokens may be dispatched anew.
   for (int round = 0; round < 8; ++round) {
-    std::vector<Dispatch> dispatches = router_.TakeDispatches();
+    std::vector<Dispatch> dispatches = router_.TakeDispatches(now);
     if (dispatches.empty()) return;
     for (Dispatch& d : dispatches) {
       if (!router_.HasReplica(d.replica)) continue;  // lost earlier in this round
@@ -309,14 +319,18 @@ void Broker::LoseReplica(const std::string& replica, std::string_view why) {
   log_->warn("replica lost ({}): {} requests requeued, {} failed", why, orphans.requeued.size(),
              orphans.failed.size());
   for (uint64_t token : orphans.failed) {
-    ReplyToken(token, ReplicaFailed("the replica was lost and no retry was left"));
+    Finish(token, ReplicaFailed("the replica was lost and no retry was left"));
   }
 }
 
-void Broker::ReplyToken(uint64_t token, const Status& status) {
+void Broker::Finish(uint64_t token, const Status& status, zmq::message_t payload) {
   auto it = slots_.find(token);
-  if (it == slots_.end()) return;
-  Reply(it->second.client, it->second.request_id, status);
+  if (it == slots_.end()) std::abort();  // router and slots out of step
+  if (it->second.shadow) {
+    if (!status.ok()) ++counters_.shadow_errors;  // a shadow's reply goes nowhere
+  } else {
+    Reply(it->second.client, it->second.request_id, status, std::move(payload));
+  }
   slots_.erase(it);
 }
 

@@ -46,6 +46,9 @@ struct BrokerCounters {
   uint64_t late_results = 0;
   uint64_t undeliverable_replies = 0;
   uint64_t lost_replicas = 0;
+  uint64_t shadow_requests = 0;  // shadow copies queued
+  uint64_t shadow_errors = 0;    // shadow copies that failed (their replies go nowhere)
+  uint64_t shadow_dropped = 0;   // shadow copies not queued: the shadow backend was full
 };
 
 class Broker {
@@ -65,6 +68,7 @@ class Broker {
     uint64_t request_id = 0;
     std::string method;
     zmq::message_t payload;  // shares the received buffer
+    bool shadow = false;     // a shadow copy: no client to answer
   };
 
   explicit Broker(const BrokerOptions& options);
@@ -75,7 +79,8 @@ class Broker {
   void ApplyConfig(const schemas::Snapshot& snapshot);
   void SendDispatches(TimePoint now);
   void LoseReplica(const std::string& replica, std::string_view why);
-  void ReplyToken(uint64_t token, const Status& status);
+  // The final answer for a token: to its client, or (a shadow) counted only.
+  void Finish(uint64_t token, const Status& status, zmq::message_t payload = zmq::message_t());
   void Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
              zmq::message_t payload = zmq::message_t());
   void SendToWorker(const std::string& replica, std::string header);
@@ -89,7 +94,8 @@ class Broker {
   Router router_;
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, Slot> slots_;
-  std::map<std::string, std::map<std::string, double>> endpoint_traffic_;  // for STATUS
+  std::map<std::string, schemas::EndpointConfig> endpoints_;  // for STATUS
+  std::vector<std::string> shadows_;  // scratch for Admit
   BrokerCounters counters_;
 };
 

@@ -6,6 +6,7 @@
 
 namespace zserve::broker {
 
+
 Router::Router(const RouterOptions& options)
     : options_(options), rng_(options.seed != 0 ? options.seed : std::random_device{}()) {}
 
@@ -21,7 +22,11 @@ void Router::ApplyConfig(const schemas::ConfigState& state) {
     StatusOr<TrafficPolicy> policy = TrafficPolicy::Create(e.traffic);
     // The controller validated the state; a bad policy here is skipped, not fatal.
     if (!policy.ok()) continue;
-    endpoints_.emplace(name, Endpoint{std::move(policy).value(), e.timeout_ms});
+    Endpoint ep{std::move(policy).value(), {}, e.timeout_ms};
+    for (const auto& [backend, fraction] : e.shadow) {
+      if (fraction > 0) ep.shadow.emplace_back(backend, fraction);
+    }
+    endpoints_.emplace(name, std::move(ep));
   }
   for (auto& [name, b] : backends_) {
     b.configured = false;
@@ -33,13 +38,14 @@ void Router::ApplyConfig(const schemas::ConfigState& state) {
     b.config = config;
     b.configured = true;
   }
-  // Capacities may have grown.
+  // Capacities and batch windows may have changed.
   for (auto& [name, b] : backends_) MarkDirty(b);
   has_config_ = true;
 }
 
 Status Router::Admit(uint64_t token, std::string_view endpoint, std::string_view shard_key,
-                     uint32_t timeout_ms, TimePoint now, std::string* backend_out) {
+                     uint32_t timeout_ms, TimePoint now, std::string* backend_out, int32_t priority,
+                     std::vector<std::string>* shadows) {
   auto ep = endpoints_.find(endpoint);
   if (ep == endpoints_.end()) {
     return NotFound("no endpoint named '" + std::string(endpoint) + "'");
@@ -56,16 +62,83 @@ Status Router::Admit(uint64_t token, std::string_view endpoint, std::string_view
                       " requests queued, its bound");
   }
   uint32_t timeout = timeout_ms != 0 ? timeout_ms : ep->second.timeout_ms;
-  TimePoint deadline = now + std::chrono::milliseconds(timeout);
-  auto [it, inserted] = entries_.try_emplace(token, Entry{&b, deadline, State::kQueued, {}, 0});
+  Entry e{&b,
+          now + std::chrono::milliseconds(timeout),
+          now,
+          State::kQueued,
+          priority > 0 ? Level::kHigh : Level::kNormal,
+          {},
+          std::string(shard_key),
+          0};
+  if (Status s = Enqueue(token, b, std::move(e), /*front=*/false); !s.ok()) return s;
+  if (backend_out != nullptr) *backend_out = backend_name;
+  if (shadows != nullptr) {
+    for (const auto& [shadow, fraction] : ep->second.shadow) {
+      if (uniform_(rng_) < fraction) shadows->push_back(shadow);
+    }
+  }
+  return Status::Ok();
+}
+
+Status Router::AdmitShadow(uint64_t token, const std::string& backend, TimePoint deadline,
+                           TimePoint now) {
+  Backend& b = GetBackend(backend);
+  if (b.queued >= b.config.max_queued_requests || total_queued_ >= options_.max_total_queued) {
+    return Overloaded("shadow backend '" + backend + "' is full");
+  }
+  return Enqueue(token, b, Entry{&b, deadline, now, State::kQueued, Level::kShadow, {}, {}, 0},
+                 /*front=*/false);
+}
+
+Status Router::Enqueue(uint64_t token, Backend& b, Entry entry, bool front) {
+  auto [it, inserted] = entries_.try_emplace(token, std::move(entry));
   if (!inserted) return BadRequest("token " + std::to_string(token) + " is already in use");
-  deadlines_.emplace(deadline, token);
-  b.queue.push_back(token);
+  deadlines_.emplace(it->second.deadline, token);
   ++b.queued;
   ++total_queued_;
+  Queue(token, it->second, front);
   MarkDirty(b);
-  if (backend_out != nullptr) *backend_out = backend_name;
   return Status::Ok();
+}
+
+void Router::Queue(uint64_t token, Entry& e, bool front) {
+  Backend& b = *e.backend;
+  e.replica.clear();
+  if (!e.shard_key.empty()) {
+    if (const std::string* id = StickyReplica(b, e.shard_key)) {
+      Replica& r = replicas_.find(*id)->second;
+      e.replica = *id;
+      front ? r.pinned.push_front(token) : r.pinned.push_back(token);
+      ++r.pinned_queued;
+      return;
+    }
+  }
+  auto& q = b.queues[static_cast<int>(e.level)];
+  front ? q.push_front(token) : q.push_back(token);
+  ++b.shared_queued;
+}
+
+// Rendezvous hashing: the live replica with the highest hash of (key,
+// replica). Losing a replica moves only its keys; a new one takes ~1/N.
+const std::string* Router::StickyReplica(const Backend& b, std::string_view key) const {
+  const std::string* best = nullptr;
+  uint64_t best_score = 0;
+  uint64_t key_hash = HashKey(key);
+  for (const std::string& id : b.replicas) {
+    if (replicas_.find(id)->second.draining) continue;
+    uint64_t score = HashKey(id, key_hash);
+    if (best == nullptr || score > best_score) {
+      best = &id;
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+void Router::MarkDirty(Backend& b) {
+  if (b.dirty) return;
+  b.dirty = true;
+  dirty_.push_back(&b);
 }
 
 uint32_t Router::FreeSlots(const Replica& r, const Backend& b) const {
@@ -80,27 +153,107 @@ bool Router::IsQueuedIn(uint64_t token, const Backend& b) const {
   return it != entries_.end() && it->second.state == State::kQueued && it->second.backend == &b;
 }
 
-void Router::Compact(Backend& b) {
-  std::erase_if(b.queue, [this, &b](uint64_t token) { return !IsQueuedIn(token, b); });
+// A shared-queue slot is live while its token is queued there, unpinned.
+bool Router::PopShared(Backend& b, uint64_t* token) {
+  auto live = [this, &b](uint64_t t) {
+    return IsQueuedIn(t, b) && entries_.find(t)->second.replica.empty();
+  };
+  for (auto& q : b.queues) {
+    while (!q.empty() && !live(q.front())) q.pop_front();
+  }
+  auto& high = b.queues[static_cast<int>(Level::kHigh)];
+  auto& normal = b.queues[static_cast<int>(Level::kNormal)];
+  auto& shadow = b.queues[static_cast<int>(Level::kShadow)];
+  std::deque<uint64_t>* from = nullptr;
+  if (!high.empty() && (normal.empty() || b.high_streak < kHighBurst)) {
+    from = &high;
+    b.high_streak = normal.empty() ? 0 : b.high_streak + 1;
+  } else if (!normal.empty()) {
+    from = &normal;
+    b.high_streak = 0;
+  } else if (!shadow.empty()) {
+    from = &shadow;  // only when no primary request waits
+  } else {
+    return false;
+  }
+  *token = from->front();
+  from->pop_front();
+  --b.shared_queued;
+  return true;
 }
 
-void Router::MarkDirty(Backend& b) {
-  if (b.dirty) return;
-  b.dirty = true;
-  dirty_.push_back(&b);
+bool Router::PopPinned(Replica& r, const std::string& id, uint64_t* token) {
+  while (!r.pinned.empty()) {
+    uint64_t t = r.pinned.front();
+    r.pinned.pop_front();
+    auto it = entries_.find(t);
+    if (it != entries_.end() && it->second.state == State::kQueued && it->second.replica == id) {
+      --r.pinned_queued;
+      *token = t;
+      return true;
+    }
+  }
+  return false;
 }
 
-void Router::FillBackend(Backend& b, std::vector<Dispatch>* out) {
+void Router::Take(uint64_t token, const std::string& replica_id, Replica& r, Dispatch* d) {
+  Entry& e = entries_.find(token)->second;
+  e.state = State::kInFlight;
+  e.replica = replica_id;
+  ++e.attempts;
+  --e.backend->queued;
+  --total_queued_;
+  ++r.in_flight;
+  d->tokens.push_back(token);
+}
+
+// When a partial batch may go: its oldest request's enqueue time plus the
+// window. nullopt: now (no window, or the batch is full).
+std::optional<TimePoint> Router::BatchRelease(Backend& b) {
+  const schemas::BackendConfig& c = b.config;
+  if (c.max_batch_size <= 1 || c.batch_wait_timeout_ms == 0 || b.queued >= c.max_batch_size) {
+    return std::nullopt;
+  }
+  std::optional<TimePoint> oldest;
+  auto consider = [this, &oldest](std::deque<uint64_t>& q, auto live) {
+    while (!q.empty() && !live(q.front())) q.pop_front();
+    if (q.empty()) return;
+    TimePoint t = entries_.find(q.front())->second.enqueued;
+    if (!oldest || t < *oldest) oldest = t;
+  };
+  for (auto& q : b.queues) {
+    consider(q, [this, &b](uint64_t t) {
+      return IsQueuedIn(t, b) && entries_.find(t)->second.replica.empty();
+    });
+  }
+  for (const std::string& id : b.replicas) {
+    consider(replicas_.find(id)->second.pinned, [this, &b, &id](uint64_t t) {
+      return IsQueuedIn(t, b) && entries_.find(t)->second.replica == id;
+    });
+  }
+  if (!oldest) return std::nullopt;
+  return *oldest + std::chrono::milliseconds(c.batch_wait_timeout_ms);
+}
+
+void Router::FillBackend(Backend& b, TimePoint now, std::vector<Dispatch>* out) {
   while (b.queued > 0) {
-    // The least-loaded replica with room: no replica hoards work that an idle
-    // one could run.
+    if (std::optional<TimePoint> release = BatchRelease(b); release && now < *release) {
+      if (!b.held) {
+        b.held = true;
+        held_.emplace_back(*release, &b);
+      }
+      return;
+    }
+    // The least-loaded replica with room and something to take: no replica
+    // hoards work that an idle one could run.
     Replica* best = nullptr;
     const std::string* best_id = nullptr;
     uint32_t best_free = 0;
     for (const std::string& id : b.replicas) {
-      Replica& r = replicas_.at(id);
+      Replica& r = replicas_.find(id)->second;
       uint32_t free = FreeSlots(r, b);
-      if (free > 0 && (best == nullptr || r.in_flight < best->in_flight)) {
+      if (free == 0 || (r.pinned_queued == 0 && b.shared_queued == 0)) continue;
+      if (best == nullptr || r.in_flight < best->in_flight) {
         best = &r;
         best_id = &id;
         best_free = free;
@@ -109,31 +262,26 @@ void Router::FillBackend(Backend& b, std::vector<Dispatch>* out) {
     if (best == nullptr) return;
     Dispatch d{*best_id, {}};
     uint32_t take = std::min(best_free, b.config.max_batch_size);
-    while (d.tokens.size() < take && !b.queue.empty()) {
-      uint64_t token = b.queue.front();
-      b.queue.pop_front();
-      auto it = entries_.find(token);
-      if (it == entries_.end() || it->second.state != State::kQueued || it->second.backend != &b) {
-        continue;  // answered or moved since it was queued
-      }
-      it->second.state = State::kInFlight;
-      it->second.replica = *best_id;
-      ++it->second.attempts;
-      --b.queued;
-      --total_queued_;
-      ++best->in_flight;
-      d.tokens.push_back(token);
+    uint64_t token;
+    while (d.tokens.size() < take && (PopPinned(*best, *best_id, &token) || PopShared(b, &token))) {
+      Take(token, *best_id, *best, &d);
     }
     if (d.tokens.empty()) return;
     out->push_back(std::move(d));
   }
 }
 
-std::vector<Dispatch> Router::TakeDispatches() {
+std::vector<Dispatch> Router::TakeDispatches(TimePoint now) {
+  std::erase_if(held_, [this, now](const std::pair<TimePoint, Backend*>& h) {
+    if (h.first > now) return false;
+    h.second->held = false;
+    MarkDirty(*h.second);
+    return true;
+  });
   std::vector<Dispatch> out;
   for (Backend* b : dirty_) {
     b->dirty = false;
-    FillBackend(*b, &out);
+    FillBackend(*b, now, &out);
   }
   dirty_.clear();
   return out;
@@ -158,6 +306,23 @@ Completion Router::Complete(std::string_view replica, uint64_t token) {
   return result;
 }
 
+void Router::CompactIfSparse(Backend& b) {
+  size_t slots = 0;
+  for (const auto& q : b.queues) slots += q.size();
+  for (const std::string& id : b.replicas) slots += replicas_.find(id)->second.pinned.size();
+  if (slots <= 2 * b.queued + 64) return;
+  for (auto& q : b.queues) {
+    std::erase_if(q, [this, &b](uint64_t t) {
+      return !IsQueuedIn(t, b) || !entries_.find(t)->second.replica.empty();
+    });
+  }
+  for (const std::string& id : b.replicas) {
+    std::erase_if(replicas_.find(id)->second.pinned, [this, &b, &id](uint64_t t) {
+      return !IsQueuedIn(t, b) || entries_.find(t)->second.replica != id;
+    });
+  }
+}
+
 std::vector<uint64_t> Router::Expire(TimePoint now) {
   std::vector<uint64_t> out;
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
@@ -170,9 +335,13 @@ std::vector<uint64_t> Router::Expire(TimePoint now) {
       Backend& b = *e.backend;
       --b.queued;
       --total_queued_;
+      if (e.replica.empty()) {
+        --b.shared_queued;
+      } else {
+        --replicas_.find(e.replica)->second.pinned_queued;
+      }
       entries_.erase(it);  // its stale queue slot is skipped later...
-      // ...or dropped here, so that a queue nobody drains stays bounded.
-      if (b.queue.size() > 2 * b.queued + 64) Compact(b);
+      CompactIfSparse(b);  // ...or dropped, so that an undrained queue stays bounded
     } else {
       e.state = State::kExpiredInFlight;  // keeps its slot until the replica answers
     }
@@ -186,6 +355,14 @@ std::optional<TimePoint> Router::NextDeadline() const {
   return deadlines_.begin()->first;
 }
 
+std::optional<TimePoint> Router::NextTimer() const {
+  std::optional<TimePoint> next = NextDeadline();
+  for (const auto& [release, b] : held_) {
+    if (!next || release < *next) next = release;
+  }
+  return next;
+}
+
 std::optional<TimePoint> Router::Deadline(uint64_t token) const {
   auto it = entries_.find(token);
   if (it == entries_.end()) return std::nullopt;
@@ -197,7 +374,10 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
   if (replicas_.contains(replica)) {
     return BadRequest("this connection is already registered as a replica");
   }
-  replicas_.emplace(replica, Replica{backend, capacity, 0, false});
+  Replica r;
+  r.backend = backend;
+  r.capacity = capacity;
+  replicas_.emplace(replica, std::move(r));
   Backend& b = GetBackend(backend);
   b.replicas.push_back(replica);
   MarkDirty(b);
@@ -209,8 +389,22 @@ bool Router::HasReplica(std::string_view replica) const { return replicas_.conta
 bool Router::StartDrain(std::string_view replica) {
   auto it = replicas_.find(replica);
   if (it == replicas_.end()) return false;
-  it->second.draining = true;
-  return it->second.in_flight == 0;
+  Replica& r = it->second;
+  r.draining = true;
+  // Its sticky requests that have not started go to another replica.
+  std::deque<uint64_t> pinned = std::move(r.pinned);
+  r.pinned.clear();
+  r.pinned_queued = 0;
+  Backend& b = GetBackend(r.backend);
+  for (uint64_t t : pinned) {
+    auto e = entries_.find(t);
+    if (e != entries_.end() && e->second.state == State::kQueued &&
+        e->second.replica == it->first) {
+      Queue(t, e->second, /*front=*/false);
+    }
+  }
+  MarkDirty(b);
+  return r.in_flight == 0;
 }
 
 bool Router::Drained(std::string_view replica) const {
@@ -222,14 +416,22 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
   Orphans out;
   auto rit = replicas_.find(replica_id);
   if (rit == replicas_.end()) return out;
-  const std::string backend_name = rit->second.backend;
-  Backend& b = GetBackend(backend_name);
-  std::erase(b.replicas, rit->first);
+  const std::string id = rit->first;
+  Backend& b = GetBackend(rit->second.backend);
+  std::deque<uint64_t> pinned = std::move(rit->second.pinned);
+  std::erase(b.replicas, id);
   replicas_.erase(rit);
+  // Its waiting sticky requests go to the replica their key now maps to.
+  for (uint64_t t : pinned) {
+    auto e = entries_.find(t);
+    if (e != entries_.end() && e->second.state == State::kQueued && e->second.replica == id) {
+      Queue(t, e->second, /*front=*/false);
+    }
+  }
   // Tokens in flight on it. A scan: replica loss is rare, requests are not.
   std::vector<uint64_t> held;
   for (const auto& [token, e] : entries_) {
-    if (e.state != State::kQueued && e.replica == replica_id) held.push_back(token);
+    if (e.state != State::kQueued && e.replica == id) held.push_back(token);
   }
   std::sort(held.begin(), held.end());  // oldest first: tokens grow with time
   for (auto tok = held.rbegin(); tok != held.rend(); ++tok) {
@@ -240,10 +442,9 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
     }
     if (e.attempts <= b.config.retry_on_replica_failure) {
       e.state = State::kQueued;
-      e.replica.clear();
-      b.queue.push_front(*tok);  // retries go first
       ++b.queued;
       ++total_queued_;
+      Queue(*tok, e, /*front=*/true);  // retries go first
       out.requeued.push_back(*tok);
     } else {
       Forget(*tok, e);
@@ -253,6 +454,15 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
   }
   MarkDirty(b);
   return out;
+}
+
+size_t Router::queue_slots() const {
+  size_t n = 0;
+  for (const auto& [name, b] : backends_) {
+    for (const auto& q : b.queues) n += q.size();
+  }
+  for (const auto& [id, r] : replicas_) n += r.pinned.size();
+  return n;
 }
 
 std::vector<BackendStatus> Router::Backends() const {
@@ -265,7 +475,7 @@ std::vector<BackendStatus> Router::Backends() const {
     s.max_concurrent_queries = b.config.EffectiveMaxConcurrentQueries();
     s.desired_replicas = b.configured ? b.config.num_replicas : 0;
     s.configured = b.configured;
-    for (const std::string& id : b.replicas) s.in_flight += replicas_.at(id).in_flight;
+    for (const std::string& id : b.replicas) s.in_flight += replicas_.find(id)->second.in_flight;
     out.push_back(std::move(s));
   }
   std::sort(out.begin(), out.end(),

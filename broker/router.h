@@ -1,8 +1,9 @@
 // The broker's routing logic without sockets: endpoint -> traffic policy ->
-// backend queue -> replica with free capacity, plus deadlines and capacity
+// backend queue -> replica with free capacity, plus batching windows,
+// priorities, shadow copies, sticky shard keys, deadlines and capacity
 // accounting. The event loop (broker.h) feeds it events and carries out the
 // dispatches it returns; it never sees payloads, only tokens (the broker's
-// name for one request).
+// name for one request). docs/semantics.md states the rules it implements.
 //
 // Lifecycle of a token: Admit -> queued -> (TakeDispatches) in flight ->
 // Complete. Expire answers a queued or in-flight token whose deadline passed;
@@ -74,6 +75,12 @@ struct StringHash {
 template <typename V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
+// Dispatch levels within a backend (docs/semantics.md, "Priorities").
+enum class Level : uint8_t { kHigh = 0, kNormal = 1, kShadow = 2 };
+inline constexpr int kLevels = 3;
+// While both wait, out of every kHighBurst + 1 dispatches kHighBurst are high.
+inline constexpr uint32_t kHighBurst = 3;
+
 class Router {
  public:
   explicit Router(const RouterOptions& options);
@@ -83,14 +90,21 @@ class Router {
   void ApplyConfig(const schemas::ConfigState& state);
   bool has_config() const { return has_config_; }
 
-  // Routes a new request. OK: queued (the chosen backend is in *backend).
+  // Routes a new request. OK: queued (the chosen backend is in *backend, and
+  // the shadow backends drawn for this request, if any, in *shadows).
   // NOT_FOUND: no such endpoint. OVERLOADED: a queue bound is reached.
-  // BAD_REQUEST: the token is already in use.
+  // BAD_REQUEST: the token is already in use. priority > 0 is high.
   Status Admit(uint64_t token, std::string_view endpoint, std::string_view shard_key,
-               uint32_t timeout_ms, TimePoint now, std::string* backend = nullptr);
+               uint32_t timeout_ms, TimePoint now, std::string* backend = nullptr,
+               int32_t priority = 0, std::vector<std::string>* shadows = nullptr);
 
-  // Fills free replica capacity from the backend queues.
-  std::vector<Dispatch> TakeDispatches();
+  // Queues a shadow copy on `backend`, below every primary request there.
+  // OVERLOADED when that backend's queue is full (the copy is then dropped).
+  Status AdmitShadow(uint64_t token, const std::string& backend, TimePoint deadline, TimePoint now);
+
+  // Fills free replica capacity from the backend queues, holding a partial
+  // batch back until its oldest request has waited batch_wait_timeout.
+  std::vector<Dispatch> TakeDispatches(TimePoint now);
 
   // A replica answered `token`.
   Completion Complete(std::string_view replica, uint64_t token);
@@ -100,6 +114,8 @@ class Router {
   std::vector<uint64_t> Expire(TimePoint now);
   // The earliest deadline still pending, if any.
   std::optional<TimePoint> NextDeadline() const;
+  // The earliest moment TakeDispatches or Expire has work without new input.
+  std::optional<TimePoint> NextTimer() const;
   // The deadline of a live token (for the remaining time in a BATCH).
   std::optional<TimePoint> Deadline(uint64_t token) const;
 
@@ -114,15 +130,21 @@ class Router {
 
   std::vector<BackendStatus> Backends() const;
   size_t live_tokens() const { return entries_.size(); }
+  // Queue slots held, stale ones included: what the queues cost in memory.
+  size_t queue_slots() const;
 
  private:
   enum class State { kQueued, kInFlight, kExpiredInFlight };
   struct Backend;
+  struct Replica;
   struct Entry {
     Backend* backend;  // backends_ never erases, and its nodes don't move
     TimePoint deadline;
+    TimePoint enqueued;
     State state = State::kQueued;
-    std::string replica;  // while in flight
+    Level level = Level::kNormal;
+    std::string replica;    // in flight on, or pinned to (sticky), or empty
+    std::string shard_key;  // empty: none
     uint32_t attempts = 0;
   };
   struct Replica {
@@ -130,26 +152,39 @@ class Router {
     uint32_t capacity = 0;  // 0: no limit of its own
     uint32_t in_flight = 0;
     bool draining = false;
+    std::deque<uint64_t> pinned;  // sticky requests waiting for this replica
+    size_t pinned_queued = 0;     // live tokens in `pinned`
   };
   struct Backend {
     schemas::BackendConfig config;
     bool configured = false;
-    std::deque<uint64_t> queue;  // may hold tokens no longer queued (skipped)
-    size_t queued = 0;           // tokens really queued
+    std::deque<uint64_t> queues[kLevels];  // may hold stale tokens (skipped)
+    size_t queued = 0;                     // all live queued tokens, pinned ones too
+    size_t shared_queued = 0;              // live tokens in `queues`
+    uint32_t high_streak = 0;
     std::vector<std::string> replicas;
     bool dirty = false;  // in dirty_
+    bool held = false;   // a partial batch waits for its window (in held_)
   };
   struct Endpoint {
     TrafficPolicy policy;
+    std::vector<std::pair<std::string, double>> shadow;
     uint32_t timeout_ms;
   };
 
   Backend& GetBackend(const std::string& name);
   uint32_t FreeSlots(const Replica& r, const Backend& b) const;
-  void FillBackend(Backend& b, std::vector<Dispatch>* out);
-  void MarkDirty(Backend& b);
+  Status Enqueue(uint64_t token, Backend& b, Entry entry, bool front);
+  void Queue(uint64_t token, Entry& e, bool front);  // into a pinned or shared queue
+  const std::string* StickyReplica(const Backend& b, std::string_view key) const;
+  void FillBackend(Backend& b, TimePoint now, std::vector<Dispatch>* out);
+  std::optional<TimePoint> BatchRelease(Backend& b);
+  bool PopShared(Backend& b, uint64_t* token);
+  bool PopPinned(Replica& r, const std::string& id, uint64_t* token);
+  void Take(uint64_t token, const std::string& replica_id, Replica& r, Dispatch* d);
   bool IsQueuedIn(uint64_t token, const Backend& b) const;
-  void Compact(Backend& b);  // drops queue slots of tokens no longer queued there
+  void CompactIfSparse(Backend& b);
+  void MarkDirty(Backend& b);
   void Forget(uint64_t token, const Entry& e);
 
   RouterOptions options_;
@@ -163,6 +198,7 @@ class Router {
   std::unordered_map<uint64_t, Entry> entries_;
   std::set<std::pair<TimePoint, uint64_t>> deadlines_;  // of queued and in-flight tokens
   std::vector<Backend*> dirty_;                         // backends to fill
+  std::vector<std::pair<TimePoint, Backend*>> held_;    // batch windows still open
 };
 
 }  // namespace zserve::broker

@@ -29,13 +29,22 @@ const std::string& TrafficPolicy::Pick(double u) const {
 }
 
 const std::string& TrafficPolicy::PickByKey(std::string_view key) const {
-  uint64_t h = 14695981039346656037ull;
+  // The top 53 bits make a double in [0, 1).
+  return Pick(static_cast<double>(HashKey(key) >> 11) * 0x1.0p-53);
+}
+
+uint64_t HashKey(std::string_view key, uint64_t seed) {
+  uint64_t h = 14695981039346656037ull ^ seed;
   for (unsigned char c : key) {
     h ^= c;
     h *= 1099511628211ull;
   }
-  // The top 53 bits make a double in [0, 1).
-  return Pick(static_cast<double>(h >> 11) * 0x1.0p-53);
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h;
 }
 
 }  // namespace zserve::broker

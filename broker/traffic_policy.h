@@ -16,6 +16,10 @@
 
 namespace zserve::broker {
 
+// A well-mixed 64-bit hash of a string (FNV-1a, then a splitmix64 finisher:
+// FNV alone leaves keys that differ in their last byte close together).
+uint64_t HashKey(std::string_view key, uint64_t seed = 0);
+
 class TrafficPolicy {
  public:
   // Refuses weights that are negative, don't sum to 1 (within 1e-6) or are empty.
@@ -23,7 +27,7 @@ class TrafficPolicy {
 
   // The backend for a uniform draw u in [0, 1).
   const std::string& Pick(double u) const;
-  // The backend for a shard key: FNV-1a of the key mapped onto [0, 1).
+  // The backend for a shard key: HashKey mapped onto [0, 1).
   const std::string& PickByKey(std::string_view key) const;
 
   const std::vector<std::string>& backends() const { return backends_; }

@@ -8,12 +8,15 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/logging.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
+#include "schemas/config_subscriber.h"
 
 namespace zserve {
 
@@ -69,6 +72,13 @@ class Worker::Impl {
     } catch (const zmq::error_t& e) {
       return Unavailable(std::string("worker cannot connect: ") + e.what());
     }
+    if (!options_.controller_address.empty()) {
+      StatusOr<std::unique_ptr<sc::ConfigSubscriber>> config = sc::ConfigSubscriber::Create(
+          {options_.controller_address, options_.controller_updates_address, &context_, log_});
+      if (!config.ok()) return config.status();
+      config_ = std::move(config).value();
+    }
+    for (const std::string& m : handler_->Methods()) methods_.insert(m);
     for (uint32_t i = 0; i < options_.threads; ++i) pool_.emplace_back([this] { PoolLoop(); });
     return Status::Ok();
   }
@@ -87,20 +97,35 @@ class Worker::Impl {
     bool draining = false;
     bool confirmed = false;  // the broker answered our DISCONNECT
     TimePoint drain_started{};
+    std::vector<zmq::pollitem_t> items;
     while (true) {
-      zmq::pollitem_t items[] = {
+      items = {
           {broker_.handle(), 0, ZMQ_POLLIN, 0},
           {results_.handle(), 0, ZMQ_POLLIN, 0},
           {nullptr, drain_fd_, ZMQ_POLLIN, 0},
           {nullptr, wake_fd, ZMQ_POLLIN, 0},
       };
+      if (wake_fd < 0) items.pop_back();
+      if (config_) config_->AddPollItems(&items);
       auto timeout = draining ? std::chrono::milliseconds(100) : std::chrono::milliseconds(-1);
+      if (config_) {
+        if (auto next = config_->NextTimer()) {
+          auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
+          until = std::max(until, std::chrono::milliseconds(0));
+          timeout = timeout.count() < 0 ? until : std::min(timeout, until);
+        }
+      }
       try {
-        zmq::poll(items, wake_fd >= 0 ? 4 : 3, timeout);
+        zmq::poll(items.data(), items.size(), timeout);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
       }
       if (wake_fd >= 0 && (items[3].revents & ZMQ_POLLIN) && on_wake) on_wake();
+      if (config_) {
+        if (std::optional<sc::Snapshot> snapshot = config_->Read(Clock::now())) {
+          ApplyConfig(*snapshot);
+        }
+      }
       while (RecvFrames(results_, &frames)) {
         in_flight_ -= frames.size() - 1;
         if (!SendFrames(broker_, frames).ok()) {
@@ -131,6 +156,21 @@ class Worker::Impl {
   }
 
  private:
+  // Hands this backend's user_config to the handler: the first time, and
+  // whenever it changes.
+  void ApplyConfig(const sc::Snapshot& snapshot) {
+    auto it = snapshot.state.backends.find(options_.backend);
+    if (it == snapshot.state.backends.end()) return;
+    const std::string& user_config = it->second.user_config;
+    if (user_config_ && *user_config_ == user_config) return;
+    if (Status s = handler_->Reconfigure(user_config); !s.ok()) {
+      log_->error("handler refused user_config of version {}: {}", snapshot.version, s.ToString());
+      return;
+    }
+    user_config_ = user_config;
+    log_->info("handler reconfigured with user_config of version {}", snapshot.version);
+  }
+
   void SendReady() {
     zmq::message_t m =
         ToMessage(sc::EncodeReady({options_.backend, options_.replica_tag, options_.capacity}));
@@ -225,6 +265,10 @@ class Worker::Impl {
       if (job[i].deadline <= now) {
         results[i].code = StatusCode::kDeadlineExceeded;
         results[i].message = "deadline passed before the handler started";
+      } else if (!methods_.empty() && !methods_.contains(job[i].method)) {
+        results[i].code = StatusCode::kNotFound;
+        results[i].message = "backend '" + options_.backend + "' has no method '" + job[i].method +
+                             "' (it serves: " + MethodList() + ")";
       } else {
         by_method[job[i].method].push_back(i);
       }
@@ -270,6 +314,12 @@ class Worker::Impl {
     }
   }
 
+  std::string MethodList() const {
+    std::string out;
+    for (const std::string& m : methods_) out += (out.empty() ? "" : ", ") + m;
+    return out;
+  }
+
   void StopPool() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -291,7 +341,10 @@ class Worker::Impl {
   std::string results_address_;
   int drain_fd_ = -1;
   std::atomic<bool> drain_requested_{false};
-  size_t in_flight_ = 0;  // I/O thread only
+  size_t in_flight_ = 0;                          // I/O thread only
+  std::set<std::string, std::less<>> methods_;    // empty: any; read-only after Init
+  std::unique_ptr<sc::ConfigSubscriber> config_;  // I/O thread only; null: not following
+  std::optional<std::string> user_config_;        // last one the handler took
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -308,6 +361,9 @@ StatusOr<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options,
   if (handler == nullptr) return BadRequest("a worker needs a handler");
   if (Status s = schemas::ValidateName("backend", options.backend); !s.ok()) return s;
   if (Status s = ValidateLogLevel(options.log_level); !s.ok()) return s;
+  if (options.controller_address.empty() != options.controller_updates_address.empty()) {
+    return BadRequest("give both controller addresses (admin and updates), or neither");
+  }
   auto impl = std::make_unique<Impl>(options, std::move(handler));
   if (Status s = impl->Init(); !s.ok()) return s;
   return std::unique_ptr<Worker>(new Worker(std::move(impl)));

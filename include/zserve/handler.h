@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -37,8 +38,14 @@ class Handler {
  public:
   virtual ~Handler() = default;
   virtual std::vector<Result> HandleBatch(std::span<const Request> batch) = 0;
-  // Takes a new user_config without a restart. The default accepts anything.
-  // (Delivery from the controller comes with the control-plane work.)
+  // The methods this handler serves; a request for another method is
+  // answered NOT_FOUND without calling HandleBatch. Empty (the default):
+  // every method.
+  virtual std::vector<std::string> Methods() const;
+  // Takes the backend's user_config without a restart: once when the worker
+  // first hears from the controller, then at every change. Runs on the
+  // worker's I/O thread, possibly while HandleBatch runs on pool threads. An
+  // error is logged and the handler keeps its previous configuration.
   virtual Status Reconfigure(std::string_view user_config);
 };
 
@@ -48,6 +55,10 @@ std::unique_ptr<Handler> MakeHandler(std::function<Result(const Request&)> fn);
 // A handler from a function of a whole batch.
 std::unique_ptr<Handler> MakeBatchHandler(
     std::function<std::vector<Result>(std::span<const Request>)> fn);
+
+// A handler serving several methods, each a function of one request.
+std::unique_ptr<Handler> MakeMethodHandler(
+    std::map<std::string, std::function<Result(const Request&)>> methods);
 
 }  // namespace zserve
 

@@ -28,6 +28,10 @@ struct WorkerOptions {
   uint32_t capacity = 0;  // most requests held at once; 0: the backend's setting
   uint32_t threads = 4;   // handler pool size
   std::chrono::milliseconds drain_timeout{30'000};  // Drain() gives up after this
+  // The controller, for this backend's user_config (Handler::Reconfigure).
+  // Empty: the worker does not follow the controller.
+  std::string controller_address;          // its ROUTER, e.g. tcp://127.0.0.1:5557
+  std::string controller_updates_address;  // its PUB, e.g. tcp://127.0.0.1:5558
   std::string log_level = "info";
 };
 

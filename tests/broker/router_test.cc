@@ -126,17 +126,17 @@ TEST_CASE("Nothing is dispatched without a replica and then the queue goes out i
   const zserve::TimePoint t0 = zserve::Clock::now();
   r.ApplyConfig(OneBackend({}));
   for (uint64_t t = 1; t <= 5; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
   CHECK(StatusOf(r, "be").queued == 5);
 
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   CHECK(r.HasReplica("w1"));
-  std::vector<Dispatch> ds = r.TakeDispatches();
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
   CHECK(Tokens(ds) == Ids{1, 2, 3, 4, 5});
   for (const Dispatch& d : ds) CHECK(d.replica == "w1");
   CHECK(StatusOf(r, "be").queued == 0);
   CHECK(StatusOf(r, "be").in_flight == 5);
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
 }
 
 TEST_CASE("A replica registered twice is refused", "[broker]") {
@@ -154,16 +154,16 @@ TEST_CASE("A replica never holds more than max_concurrent_queries", "[broker]") 
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   for (uint64_t t = 1; t <= 5; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
 
-  CHECK(Tokens(r.TakeDispatches()) == Ids{1, 2});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{1, 2});
   CHECK(StatusOf(r, "be").in_flight == 2);
   CHECK(StatusOf(r, "be").queued == 3);
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
 
   CHECK(r.Complete("w1", 1) == Completion::kDeliver);
-  CHECK(Tokens(r.TakeDispatches()) == Ids{3});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{3});
   CHECK(StatusOf(r, "be").in_flight == 2);
   CHECK(StatusOf(r, "be").queued == 2);
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
 }
 
 TEST_CASE("The worker's own capacity caps a replica below max_concurrent_queries", "[broker]") {
@@ -172,9 +172,9 @@ TEST_CASE("The worker's own capacity caps a replica below max_concurrent_queries
   r.ApplyConfig(OneBackend({.max_concurrent_queries = 5}));
   REQUIRE(r.AddReplica("w1", "be", 1).ok());
   for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
-  CHECK(Tokens(r.TakeDispatches()) == Ids{1});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{1});
   CHECK(r.Complete("w1", 1) == Completion::kDeliver);
-  CHECK(Tokens(r.TakeDispatches()) == Ids{2});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{2});
 }
 
 TEST_CASE("max_batch_size 4 packs up to 4 tokens in one Dispatch", "[broker]") {
@@ -184,7 +184,7 @@ TEST_CASE("max_batch_size 4 packs up to 4 tokens in one Dispatch", "[broker]") {
   r.ApplyConfig(OneBackend({.max_batch_size = 4}));
   for (uint64_t t = 1; t <= 10; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
-  std::vector<Dispatch> ds = r.TakeDispatches();
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
   REQUIRE(ds.size() == 2);
   CHECK(ds[0].tokens == Ids{1, 2, 3, 4});
   CHECK(ds[1].tokens == Ids{5, 6, 7, 8});
@@ -194,7 +194,7 @@ TEST_CASE("max_batch_size 4 packs up to 4 tokens in one Dispatch", "[broker]") {
   CHECK(r.Complete("w1", 1) == Completion::kDeliver);
   CHECK(r.Complete("w1", 2) == Completion::kDeliver);
   CHECK(r.Complete("w1", 3) == Completion::kDeliver);
-  ds = r.TakeDispatches();
+  ds = r.TakeDispatches(t0);
   REQUIRE(ds.size() == 1);
   CHECK(ds[0].tokens == Ids{9, 10});
 }
@@ -205,19 +205,19 @@ TEST_CASE("Work goes to the least-loaded replica", "[broker]") {
   r.ApplyConfig(OneBackend({.max_concurrent_queries = 4}));
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
-  CHECK(TokensTo(r.TakeDispatches(), "w1") == Ids{1, 2, 3});
+  CHECK(TokensTo(r.TakeDispatches(t0), "w1") == Ids{1, 2, 3});
 
   // w1 holds 3 (with room for 1 more); an idle w2 arrives.
   REQUIRE(r.AddReplica("w2", "be", 0).ok());
   for (uint64_t t = 4; t <= 6; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
-  std::vector<Dispatch> ds = r.TakeDispatches();
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
   CHECK(TokensTo(ds, "w2") == Ids{4, 5, 6});
   CHECK(TokensTo(ds, "w1").empty());
 
   // Now 3 and 3: the next two go one to each.
   REQUIRE(r.Admit(7, "ep", "", 0, t0).ok());
   REQUIRE(r.Admit(8, "ep", "", 0, t0).ok());
-  ds = r.TakeDispatches();
+  ds = r.TakeDispatches(t0);
   CHECK(TokensTo(ds, "w1").size() == 1);
   CHECK(TokensTo(ds, "w2").size() == 1);
   CHECK(StatusOf(r, "be").in_flight == 8);
@@ -238,7 +238,7 @@ TEST_CASE("max_queued_requests bounds the queue: OVERLOADED and the queue does n
 
   // Once one leaves the queue there is room for one more.
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
-  CHECK(Tokens(r.TakeDispatches()) == Ids{1});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{1});
   CHECK(r.Admit(5, "ep", "", 0, t0).ok());
   CHECK(r.Admit(6, "ep", "", 0, t0).code() == StatusCode::kOverloaded);
   CHECK(StatusOf(r, "be").queued == 3);
@@ -271,7 +271,7 @@ TEST_CASE("A queued token past its deadline is expired once and never dispatched
   CHECK_FALSE(r.Deadline(1).has_value());
 
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
-  CHECK(Tokens(r.TakeDispatches()) == Ids{2});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{2});
   CHECK(r.Complete("w1", 1) == Completion::kUnknown);
   CHECK(r.Complete("w1", 2) == Completion::kDeliver);
   CHECK(r.live_tokens() == 0);
@@ -284,17 +284,17 @@ TEST_CASE("An in-flight token past its deadline keeps its slot until the late re
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   REQUIRE(r.Admit(1, "ep", "", 100, t0).ok());
   REQUIRE(r.Admit(2, "ep", "", 5000, t0).ok());
-  CHECK(Tokens(r.TakeDispatches()) == Ids{1});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{1});
 
   CHECK(r.Expire(t0 + milliseconds(150)) == Ids{1});
   CHECK(r.Expire(t0 + milliseconds(200)).empty());
   // The replica is still working on 1: its slot stays taken.
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
   CHECK(StatusOf(r, "be").in_flight == 1);
 
   CHECK(r.Complete("w1", 1) == Completion::kLate);
   CHECK(StatusOf(r, "be").in_flight == 0);  // the late reply freed the slot
-  CHECK(Tokens(r.TakeDispatches()) == Ids{2});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{2});
   CHECK(StatusOf(r, "be").in_flight == 1);
   CHECK(r.Complete("w1", 1) == Completion::kUnknown);
 }
@@ -306,12 +306,12 @@ TEST_CASE("Complete with a wrong replica or an unknown token is kUnknown", "[bro
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   REQUIRE(r.AddReplica("w2", "be", 0).ok());
   REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
-  std::vector<Dispatch> ds = r.TakeDispatches();
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
   REQUIRE(ds.size() == 1);
   const std::string holder = ds[0].replica;
   const std::string other = holder == "w1" ? "w2" : "w1";
   REQUIRE(r.Admit(2, "ep", "", 0, t0).ok());
-  REQUIRE(Tokens(r.TakeDispatches()) == Ids{2});
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{2});
   REQUIRE(r.Admit(3, "ep", "", 0, t0).ok());  // stays queued: both replicas full
 
   CHECK(r.Complete(other, 1) == Completion::kUnknown);
@@ -320,9 +320,9 @@ TEST_CASE("Complete with a wrong replica or an unknown token is kUnknown", "[bro
   CHECK(r.Complete(holder, 3) == Completion::kUnknown);  // queued, not in flight
   // None of those freed a slot or lost the token.
   CHECK(StatusOf(r, "be").in_flight == 2);
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
   CHECK(r.Complete(holder, 1) == Completion::kDeliver);
-  CHECK(TokensTo(r.TakeDispatches(), holder) == Ids{3});
+  CHECK(TokensTo(r.TakeDispatches(t0), holder) == Ids{3});
 }
 
 TEST_CASE("A lost replica's tokens are retried elsewhere and then failed", "[broker]") {
@@ -332,9 +332,9 @@ TEST_CASE("A lost replica's tokens are retried elsewhere and then failed", "[bro
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
   REQUIRE(r.Admit(2, "ep", "", 0, t0).ok());
-  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1, 2});
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1, 2});
   REQUIRE(r.Admit(3, "ep", "", 0, t0).ok());  // queued behind them
-  REQUIRE(r.TakeDispatches().empty());
+  REQUIRE(r.TakeDispatches(t0).empty());
 
   Orphans first = r.RemoveReplica("w1");
   std::sort(first.requeued.begin(), first.requeued.end());
@@ -348,7 +348,7 @@ TEST_CASE("A lost replica's tokens are retried elsewhere and then failed", "[bro
 
   // The retries go first, oldest first.
   REQUIRE(r.AddReplica("w2", "be", 0).ok());
-  CHECK(TokensTo(r.TakeDispatches(), "w2") == Ids{1, 2});
+  CHECK(TokensTo(r.TakeDispatches(t0), "w2") == Ids{1, 2});
 
   // A second loss of the same tokens: no retry left.
   Orphans second = r.RemoveReplica("w2");
@@ -361,7 +361,7 @@ TEST_CASE("A lost replica's tokens are retried elsewhere and then failed", "[bro
 
   // Token 3 never dispatched before: it gets its own retry.
   REQUIRE(r.AddReplica("w3", "be", 0).ok());
-  CHECK(Tokens(r.TakeDispatches()) == Ids{3});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{3});
   Orphans third = r.RemoveReplica("w3");
   CHECK(third.requeued == Ids{3});
 }
@@ -372,7 +372,7 @@ TEST_CASE("Without a retry budget a lost replica's tokens fail at once", "[broke
   r.ApplyConfig(OneBackend({.retry_on_replica_failure = 0}));
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
-  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1});
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1});
   Orphans o = r.RemoveReplica("w1");
   CHECK(o.requeued.empty());
   CHECK(o.failed == Ids{1});
@@ -386,7 +386,7 @@ TEST_CASE("A lost replica's already-expired tokens are neither retried nor faile
   r.ApplyConfig(OneBackend({}));
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   REQUIRE(r.Admit(1, "ep", "", 100, t0).ok());
-  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1});
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1});
   REQUIRE(r.Expire(t0 + milliseconds(100)) == Ids{1});
   Orphans o = r.RemoveReplica("w1");
   CHECK(o.requeued.empty());
@@ -401,23 +401,23 @@ TEST_CASE("A draining replica gets no new work and is drained when it holds noth
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
   REQUIRE(r.Admit(2, "ep", "", 0, t0).ok());
-  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1, 2});
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1, 2});
 
   CHECK_FALSE(r.Drained("w1"));
   CHECK_FALSE(r.StartDrain("w1"));
   CHECK_FALSE(r.Drained("w1"));
   REQUIRE(r.Admit(3, "ep", "", 0, t0).ok());
-  CHECK(r.TakeDispatches().empty());  // w1 has room, but is draining
+  CHECK(r.TakeDispatches(t0).empty());  // w1 has room, but is draining
 
   CHECK(r.Complete("w1", 1) == Completion::kDeliver);
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
   CHECK_FALSE(r.Drained("w1"));
   CHECK(r.Complete("w1", 2) == Completion::kDeliver);
   CHECK(r.Drained("w1"));
-  CHECK(r.TakeDispatches().empty());
+  CHECK(r.TakeDispatches(t0).empty());
 
   REQUIRE(r.AddReplica("w2", "be", 0).ok());
-  std::vector<Dispatch> ds = r.TakeDispatches();
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
   CHECK(TokensTo(ds, "w2") == Ids{3});
   CHECK(TokensTo(ds, "w1").empty());
 }
@@ -451,7 +451,7 @@ TEST_CASE("NextDeadline is the earliest pending deadline", "[broker]") {
 
   // A completed token's deadline is no longer pending.
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
-  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1, 3, 4});
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1, 3, 4});
   CHECK(r.Complete("w1", 3) == Completion::kDeliver);
   CHECK(r.NextDeadline() == t0 + milliseconds(500));
 
@@ -483,7 +483,7 @@ TEST_CASE("Backends reports replicas and queued and in-flight per backend", "[br
   REQUIRE(r.AddReplica("a2", "a", 0).ok());
   for (uint64_t t = 1; t <= 5; ++t) REQUIRE(r.Admit(t, "to_a", "", 0, t0).ok());
   for (uint64_t t = 6; t <= 8; ++t) REQUIRE(r.Admit(t, "to_b", "", 0, t0).ok());
-  (void)r.TakeDispatches();
+  (void)r.TakeDispatches(t0);
   REQUIRE(r.AddReplica("x1", "unconfigured", 0).ok());
 
   std::vector<BackendStatus> all = r.Backends();
@@ -541,8 +541,8 @@ TEST_CASE("A new config raises capacity for what is already queued", "[broker]")
   r.ApplyConfig(OneBackend({.max_concurrent_queries = 1}));
   REQUIRE(r.AddReplica("w1", "be", 0).ok());
   for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
-  REQUIRE(Tokens(r.TakeDispatches()) == Ids{1});
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1});
   r.ApplyConfig(OneBackend({.max_concurrent_queries = 3}));
-  CHECK(Tokens(r.TakeDispatches()) == Ids{2, 3});
+  CHECK(Tokens(r.TakeDispatches(t0)) == Ids{2, 3});
   CHECK(StatusOf(r, "be").max_concurrent_queries == 3);
 }

@@ -96,3 +96,13 @@ TEST_CASE("PickByKey splits distinct keys 70/30 within 3 points", "[broker]") {
   CHECK(static_cast<double>(counts["a"]) / kKeys == Approx(0.7).margin(0.03));
   CHECK(static_cast<double>(counts["b"]) / kKeys == Approx(0.3).margin(0.03));
 }
+
+TEST_CASE("Keys that differ only in their last character still spread over backends",
+          "[broker]") {
+  auto p = zserve::broker::TrafficPolicy::Create({{"a", 0.5}, {"b", 0.5}});
+  REQUIRE(p.ok());
+  int a = 0;
+  for (int i = 0; i < 100; ++i) a += p->PickByKey("key-" + std::to_string(i)) == "a";
+  CHECK(a > 30);
+  CHECK(a < 70);
+}
