@@ -155,7 +155,10 @@ StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string
         if (Status s = ReadBackend(r, kv.first.as<std::string>(), kv.second, &b); !s.ok()) {
           return s;
         }
-        state.backends[b.name] = std::move(b);
+        std::string name = b.name;
+        if (!state.backends.emplace(name, std::move(b)).second) {
+          return r.Error(kv.first, "backend '" + name + "' is given twice");
+        }
       }
     }
     if (const YAML::Node endpoints = root["endpoints"]) {
@@ -165,7 +168,10 @@ StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string
         if (Status s = ReadEndpoint(r, kv.first.as<std::string>(), kv.second, &e); !s.ok()) {
           return s;
         }
-        state.endpoints[e.name] = std::move(e);
+        std::string name = e.name;
+        if (!state.endpoints.emplace(name, std::move(e)).second) {
+          return r.Error(kv.first, "endpoint '" + name + "' is given twice");
+        }
       }
     }
   } catch (const YAML::Exception& e) {

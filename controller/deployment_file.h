@@ -1,5 +1,5 @@
 // Reads a deployment file (YAML) into a validated ConfigState. The format is
-// documented in docs/configuration.md; examples/deployment.yaml is the default
+// documented in docs/deployment.md; examples/deployment.yaml is the default
 // of `zserve up`.
 //
 // Pure functions; safe from any thread.

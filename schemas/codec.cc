@@ -2,6 +2,7 @@
 
 #include <limits>
 #include <msgpack.hpp>
+#include <type_traits>
 
 namespace zserve::schemas {
 namespace {
@@ -117,6 +118,16 @@ bool KnownCommand(uint64_t c) {
     case Command::kUpdate:
     case Command::kControllerHeartbeat:
     case Command::kError:
+    case Command::kCreateBackend:
+    case Command::kUpdateBackend:
+    case Command::kDeleteBackend:
+    case Command::kCreateEndpoint:
+    case Command::kDeleteEndpoint:
+    case Command::kSetTraffic:
+    case Command::kSetShadow:
+    case Command::kGetState:
+    case Command::kApply:
+    case Command::kAdminReply:
       return c <= 255;
   }
   return false;
@@ -162,13 +173,24 @@ Status Parse(std::string_view header, size_t max_bytes, msgpack::object_handle* 
   return Status::Ok();
 }
 
+// Headers that carry a whole state may be large.
+size_t MaxHeaderBytes(Command command) {
+  switch (command) {
+    case Command::kSnapshot:
+    case Command::kUpdate:
+    case Command::kApply:
+    case Command::kAdminReply:
+      return kMaxStateHeaderBytes;
+    default:
+      return kMaxHeaderBytes;
+  }
+}
+
 // Parse + check that the header is `want` (or `also`) with `count` elements.
 Status Open(std::string_view header, Command want, uint32_t count, msgpack::object_handle* handle,
             Command also = Command::kError) {
   Command got;
-  size_t max = (want == Command::kSnapshot || want == Command::kUpdate) ? kMaxStateHeaderBytes
-                                                                        : kMaxHeaderBytes;
-  if (Status s = Parse(header, max, handle, &got); !s.ok()) return s;
+  if (Status s = Parse(header, MaxHeaderBytes(want), handle, &got); !s.ok()) return s;
   if (got != want && !(also != Command::kError && got == also)) {
     return BadRequest("expected " + std::string(CommandName(want)) + ", got " +
                       std::string(CommandName(got)));
@@ -205,31 +227,49 @@ void PackWeights(Packer& p, const std::map<std::string, double>& m) {
   }
 }
 
+template <typename T>
+void PackField(Packer& p, std::string_view key, const std::optional<T>& value) {
+  if (!value) return;
+  PackString(p, key);
+  if constexpr (std::is_same_v<T, std::string>) {
+    PackString(p, *value);
+  } else if constexpr (std::is_same_v<T, uint32_t>) {
+    p.pack(*value);
+  } else {
+    PackWeights(p, *value);
+  }
+}
+
+// A backend of a state (with its name) or backend_fields (without).
+void PackBackend(Packer& p, const std::string* name, const BackendFields& f) {
+  uint32_t n = (name != nullptr) + f.handler.has_value() + f.num_replicas.has_value() +
+               f.max_batch_size.has_value() + f.batch_wait_timeout_ms.has_value() +
+               f.max_concurrent_queries.has_value() + f.max_queued_requests.has_value() +
+               f.retry_on_replica_failure.has_value() + f.user_config.has_value();
+  p.pack_map(n);
+  if (name != nullptr) PackField(p, "name", std::optional<std::string>(*name));
+  PackField(p, "handler", f.handler);
+  PackField(p, "num_replicas", f.num_replicas);
+  PackField(p, "max_batch_size", f.max_batch_size);
+  PackField(p, "batch_wait_timeout_ms", f.batch_wait_timeout_ms);
+  PackField(p, "max_concurrent_queries", f.max_concurrent_queries);
+  PackField(p, "max_queued_requests", f.max_queued_requests);
+  PackField(p, "retry_on_replica_failure", f.retry_on_replica_failure);
+  PackField(p, "user_config", f.user_config);
+}
+
+void PackEndpointFields(Packer& p, const EndpointFields& f) {
+  p.pack_map(f.traffic.has_value() + f.shadow.has_value() + f.timeout_ms.has_value());
+  PackField(p, "traffic", f.traffic);
+  PackField(p, "shadow", f.shadow);
+  PackField(p, "timeout_ms", f.timeout_ms);
+}
+
 void PackState(Packer& p, const ConfigState& state) {
   p.pack_map(2);
   PackString(p, "backends");
   p.pack_array(static_cast<uint32_t>(state.backends.size()));
-  for (const auto& [name, b] : state.backends) {
-    p.pack_map(9);
-    PackString(p, "name");
-    PackString(p, b.name);
-    PackString(p, "handler");
-    PackString(p, b.handler);
-    PackString(p, "num_replicas");
-    p.pack(b.num_replicas);
-    PackString(p, "max_batch_size");
-    p.pack(b.max_batch_size);
-    PackString(p, "batch_wait_timeout_ms");
-    p.pack(b.batch_wait_timeout_ms);
-    PackString(p, "max_concurrent_queries");
-    p.pack(b.max_concurrent_queries);
-    PackString(p, "max_queued_requests");
-    p.pack(b.max_queued_requests);
-    PackString(p, "retry_on_replica_failure");
-    p.pack(b.retry_on_replica_failure);
-    PackString(p, "user_config");
-    PackString(p, b.user_config);
-  }
+  for (const auto& [name, b] : state.backends) PackBackend(p, &b.name, AllFields(b));
   PackString(p, "endpoints");
   p.pack_array(static_cast<uint32_t>(state.endpoints.size()));
   for (const auto& [name, e] : state.endpoints) {
@@ -290,30 +330,66 @@ Status ForEachField(const msgpack::object& o, std::string_view what, Fn fn) {
   return Status::Ok();
 }
 
+template <typename T>
+Status ReadOptional(const msgpack::object& v, std::string_view key, std::optional<T>* out) {
+  T value{};
+  Status s;
+  if constexpr (std::is_same_v<T, std::string>) {
+    size_t max = key == "user_config" ? kMaxStateHeaderBytes : kMaxNameBytes;
+    s = ArrayReader::ReadStr(v, key, max, &value);
+  } else if constexpr (std::is_same_v<T, uint32_t>) {
+    s = ReadU32(v, key, &value);
+  } else {
+    s = ReadWeights(v, key, &value);
+  }
+  if (s.ok()) *out = std::move(value);
+  return s;
+}
+
+// backend_fields; an unknown key is refused when `strict`, else ignored.
+Status ReadBackendFields(const msgpack::object& o, bool strict, BackendFields* f,
+                         std::string* name = nullptr) {
+  return ForEachField(o, "backend", [=](std::string_view key, const msgpack::object& v) {
+    if (key == "name" && name != nullptr) return ArrayReader::ReadStr(v, key, kMaxNameBytes, name);
+    if (key == "handler") return ReadOptional(v, key, &f->handler);
+    if (key == "num_replicas") return ReadOptional(v, key, &f->num_replicas);
+    if (key == "max_batch_size") return ReadOptional(v, key, &f->max_batch_size);
+    if (key == "batch_wait_timeout_ms") return ReadOptional(v, key, &f->batch_wait_timeout_ms);
+    if (key == "max_concurrent_queries") return ReadOptional(v, key, &f->max_concurrent_queries);
+    if (key == "max_queued_requests") return ReadOptional(v, key, &f->max_queued_requests);
+    if (key == "retry_on_replica_failure") {
+      return ReadOptional(v, key, &f->retry_on_replica_failure);
+    }
+    if (key == "user_config") return ReadOptional(v, key, &f->user_config);
+    if (strict) return BadRequest("unknown backend field '" + std::string(key) + "'");
+    return Status::Ok();
+  });
+}
+
 Status ReadBackend(const msgpack::object& o, BackendConfig* b) {
-  return ForEachField(o, "backend", [b](std::string_view key, const msgpack::object& v) {
-    if (key == "name") return ArrayReader::ReadStr(v, key, kMaxNameBytes, &b->name);
-    if (key == "handler") return ArrayReader::ReadStr(v, key, kMaxNameBytes, &b->handler);
-    if (key == "num_replicas") return ReadU32(v, key, &b->num_replicas);
-    if (key == "max_batch_size") return ReadU32(v, key, &b->max_batch_size);
-    if (key == "batch_wait_timeout_ms") return ReadU32(v, key, &b->batch_wait_timeout_ms);
-    if (key == "max_concurrent_queries") return ReadU32(v, key, &b->max_concurrent_queries);
-    if (key == "max_queued_requests") return ReadU32(v, key, &b->max_queued_requests);
-    if (key == "retry_on_replica_failure") return ReadU32(v, key, &b->retry_on_replica_failure);
-    if (key == "user_config")
-      return ArrayReader::ReadStr(v, key, kMaxStateHeaderBytes, &b->user_config);
-    return Status::Ok();  // unknown keys are ignored
+  BackendFields f;
+  if (Status s = ReadBackendFields(o, /*strict=*/false, &f, &b->name); !s.ok()) return s;
+  MergeFields(f, b);
+  return Status::Ok();
+}
+
+Status ReadEndpointFields(const msgpack::object& o, bool strict, EndpointFields* f,
+                          std::string* name = nullptr) {
+  return ForEachField(o, "endpoint", [=](std::string_view key, const msgpack::object& v) {
+    if (key == "name" && name != nullptr) return ArrayReader::ReadStr(v, key, kMaxNameBytes, name);
+    if (key == "traffic") return ReadOptional(v, key, &f->traffic);
+    if (key == "shadow") return ReadOptional(v, key, &f->shadow);
+    if (key == "timeout_ms") return ReadOptional(v, key, &f->timeout_ms);
+    if (strict) return BadRequest("unknown endpoint field '" + std::string(key) + "'");
+    return Status::Ok();
   });
 }
 
 Status ReadEndpoint(const msgpack::object& o, EndpointConfig* e) {
-  return ForEachField(o, "endpoint", [e](std::string_view key, const msgpack::object& v) {
-    if (key == "name") return ArrayReader::ReadStr(v, key, kMaxNameBytes, &e->name);
-    if (key == "traffic") return ReadWeights(v, key, &e->traffic);
-    if (key == "shadow") return ReadWeights(v, key, &e->shadow);
-    if (key == "timeout_ms") return ReadU32(v, key, &e->timeout_ms);
-    return Status::Ok();
-  });
+  EndpointFields f;
+  if (Status s = ReadEndpointFields(o, /*strict=*/false, &f, &e->name); !s.ok()) return s;
+  MergeFields(f, e);
+  return Status::Ok();
 }
 
 Status ReadState(const msgpack::object& o, ConfigState* state) {
@@ -325,12 +401,16 @@ Status ReadState(const msgpack::object& o, ConfigState* state) {
           BackendConfig b;
           if (Status s = ReadBackend(v.via.array.ptr[i], &b); !s.ok()) return s;
           std::string name = b.name;
-          state->backends[name] = std::move(b);
+          if (!state->backends.emplace(name, std::move(b)).second) {
+            return BadRequest("the state names backend '" + name + "' twice");
+          }
         } else {
           EndpointConfig e;
           if (Status s = ReadEndpoint(v.via.array.ptr[i], &e); !s.ok()) return s;
           std::string name = e.name;
-          state->endpoints[name] = std::move(e);
+          if (!state->endpoints.emplace(name, std::move(e)).second) {
+            return BadRequest("the state names endpoint '" + name + "' twice");
+          }
         }
       }
     }
@@ -379,6 +459,26 @@ std::string_view CommandName(Command command) {
       return "CONTROLLER_HEARTBEAT";
     case Command::kError:
       return "ERROR";
+    case Command::kCreateBackend:
+      return "CREATE_BACKEND";
+    case Command::kUpdateBackend:
+      return "UPDATE_BACKEND";
+    case Command::kDeleteBackend:
+      return "DELETE_BACKEND";
+    case Command::kCreateEndpoint:
+      return "CREATE_ENDPOINT";
+    case Command::kDeleteEndpoint:
+      return "DELETE_ENDPOINT";
+    case Command::kSetTraffic:
+      return "SET_TRAFFIC";
+    case Command::kSetShadow:
+      return "SET_SHADOW";
+    case Command::kGetState:
+      return "GET_STATE";
+    case Command::kApply:
+      return "APPLY";
+    case Command::kAdminReply:
+      return "ADMIN_REPLY";
   }
   return "UNKNOWN";
 }
@@ -599,6 +699,143 @@ StatusOr<ErrorHeader> DecodeError(std::string_view header) {
   if (!s.ok()) return s;
   if (h.code == StatusCode::kOk) return BadRequest("ERROR carries status OK");
   return h;
+}
+
+bool IsAdminCommand(Command command) {
+  return command >= Command::kCreateBackend && command <= Command::kApply;
+}
+
+namespace {
+// Elements after the prefix of each admin command.
+uint32_t AdminElements(Command command) {
+  switch (command) {
+    case Command::kGetState:
+      return 1;
+    case Command::kDeleteBackend:
+    case Command::kDeleteEndpoint:
+    case Command::kApply:
+      return 2;
+    default:
+      return 3;
+  }
+}
+}  // namespace
+
+std::string EncodeAdminRequest(const AdminRequest& r) {
+  size_t reserve = r.command == Command::kApply ? 4096 : 256;
+  return Build(r.command, AdminElements(r.command), reserve, [&r](Packer& p) {
+    p.pack(r.request_id);
+    switch (r.command) {
+      case Command::kGetState:
+        return;
+      case Command::kApply:
+        PackState(p, r.state);
+        return;
+      default:
+        break;
+    }
+    PackString(p, r.name);
+    switch (r.command) {
+      case Command::kCreateBackend:
+      case Command::kUpdateBackend:
+        PackBackend(p, nullptr, r.backend);
+        break;
+      case Command::kCreateEndpoint:
+        PackEndpointFields(p, r.endpoint);
+        break;
+      case Command::kSetTraffic:
+      case Command::kSetShadow:
+        PackWeights(p, r.weights);
+        break;
+      default:
+        break;
+    }
+  });
+}
+
+StatusOr<AdminRequest> DecodeAdminRequest(std::string_view header) {
+  msgpack::object_handle handle;
+  AdminRequest r;
+  if (Status s = Parse(header, kMaxStateHeaderBytes, &handle, &r.command); !s.ok()) return s;
+  if (!IsAdminCommand(r.command)) {
+    return BadRequest("expected an admin command, got " + std::string(CommandName(r.command)));
+  }
+  if (header.size() > MaxHeaderBytes(r.command)) {
+    return BadRequest(std::string(CommandName(r.command)) + " header is " +
+                      std::to_string(header.size()) + " bytes, more than " +
+                      std::to_string(MaxHeaderBytes(r.command)));
+  }
+  ArrayReader a(handle.get(), r.command);
+  Status s = a.Need(2 + AdminElements(r.command));
+  if (s.ok()) s = a.Uint(2, "request_id", UINT64_MAX, &r.request_id);
+  if (!s.ok()) return s;
+  switch (r.command) {
+    case Command::kGetState:
+      return r;
+    case Command::kApply:
+      if (s = ReadState(a.At(3), &r.state); !s.ok()) return s;
+      return r;
+    default:
+      break;
+  }
+  if (s = a.Str(3, "name", kMaxNameBytes, &r.name); !s.ok()) return s;
+  switch (r.command) {
+    case Command::kCreateBackend:
+    case Command::kUpdateBackend:
+      s = ReadBackendFields(a.At(4), /*strict=*/true, &r.backend);
+      break;
+    case Command::kCreateEndpoint:
+      s = ReadEndpointFields(a.At(4), /*strict=*/true, &r.endpoint);
+      break;
+    case Command::kSetTraffic:
+    case Command::kSetShadow:
+      s = ReadWeights(a.At(4), "weights", &r.weights);
+      break;
+    default:
+      break;
+  }
+  if (!s.ok()) return s;
+  return r;
+}
+
+std::string EncodeAdminReply(const AdminReply& r) {
+  return Build(Command::kAdminReply, 6, 4096, [&r](Packer& p) {
+    p.pack(r.request_id);
+    PackCodeAndMessage(p, r.code, r.message);
+    p.pack(r.version);
+    size_t lines = r.changes.size() > kMaxChangeLines ? kMaxChangeLines : r.changes.size();
+    p.pack_array(static_cast<uint32_t>(lines));
+    for (size_t i = 0; i < lines; ++i) {
+      if (i + 1 == lines && lines < r.changes.size()) {
+        PackString(p, "... and " + std::to_string(r.changes.size() - i) + " more changes");
+      } else {
+        PackString(p, r.changes[i].substr(0, kMaxMessageBytes));
+      }
+    }
+    PackState(p, r.state);
+  });
+}
+
+StatusOr<AdminReply> DecodeAdminReply(std::string_view header) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, Command::kAdminReply, 8, &handle); !s.ok()) return s;
+  ArrayReader a(handle.get(), Command::kAdminReply);
+  AdminReply r;
+  Status s = a.Uint(2, "request_id", UINT64_MAX, &r.request_id);
+  if (s.ok()) s = a.Code(3, "status", &r.code);
+  if (s.ok()) s = a.Str(4, "message", kMaxMessageBytes, &r.message);
+  if (s.ok()) s = a.Uint(5, "version", UINT64_MAX, &r.version);
+  if (!s.ok()) return s;
+  const msgpack::object& changes = a.At(6);
+  if (changes.type != msgpack::type::ARRAY) return ArrayReader::Type("changes", "an array");
+  if (changes.via.array.size > kMaxChangeLines) return BadRequest("too many change lines");
+  r.changes.resize(changes.via.array.size);
+  for (uint32_t i = 0; i < changes.via.array.size; ++i) {
+    s = ArrayReader::ReadStr(changes.via.array.ptr[i], "changes", kMaxMessageBytes, &r.changes[i]);
+    if (!s.ok()) return s;
+  }
+  if (s = ReadState(a.At(7), &r.state); !s.ok()) return s;
+  return r;
 }
 
 bool PeekRequestId(std::string_view header, uint64_t* request_id) {

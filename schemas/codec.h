@@ -8,6 +8,8 @@
 #define ZSERVE_SCHEMAS_CODEC_H_
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,7 +42,20 @@ enum class Command : uint8_t {
   kUpdate = 34,
   kControllerHeartbeat = 35,
   kError = 47,
+  kCreateBackend = 48,
+  kUpdateBackend = 49,
+  kDeleteBackend = 50,
+  kCreateEndpoint = 51,
+  kDeleteEndpoint = 52,
+  kSetTraffic = 53,
+  kSetShadow = 54,
+  kGetState = 55,
+  kApply = 56,
+  kAdminReply = 57,
 };
+
+// The most lines of `changes` in one ADMIN_REPLY.
+inline constexpr size_t kMaxChangeLines = 1000;
 
 std::string_view CommandName(Command command);
 
@@ -82,6 +97,31 @@ struct Snapshot {
   ConfigState state;
 };
 
+// Admin commands (PROTOCOL.md §4.4).
+// One admin command; which members count depends on `command`.
+struct AdminRequest {
+  Command command = Command::kGetState;
+  uint64_t request_id = 0;
+  std::string name;                       // all but GET_STATE and APPLY
+  BackendFields backend;                  // CREATE_BACKEND, UPDATE_BACKEND
+  EndpointFields endpoint;                // CREATE_ENDPOINT
+  std::map<std::string, double> weights;  // SET_TRAFFIC, SET_SHADOW
+  ConfigState state;                      // APPLY
+  bool operator==(const AdminRequest&) const = default;
+};
+
+struct AdminReply {
+  uint64_t request_id = 0;
+  StatusCode code = StatusCode::kOk;
+  std::string message;
+  uint64_t version = 0;
+  std::vector<std::string> changes;  // cut to kMaxChangeLines by the encoder
+  ConfigState state;
+  bool operator==(const AdminReply&) const = default;
+};
+
+bool IsAdminCommand(Command command);  // CREATE_BACKEND .. APPLY
+
 // Checks version and command of any header; the first step of every receiver.
 StatusOr<Command> PeekCommand(std::string_view header);
 
@@ -95,6 +135,8 @@ std::string EncodeSimple(Command command);  // DISCONNECT, HEARTBEAT, SNAPSHOT_R
 std::string EncodeSnapshot(Command command, const Snapshot& s);  // SNAPSHOT or UPDATE
 std::string EncodeControllerHeartbeat(uint64_t version);
 std::string EncodeError(const Status& status);
+std::string EncodeAdminRequest(const AdminRequest& r);
+std::string EncodeAdminReply(const AdminReply& r);
 
 // Each decoder checks that the header is of its command.
 StatusOr<RequestHeader> DecodeRequest(std::string_view header);
@@ -111,6 +153,9 @@ struct ErrorHeader {
   std::string message;
 };
 StatusOr<ErrorHeader> DecodeError(std::string_view header);
+// Any admin command (IsAdminCommand).
+StatusOr<AdminRequest> DecodeAdminRequest(std::string_view header);
+StatusOr<AdminReply> DecodeAdminReply(std::string_view header);
 
 // Best effort for error replies: the request_id of a REQUEST or STATUS header
 // that is otherwise malformed, if one can be read.

@@ -9,6 +9,41 @@ uint32_t BackendConfig::EffectiveMaxConcurrentQueries() const {
   return max_batch_size > 1 ? 2 * max_batch_size : 8;
 }
 
+namespace {
+template <typename T>
+void Take(const std::optional<T>& from, T* to) {
+  if (from) *to = *from;
+}
+}  // namespace
+
+void MergeFields(const BackendFields& f, BackendConfig* b) {
+  Take(f.handler, &b->handler);
+  Take(f.num_replicas, &b->num_replicas);
+  Take(f.max_batch_size, &b->max_batch_size);
+  Take(f.batch_wait_timeout_ms, &b->batch_wait_timeout_ms);
+  Take(f.max_concurrent_queries, &b->max_concurrent_queries);
+  Take(f.max_queued_requests, &b->max_queued_requests);
+  Take(f.retry_on_replica_failure, &b->retry_on_replica_failure);
+  Take(f.user_config, &b->user_config);
+}
+
+void MergeFields(const EndpointFields& f, EndpointConfig* e) {
+  Take(f.traffic, &e->traffic);
+  Take(f.shadow, &e->shadow);
+  Take(f.timeout_ms, &e->timeout_ms);
+}
+
+BackendFields AllFields(const BackendConfig& b) {
+  return {b.handler,
+          b.num_replicas,
+          b.max_batch_size,
+          b.batch_wait_timeout_ms,
+          b.max_concurrent_queries,
+          b.max_queued_requests,
+          b.retry_on_replica_failure,
+          b.user_config};
+}
+
 Status ValidateName(std::string_view kind, std::string_view name) {
   if (name.empty() || name.size() > 128) {
     return BadRequest(std::string(kind) + " name must be 1 to 128 characters, got " +

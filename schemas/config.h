@@ -1,14 +1,15 @@
 // The configuration state that the controller owns and publishes: backends,
 // endpoints and their traffic policies (schemas/PROTOCOL.md §4.3,
-// docs/configuration.md).
+// docs/deployment.md).
 //
 // Plain values and pure functions; safe from any thread.
 #ifndef ZSERVE_SCHEMAS_CONFIG_H_
 #define ZSERVE_SCHEMAS_CONFIG_H_
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -19,7 +20,7 @@ namespace zserve::schemas {
 inline constexpr uint32_t kDefaultTimeoutMs = 30'000;
 inline constexpr uint32_t kDefaultMaxQueuedRequests = 100'000;
 // Bounds that keep every valid state encodable in one SNAPSHOT (16 MiB).
-inline constexpr size_t kMaxStateEntries = 10'000;     // backends, and endpoints
+inline constexpr size_t kMaxStateEntries = 10'000;  // backends, and endpoints
 inline constexpr size_t kMaxUserConfigBytes = 64 * 1024;
 
 struct BackendConfig {
@@ -51,6 +52,32 @@ struct ConfigState {
   std::map<std::string, EndpointConfig> endpoints;
   bool operator==(const ConfigState&) const = default;
 };
+
+// Fields of a backend or an endpoint as given in an admin command: the ones
+// present replace a config's, the others are left as they are.
+struct BackendFields {
+  std::optional<std::string> handler;
+  std::optional<uint32_t> num_replicas;
+  std::optional<uint32_t> max_batch_size;
+  std::optional<uint32_t> batch_wait_timeout_ms;
+  std::optional<uint32_t> max_concurrent_queries;
+  std::optional<uint32_t> max_queued_requests;
+  std::optional<uint32_t> retry_on_replica_failure;
+  std::optional<std::string> user_config;
+  bool operator==(const BackendFields&) const = default;
+};
+
+struct EndpointFields {
+  std::optional<std::map<std::string, double>> traffic;
+  std::optional<std::map<std::string, double>> shadow;
+  std::optional<uint32_t> timeout_ms;
+  bool operator==(const EndpointFields&) const = default;
+};
+
+void MergeFields(const BackendFields& fields, BackendConfig* backend);
+void MergeFields(const EndpointFields& fields, EndpointConfig* endpoint);
+// Every field of `backend` (all present).
+BackendFields AllFields(const BackendConfig& backend);
 
 // Names of endpoints and backends: 1..128 of [A-Za-z0-9_.-].
 Status ValidateName(std::string_view kind, std::string_view name);

@@ -261,7 +261,9 @@ TEST_CASE("ConfigStore commits a valid state as the next version", "[controller]
   REQUIRE(parsed.ok());
   const sc::ConfigState state = *parsed;
 
-  ConfigStore store;
+  auto opened = ConfigStore::Open(":memory:");
+  REQUIRE(opened.ok());
+  ConfigStore& store = **opened;
   CHECK(store.version() == 0);
 
   auto first = store.Replace(state);

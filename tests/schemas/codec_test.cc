@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "schemas/config.h"
+#include "tests/schemas/raw_msgpack.h"
 #include "zserve/status.h"
 
 namespace {
@@ -22,20 +23,9 @@ using zserve::Status;
 using zserve::StatusCode;
 namespace sc = zserve::schemas;
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
-
-// Builds raw MessagePack with a packer, for headers the encoders never make.
-std::string Raw(const std::function<void(Packer&)>& fill) {
-  msgpack::sbuffer buf;
-  Packer p(buf);
-  fill(p);
-  return std::string(buf.data(), buf.size());
-}
-
-void Str(Packer& p, std::string_view s) {
-  p.pack_str(static_cast<uint32_t>(s.size()));
-  p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
-}
+using zserve::testing::Packer;
+using zserve::testing::Raw;
+using zserve::testing::Str;
 
 // [1, 1, id, endpoint, method, timeout, shard_key, priority] with the
 // endpoint element written by `endpoint`.

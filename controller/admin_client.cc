@@ -1,0 +1,82 @@
+#include "controller/admin_client.h"
+
+#include "common/zmq_util.h"
+
+namespace zserve::controller {
+
+namespace sc = zserve::schemas;
+
+Status ReplyStatus(const sc::AdminReply& reply) {
+  if (reply.code == StatusCode::kOk) return Status::Ok();
+  return Status(reply.code, reply.message);
+}
+
+StatusOr<std::unique_ptr<AdminClient>> AdminClient::Create(const std::string& address) {
+  std::unique_ptr<AdminClient> c(new AdminClient(address));
+  if (Status s = c->Connect(); !s.ok()) return s;
+  return c;
+}
+
+Status AdminClient::Connect() {
+  try {
+    socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+    socket_->set(zmq::sockopt::linger, 0);
+    socket_->connect(address_);
+  } catch (const zmq::error_t& e) {
+    return Unavailable("cannot connect to the controller at " + address_ + ": " + e.what());
+  }
+  return Status::Ok();
+}
+
+StatusOr<sc::AdminReply> AdminClient::Call(sc::AdminRequest request,
+                                           std::chrono::milliseconds timeout) {
+  request.request_id = next_id_++;
+  std::string header = sc::EncodeAdminRequest(request);
+  zmq::message_t out(header.data(), header.size());
+  TimePoint end = Clock::now() + timeout;
+  // A DEALER queues until the controller is there; a failed send means its
+  // queue is full, which for one command at a time means no controller.
+  if (Status s = SendFrames(*socket_, std::span(&out, 1)); !s.ok()) {
+    return Unavailable("cannot reach the controller at " + address_);
+  }
+  Frames frames;
+  while (true) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(end - Clock::now());
+    if (left.count() <= 0) break;
+    zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, left);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
+    }
+    while (RecvFrames(*socket_, &frames)) {
+      if (frames.size() != 1) continue;
+      std::string_view h = View(frames[0]);
+      StatusOr<sc::Command> command = sc::PeekCommand(h);
+      if (command.ok() && *command == sc::Command::kError) {
+        StatusOr<sc::ErrorHeader> err = sc::DecodeError(h);
+        if (!err.ok()) return err.status();
+        return Status(err->code, "the controller refused the command: " + err->message);
+      }
+      StatusOr<sc::AdminReply> reply = sc::DecodeAdminReply(h);
+      if (!reply.ok())
+        return Internal("malformed reply from the controller: " + reply.status().message());
+      if (reply->request_id == request.request_id) return reply;
+      // A late reply to an earlier command that timed out: skip it.
+    }
+  }
+  // Start afresh, so that a late reply cannot be taken for the next one.
+  if (Status s = Connect(); !s.ok()) return s;
+  return Unavailable("no answer from the controller at " + address_ + " within " +
+                     std::to_string(timeout.count()) + " ms");
+}
+
+StatusOr<sc::AdminReply> AdminClient::CallOk(sc::AdminRequest request,
+                                             std::chrono::milliseconds timeout) {
+  StatusOr<sc::AdminReply> reply = Call(std::move(request), timeout);
+  if (!reply.ok()) return reply;
+  if (Status s = ReplyStatus(*reply); !s.ok()) return s;
+  return reply;
+}
+
+}  // namespace zserve::controller

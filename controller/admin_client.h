@@ -1,0 +1,51 @@
+// The client side of the controller's admin commands (schemas/PROTOCOL.md
+// §4.4), for `zserve ctl`, `zserve apply` and tests: one DEALER, one command
+// in flight at a time.
+//
+// Owns its ZeroMQ context and socket; use from one thread. Call() blocks up
+// to its timeout.
+#ifndef ZSERVE_CONTROLLER_ADMIN_CLIENT_H_
+#define ZSERVE_CONTROLLER_ADMIN_CLIENT_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <zmq.hpp>
+
+#include "schemas/codec.h"
+#include "zserve/status.h"
+
+namespace zserve::controller {
+
+class AdminClient {
+ public:
+  // `address`: the controller's admin ROUTER, e.g. "tcp://127.0.0.1:5557".
+  static StatusOr<std::unique_ptr<AdminClient>> Create(const std::string& address);
+
+  // Sends `request` (its request_id is assigned here) and waits for the
+  // reply. A refused command is a reply with a non-OK code (see Check); a
+  // non-OK Status means no reply: UNAVAILABLE when none came in `timeout`,
+  // BAD_REQUEST when the controller could not decode the command.
+  StatusOr<schemas::AdminReply> Call(schemas::AdminRequest request,
+                                     std::chrono::milliseconds timeout);
+
+  // Call(), with a refusal turned into its Status.
+  StatusOr<schemas::AdminReply> CallOk(schemas::AdminRequest request,
+                                       std::chrono::milliseconds timeout);
+
+ private:
+  explicit AdminClient(std::string address) : address_(std::move(address)) {}
+  Status Connect();
+
+  std::string address_;
+  zmq::context_t context_{1};
+  std::unique_ptr<zmq::socket_t> socket_;
+  uint64_t next_id_ = 1;
+};
+
+// The reply's status code and message as a Status.
+Status ReplyStatus(const schemas::AdminReply& reply);
+
+}  // namespace zserve::controller
+
+#endif  // ZSERVE_CONTROLLER_ADMIN_CLIENT_H_

@@ -1,0 +1,172 @@
+// The SQLite store (controller/config_store.h): what is committed is there
+// after reopening, with its version; a missing file starts empty; a file that
+// is not a zserve store is refused and left untouched; one controller per
+// store.
+#include "controller/config_store.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace {
+
+using Catch::Matchers::Contains;
+using zserve::StatusCode;
+using zserve::controller::ConfigStore;
+namespace sc = zserve::schemas;
+
+std::string TempDir() {
+  std::string tmpl = "/tmp/zserve-store-test-XXXXXX";
+  REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+  return tmpl;
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+sc::ConfigState State(uint32_t replicas, double weight_a) {
+  sc::ConfigState s;
+  for (const char* name : {"a", "b"}) {
+    sc::BackendConfig b;
+    b.name = name;
+    b.handler = "echo";
+    b.num_replicas = replicas;
+    b.user_config = std::string("{\"for\": \"") + name + "\"}";
+    s.backends[name] = b;
+  }
+  sc::EndpointConfig e;
+  e.name = "ep";
+  e.traffic = {{"a", weight_a}, {"b", 1.0 - weight_a}};
+  e.shadow = {{"b", 0.1}};
+  e.timeout_ms = 1234;
+  s.endpoints["ep"] = e;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("A missing store starts empty at version 0 and creates the file", "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  auto store = ConfigStore::Open(path);
+  REQUIRE(store.ok());
+  CHECK((*store)->version() == 0);
+  CHECK((*store)->state() == sc::ConfigState{});
+  CHECK(access(path.c_str(), F_OK) == 0);
+}
+
+TEST_CASE("Committed states and versions survive reopening the store", "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  sc::ConfigState last;
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    for (uint32_t i = 1; i <= 20; ++i) {
+      last = State(i % 4, 0.05 * i);
+      auto r = (*store)->Replace(last);
+      REQUIRE(r.ok());
+      CHECK(*r);
+    }
+    // Deleting an endpoint and a backend is stored too.
+    last.endpoints.clear();
+    last.backends.erase("b");
+    REQUIRE((*store)->Replace(last).ok());
+    CHECK((*store)->version() == 21);
+  }
+  auto again = ConfigStore::Open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->version() == 21);
+  CHECK((*again)->state() == last);
+}
+
+TEST_CASE("Weights read back exactly", "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  sc::ConfigState s = State(1, 0.1);
+  s.endpoints.at("ep").traffic = {{"a", 1.0 / 3}, {"b", 2.0 / 3}};
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->Replace(s).ok());
+  }
+  auto again = ConfigStore::Open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->state() == s);
+}
+
+TEST_CASE("A refused state changes neither memory nor disk", "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  sc::ConfigState good = State(1, 0.5);
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->Replace(good).ok());
+    sc::ConfigState bad = good;
+    bad.backends.at("a").max_batch_size = 0;
+    auto r = (*store)->Replace(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == StatusCode::kBadRequest);
+    CHECK((*store)->version() == 1);
+    CHECK((*store)->state() == good);
+  }
+  auto again = ConfigStore::Open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->version() == 1);
+  CHECK((*again)->state() == good);
+}
+
+TEST_CASE("A file that is not a database is refused and left as it is", "[controller]") {
+  std::string path = TempDir() + "/garbage.db";
+  std::ofstream(path) << "this is not SQLite, it is someone's notes\n";
+  const std::string before = Slurp(path);
+  auto store = ConfigStore::Open(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK_THAT(store.status().message(), Contains(path));
+  CHECK_THAT(store.status().message(), Contains("refused"));
+  CHECK(Slurp(path) == before);
+}
+
+TEST_CASE("A SQLite database of another program is refused", "[controller]") {
+  std::string path = TempDir() + "/other.db";
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);", nullptr, nullptr,
+                       nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  auto store = ConfigStore::Open(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK_THAT(store.status().message(), Contains("not a zserve store"));
+}
+
+TEST_CASE("A corrupted store is refused, not replaced", "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    for (uint32_t i = 1; i <= 5; ++i) REQUIRE((*store)->Replace(State(i, 0.5)).ok());
+  }
+  // Overwrite every page after the header with garbage.
+  std::string bytes = Slurp(path);
+  REQUIRE(bytes.size() > 4096);
+  for (size_t i = 100; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  auto store = ConfigStore::Open(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK_THAT(store.status().message(), Contains("refused"));
+  CHECK(Slurp(path) == bytes);
+}
+
+TEST_CASE("A second store on the same file is refused while the first is open", "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  auto first = ConfigStore::Open(path);
+  REQUIRE(first.ok());
+  auto second = ConfigStore::Open(path);
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.status().code() == StatusCode::kUnavailable);
+  CHECK_THAT(second.status().message(), Contains("in use"));
+}
