@@ -1,0 +1,66 @@
+// The benchmark comparison in smoke mode: bench/run.sh starts zserve, NATS
+// (when built) and the raw ZeroMQ echo server itself, runs each for half a
+// second closed and open loop, and every run must have produced one JSON line
+// with replies and no errors. No speed is asserted.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "tests/e2e/process.h"
+
+namespace zserve::testing {
+namespace {
+
+std::vector<nlohmann::json> ReadResults(const std::string& path) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line, nullptr, false));
+  return lines;
+}
+
+TEST_CASE("smoke of the comparison runs every system without errors", "[bench]") {
+  std::string dir = MakeTempDir();
+  Process run("/bin/bash",
+              {BENCH_RUN_SCRIPT, "--smoke", "--build-dir", BENCH_BUILD_DIR, "--out", dir},
+              dir + "/run.log");
+  std::optional<int> code = run.Wait(std::chrono::seconds(120));
+  std::ifstream log(dir + "/run.log");
+  std::string log_text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  INFO("run.sh stderr:\n" << log_text);
+  REQUIRE(code.has_value());
+  REQUIRE(*code == 0);
+
+  std::map<std::string, int> runs;  // "system mode" -> count
+  for (const nlohmann::json& j : ReadResults(dir + "/results.jsonl")) {
+    INFO(j.dump());
+    REQUIRE(j.is_object());
+    for (const char* key : {"throughput_rps", "p50_us", "p90_us", "p99_us", "p999_us"}) {
+      REQUIRE(j[key].is_number());
+    }
+    REQUIRE(j["errors"].is_object());
+    CHECK(j["errors"].empty());
+    CHECK(j["throughput_rps"].get<double>() > 0);
+    CHECK(j["requests"].get<uint64_t>() > 0);
+    CHECK(j.contains("broker_cpu_us_per_request"));
+    std::string system = j["system"];
+    if (system != "zmq") CHECK(j["broker_cpu_us_per_request"].is_number());
+    ++runs[system + " " + j["mode"].get<std::string>()];
+  }
+  // Closed loop at 1 and 100 in flight, one open-loop rate.
+  CHECK(runs["zserve closed"] == 2);
+  CHECK(runs["zserve open"] == 1);
+  CHECK(runs["zmq closed"] == 2);
+  CHECK(runs["zmq open"] == 1);
+#ifdef BENCH_HAVE_NATS
+  CHECK(runs["nats closed"] == 2);
+  CHECK(runs["nats open"] == 1);
+#endif
+}
+
+}  // namespace
+}  // namespace zserve::testing
