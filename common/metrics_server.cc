@@ -1,0 +1,93 @@
+#include "common/metrics_server.h"
+
+#include <CivetServer.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+namespace zserve {
+
+namespace {
+
+void Send(mg_connection* conn, int code, const char* content_type, const std::string& body) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "Connection: close\r\n\r\n",
+            code, mg_get_response_code_text(conn, code), content_type, body.size());
+  mg_write(conn, body.data(), body.size());
+}
+
+class MetricsHandler : public CivetHandler {
+ public:
+  explicit MetricsHandler(prometheus::Registry* registry) : registry_(registry) {}
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());
+    Send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text);
+    return true;
+  }
+
+ private:
+  prometheus::Registry* registry_;
+};
+
+class TextHandler : public CivetHandler {
+ public:
+  explicit TextHandler(std::function<HttpAnswer()> answer) : answer_(std::move(answer)) {}
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    HttpAnswer a = answer_();
+    Send(conn, a.code, "text/plain; charset=utf-8", a.body);
+    return true;
+  }
+
+ private:
+  std::function<HttpAnswer()> answer_;
+};
+
+}  // namespace
+
+const std::vector<double>& LatencyBuckets() {
+  static const std::vector<double> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                               0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                               1,      2.5,     5,      10};
+  return kBuckets;
+}
+
+StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
+    const MetricsServerOptions& options) {
+  if (options.registry == nullptr) return Internal("MetricsServerOptions needs a registry");
+  size_t colon = options.bind.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == options.bind.size()) {
+    return BadRequest("metrics address '" + options.bind + "' is not HOST:PORT");
+  }
+  std::unique_ptr<MetricsServer> s(new MetricsServer());
+  s->host_ = options.bind.substr(0, colon);
+  s->handlers_.push_back(std::make_unique<MetricsHandler>(options.registry));
+  for (const auto& [path, answer] : options.handlers) {
+    s->handlers_.push_back(std::make_unique<TextHandler>(answer));
+  }
+  try {
+    s->server_ = std::make_unique<CivetServer>(
+        std::vector<std::string>{"listening_ports", options.bind, "num_threads", "2"});
+  } catch (const CivetException& e) {
+    return Unavailable("cannot serve metrics on " + options.bind + ": " + e.what());
+  }
+  // Handlers are matched by exact path ("$" ends the pattern).
+  s->server_->addHandler("/metrics$", s->handlers_[0].get());
+  size_t i = 1;
+  for (const auto& [path, answer] : options.handlers) {
+    s->server_->addHandler(path + "$", s->handlers_[i++].get());
+  }
+  std::vector<int> ports = s->server_->getListeningPorts();
+  if (ports.empty() || ports[0] <= 0) {
+    return Unavailable("metrics server on " + options.bind + " has no listening port");
+  }
+  s->port_ = ports[0];
+  return s;
+}
+
+MetricsServer::~MetricsServer() {
+  if (server_) server_->close();  // stops serving before the handlers go
+}
+
+std::string MetricsServer::address() const { return host_ + ":" + std::to_string(port_); }
+
+}  // namespace zserve
