@@ -8,22 +8,39 @@ DEPLOYMENT ?= examples/deployment.yaml
 
 # Exactly the Debian packages the build and the tests need.
 DEB_PACKAGES := build-essential cmake pkg-config \
-  libzmq3-dev cppzmq-dev libmsgpack-dev libspdlog-dev prometheus-cpp-dev \
+  libzmq3-dev cppzmq-dev libmsgpack-dev libspdlog-dev prometheus-cpp-dev libcivetweb-dev \
   catch2 libsqlite3-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
+# The peers of the benchmark comparison and its chart (`make bench`; the
+# smoke of it in `make test` needs them too).
+BENCH_PACKAGES := nats-server libnats-dev gnuplot-nox
+# What the tests run besides our binaries: a real Prometheus server scrapes a
+# stack, and curl talks HTTP to it and to the metrics ports.
+TEST_PACKAGES := prometheus curl
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR := $(if $(filter true,$(CI)),ON,OFF)
 
-.PHONY: deps build up test clean format
+.PHONY: deps bench-deps test-deps build up test bench clean format
 
-deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+# Installs the Debian packages of $(1) that are missing.
+define install_missing
+	@missing=$$(for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages: $$missing"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	else echo "All Debian packages present."; fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+bench-deps:
+	$(call install_missing,$(DEB_PACKAGES) $(BENCH_PACKAGES))
+
+test-deps:
+	$(call install_missing,$(DEB_PACKAGES) $(BENCH_PACKAGES) $(TEST_PACKAGES))
 
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DZSERVE_WERROR=$(WERROR)
@@ -34,8 +51,16 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 up: build
 	./$(BUILD_DIR)/zserve up $(DEPLOYMENT)
 
-test: build
+test: test-deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) --timeout 300
+
+# The comparison with NATS and raw ZeroMQ (minutes): docs/benchmarks.{md,png}.
+# Reconfigures so that a build dir made before libnats-dev was installed
+# finds it.
+bench: bench-deps build
+	cmake -S . -B $(BUILD_DIR) > /dev/null
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+	bench/run.sh --build-dir $(BUILD_DIR) --docs docs
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

@@ -29,7 +29,8 @@ Broker::Broker(const BrokerOptions& options)
       log_(options.logger),
       clients_(*options.context, zmq::socket_type::router),
       workers_(*options.context, zmq::socket_type::router),
-      router_(options.router) {}
+      router_(options.router),
+      liveness_(options.heartbeat) {}
 
 Broker::~Broker() = default;
 
@@ -38,6 +39,7 @@ StatusOr<std::unique_ptr<Broker>> Broker::Create(const BrokerOptions& options) {
     return Internal("BrokerOptions needs a context and a logger");
   }
   std::unique_ptr<Broker> b(new Broker(options));
+  b->metrics_ = std::make_unique<BrokerMetrics>(options.metrics);
   try {
     ConfigureRouter(b->clients_);
     ConfigureRouter(b->workers_);
@@ -69,6 +71,10 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
+    {
+      auto until = std::chrono::ceil<std::chrono::milliseconds>(liveness_.NextCheck() - now);
+      timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
+    }
     if (auto next = config_->NextTimer()) {
       auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
@@ -89,7 +95,10 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
     if ((items[0].revents & ZMQ_POLLIN) && should_stop()) break;
     now = Clock::now();
     if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
-    for (int i = 0; i < kReadBurst && RecvFrames(workers_, &frames); ++i) HandleWorker(frames);
+    for (int i = 0; i < kReadBurst && RecvFrames(workers_, &frames); ++i) {
+      HandleWorker(frames, now);
+    }
+    CheckLiveness(now);
     if (router_.has_config()) {
       for (int i = 0; i < kReadBurst && RecvFrames(clients_, &frames); ++i) {
         HandleClient(frames, now);
@@ -99,6 +108,10 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       Finish(token, DeadlineExceeded("deadline passed before a result"));
     }
     SendDispatches(now);
+    // Readiness follows replica and config changes at once; gauges otherwise
+    // refresh on their own period.
+    metrics_->Refresh(router_, now, /*force=*/membership_changed_);
+    membership_changed_ = false;
   }
   log_->info("broker stopping with {} requests held", slots_.size());
   return Status::Ok();
@@ -106,7 +119,7 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
 
 void Broker::HandleClient(Frames& frames, TimePoint now) {
   if (frames.size() < 2) {
-    ++counters_.malformed_client;
+    metrics_->Dropped(Drop::kMalformedClient);
     log_->warn("client message with {} frames dropped", frames.size());
     return;
   }
@@ -122,7 +135,7 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
     if (sc::PeekRequestId(header, &request_id)) {
       Reply(client, request_id, req.status());
     } else {
-      ++counters_.malformed_client;
+      metrics_->Dropped(Drop::kMalformedClient);
       log_->warn("unanswerable client message dropped: {}", req.status().message());
     }
     return;
@@ -136,7 +149,8 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
   uint64_t token = next_token_++;
   shadows_.clear();
   Status admitted = router_.Admit(token, req->endpoint, req->shard_key, req->timeout_ms, now,
-                                  nullptr, req->priority, &shadows_);
+                                  &admitted_backend_, req->priority, &shadows_);
+  RequestTiming timing = metrics_->Admitted(req->endpoint, admitted_backend_, admitted, now);
   if (!admitted.ok()) {
     Reply(client, req->request_id, admitted);
     return;
@@ -145,14 +159,14 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
     // A copy for the shadow backend: same payload buffer, its reply dropped.
     uint64_t shadow = next_token_++;
     if (!router_.AdmitShadow(shadow, backend, *router_.Deadline(token), now).ok()) {
-      ++counters_.shadow_dropped;
+      (void)metrics_->Shadow(timing, backend, /*queued=*/false, now);
       continue;
     }
-    ++counters_.shadow_requests;
-    slots_.emplace(shadow, Slot{zmq::message_t(), 0, req->method, Copy(frames[2]), true});
+    slots_.emplace(shadow, Slot{zmq::message_t(), 0, req->method, Copy(frames[2]), true,
+                                metrics_->Shadow(timing, backend, /*queued=*/true, now)});
   }
   slots_.emplace(token, Slot{std::move(frames[0]), req->request_id, std::move(req->method),
-                             std::move(frames[2]), false});
+                             std::move(frames[2]), false, timing});
 }
 
 void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {
@@ -177,30 +191,40 @@ std::string Broker::StatusJson() const {
   for (const auto& [name, e] : endpoints_) {
     j["endpoints"][name] = {{"traffic", e.traffic}, {"shadow", e.shadow}};
   }
-  j["counters"] = {{"malformed_client", counters_.malformed_client},
-                   {"malformed_worker", counters_.malformed_worker},
-                   {"malformed_controller", config_->malformed()},
-                   {"unknown_results", counters_.unknown_results},
-                   {"late_results", counters_.late_results},
-                   {"undeliverable_replies", counters_.undeliverable_replies},
-                   {"lost_replicas", counters_.lost_replicas},
-                   {"shadow_requests", counters_.shadow_requests},
-                   {"shadow_errors", counters_.shadow_errors},
-                   {"shadow_dropped", counters_.shadow_dropped}};
+  j["counters"] = {{"malformed_controller", config_->malformed()}};
+  for (const auto& [name, value] : metrics_->Counters()) j["counters"][name] = value;
+  j["ready"] = metrics_->ready();
+  j["not_ready_reason"] = metrics_->not_ready_reason();
+  for (auto& [name, e] : j["endpoints"].items()) {
+    auto [requests, errors] = metrics_->Recent(name, Clock::now());
+    e["requests_last_minute"] = requests;
+    e["errors_last_minute"] = errors;
+  }
   return j.dump();
 }
 
-void Broker::HandleWorker(Frames& frames) {
+void Broker::CheckLiveness(TimePoint now) {
+  Liveness::Tick tick = liveness_.Check(now);
+  for (const std::string& replica : tick.dead) {
+    if (router_.HasReplica(replica)) LoseReplica(replica, "missed heartbeats");
+  }
+  for (const std::string& replica : tick.due) {
+    SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
+  }
+}
+
+void Broker::HandleWorker(Frames& frames, TimePoint now) {
   if (frames.size() < 2) {
-    ++counters_.malformed_worker;
+    metrics_->Dropped(Drop::kMalformedWorker);
     log_->warn("worker message with {} frames dropped", frames.size());
     return;
   }
   std::string replica(View(frames[0]));
   std::string_view header = View(frames[1]);
+  liveness_.Heard(replica, now);  // any traffic counts
   StatusOr<sc::Command> command = sc::PeekCommand(header);
   if (!command.ok()) {
-    ++counters_.malformed_worker;
+    metrics_->Dropped(Drop::kMalformedWorker);
     log_->warn("malformed worker message dropped: {}", command.status().message());
     return;
   }
@@ -213,10 +237,12 @@ void Broker::HandleWorker(Frames& frames) {
       Status s = ready.ok() ? router_.AddReplica(replica, ready->backend, ready->capacity)
                             : ready.status();
       if (!s.ok()) {
-        ++counters_.malformed_worker;
+        metrics_->Dropped(Drop::kMalformedWorker);
         log_->warn("READY refused: {}", s.message());
         return;
       }
+      liveness_.Add(replica, now);
+      membership_changed_ = true;
       log_->info("replica '{}' of backend '{}' registered (capacity {})", ready->replica_tag,
                  ready->backend, ready->capacity);
       return;
@@ -227,15 +253,17 @@ void Broker::HandleWorker(Frames& frames) {
         return;
       }
       log_->info("replica draining");
-      if (router_.StartDrain(replica)) {
-        SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
-        (void)router_.RemoveReplica(replica);
-      }
+      if (router_.StartDrain(replica)) RemoveDrained(replica);
       return;
     case sc::Command::kHeartbeat:
-      return;  // reserved in ZSP/1
+      // From a connection we do not know (we restarted, or declared it
+      // dead): it registers again when told.
+      if (!router_.HasReplica(replica)) {
+        SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+      }
+      return;
     default:
-      ++counters_.malformed_worker;
+      metrics_->Dropped(Drop::kMalformedWorker);
       log_->warn("worker sent {}, which workers may not send", sc::CommandName(*command));
   }
 }
@@ -244,7 +272,7 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
   if (!router_.HasReplica(replica)) {
     // Not registered here (the broker restarted, or the replica was lost):
     // tell it to register again; its results are for requests we don't hold.
-    counters_.unknown_results += 1;
+    metrics_->Dropped(Drop::kUnknownResult);
     SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
     return;
   }
@@ -254,7 +282,7 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
                          std::to_string(frames.size() - 2) + " payload frames");
   }
   if (!results.ok()) {
-    ++counters_.malformed_worker;
+    metrics_->Dropped(Drop::kMalformedWorker);
     log_->warn("malformed RESULTS dropped: {}", results.status().message());
     return;
   }
@@ -265,23 +293,29 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
         Finish(item.token, Status(item.code, item.message), std::move(frames[i + 2]));
         break;
       case Completion::kLate:
-        ++counters_.late_results;
+        metrics_->Dropped(Drop::kLateResult);
         break;
       case Completion::kUnknown:
-        ++counters_.unknown_results;
+        metrics_->Dropped(Drop::kUnknownResult);
         log_->debug("result for unknown token {} dropped", item.token);
         break;
     }
   }
-  if (router_.Drained(replica)) {
-    SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
-    (void)router_.RemoveReplica(replica);
-    log_->info("replica drained and removed");
-  }
+  if (router_.Drained(replica)) RemoveDrained(replica);
+}
+
+void Broker::RemoveDrained(const std::string& replica) {
+  SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+  (void)router_.RemoveReplica(replica);  // holds nothing: no orphans
+  liveness_.Remove(replica);
+  membership_changed_ = true;
+  log_->info("replica drained and removed");
 }
 
 void Broker::ApplyConfig(const sc::Snapshot& snapshot) {
+  membership_changed_ = true;
   router_.ApplyConfig(snapshot.state);
+  metrics_->ApplyConfig(snapshot.state, snapshot.version);
   endpoints_ = snapshot.state.endpoints;
   log_->info("config version {}: {} endpoints, {} backends", snapshot.version,
              snapshot.state.endpoints.size(), snapshot.state.backends.size());
@@ -302,20 +336,27 @@ void Broker::SendDispatches(TimePoint now) {
       frames.emplace_back();  // header, filled below
       for (uint64_t token : d.tokens) {
         Slot& slot = slots_.at(token);
+        metrics_->Dispatched(slot.timing, now);
         auto left = std::chrono::ceil<std::chrono::milliseconds>(*router_.Deadline(token) - now);
         items.push_back(
             {token, slot.method, static_cast<uint32_t>(std::max<int64_t>(left.count(), 0))});
         frames.push_back(Copy(slot.payload));  // kept for a retry
       }
       frames[1] = ToMessage(sc::EncodeBatch(items));
-      if (Status s = SendFrames(workers_, frames); !s.ok()) LoseReplica(d.replica, s.message());
+      if (Status s = SendFrames(workers_, frames); !s.ok()) {
+        LoseReplica(d.replica, s.message());
+      } else {
+        liveness_.Sent(d.replica, now);
+      }
     }
   }
 }
 
 void Broker::LoseReplica(const std::string& replica, std::string_view why) {
-  ++counters_.lost_replicas;
+  metrics_->ReplicaLost();
   Orphans orphans = router_.RemoveReplica(replica);
+  liveness_.Remove(replica);
+  membership_changed_ = true;
   log_->warn("replica lost ({}): {} requests requeued, {} failed", why, orphans.requeued.size(),
              orphans.failed.size());
   for (uint64_t token : orphans.failed) {
@@ -326,9 +367,8 @@ void Broker::LoseReplica(const std::string& replica, std::string_view why) {
 void Broker::Finish(uint64_t token, const Status& status, zmq::message_t payload) {
   auto it = slots_.find(token);
   if (it == slots_.end()) std::abort();  // router and slots out of step
-  if (it->second.shadow) {
-    if (!status.ok()) ++counters_.shadow_errors;  // a shadow's reply goes nowhere
-  } else {
+  metrics_->Finished(it->second.timing, status.code(), it->second.shadow, Clock::now());
+  if (!it->second.shadow) {  // a shadow's reply goes nowhere
     Reply(it->second.client, it->second.request_id, status, std::move(payload));
   }
   slots_.erase(it);
@@ -340,7 +380,7 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
       Copy(client), ToMessage(sc::EncodeReply({request_id, status.code(), status.message()})),
       std::move(payload)};
   if (!SendFrames(clients_, frames).ok()) {
-    ++counters_.undeliverable_replies;
+    metrics_->Dropped(Drop::kUndeliverableReply);
     log_->debug("reply to request {} undeliverable: client gone", request_id);
   }
 }

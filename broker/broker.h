@@ -19,7 +19,9 @@
 #include <unordered_map>
 #include <zmq.hpp>
 
+#include "broker/broker_metrics.h"
 #include "broker/router.h"
+#include "common/liveness.h"
 #include "common/logging.h"
 #include "common/zmq_util.h"
 #include "schemas/config_subscriber.h"
@@ -34,21 +36,9 @@ struct BrokerOptions {
   zmq::context_t* context = nullptr;  // required, borrowed
   Logger logger;                      // required
   RouterOptions router;
+  HeartbeatOptions heartbeat;               // with each worker (docs/operations.md)
+  prometheus::Registry* metrics = nullptr;  // borrowed; null: kept, not exported (docs/metrics.md)
   std::chrono::milliseconds snapshot_retry{1000};
-};
-
-// Messages that could not be served, by reason; reported by STATUS. (The
-// Prometheus metrics of the observability work will take these over.)
-struct BrokerCounters {
-  uint64_t malformed_client = 0;
-  uint64_t malformed_worker = 0;
-  uint64_t unknown_results = 0;
-  uint64_t late_results = 0;
-  uint64_t undeliverable_replies = 0;
-  uint64_t lost_replicas = 0;
-  uint64_t shadow_requests = 0;  // shadow copies queued
-  uint64_t shadow_errors = 0;    // shadow copies that failed (their replies go nowhere)
-  uint64_t shadow_dropped = 0;   // shadow copies not queued: the shadow backend was full
 };
 
 class Broker {
@@ -61,6 +51,10 @@ class Broker {
 
   Status Run(int wake_fd, const std::function<bool()>& should_stop);
 
+  // Readiness (/readyz, docs/metrics.md); any thread.
+  bool ready() const { return metrics_->ready(); }
+  std::string not_ready_reason() const { return metrics_->not_ready_reason(); }
+
  private:
   // A request the broker holds: where to answer, and what to resend on retry.
   struct Slot {
@@ -69,12 +63,15 @@ class Broker {
     std::string method;
     zmq::message_t payload;  // shares the received buffer
     bool shadow = false;     // a shadow copy: no client to answer
+    RequestTiming timing;    // for its metrics
   };
 
   explicit Broker(const BrokerOptions& options);
   void HandleClient(Frames& frames, TimePoint now);
   void HandleStatus(const zmq::message_t& client, uint64_t request_id);
-  void HandleWorker(Frames& frames);
+  void HandleWorker(Frames& frames, TimePoint now);
+  void CheckLiveness(TimePoint now);
+  void RemoveDrained(const std::string& replica);
   void HandleResults(const std::string& replica, Frames& frames, std::string_view header);
   void ApplyConfig(const schemas::Snapshot& snapshot);
   void SendDispatches(TimePoint now);
@@ -92,11 +89,14 @@ class Broker {
   zmq::socket_t workers_;
   std::unique_ptr<schemas::ConfigSubscriber> config_;
   Router router_;
+  Liveness liveness_;  // of registered replicas
+  bool membership_changed_ = false;  // replicas or config changed: refresh readiness now
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, Slot> slots_;
   std::map<std::string, schemas::EndpointConfig> endpoints_;  // for STATUS
-  std::vector<std::string> shadows_;  // scratch for Admit
-  BrokerCounters counters_;
+  std::vector<std::string> shadows_;                          // scratch for Admit
+  std::string admitted_backend_;                              // scratch for Admit
+  std::unique_ptr<BrokerMetrics> metrics_;                    // also STATUS's counters
 };
 
 }  // namespace zserve::broker

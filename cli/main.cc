@@ -1,6 +1,9 @@
 // The zserve binary: one executable, one subcommand per process role and
 // per operator action. Each subcommand parses its flags with CLI11, builds the
 // options struct of its component and runs it.
+#include <prometheus/registry.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
@@ -10,8 +13,11 @@
 #include <zmq.hpp>
 
 #include "broker/broker.h"
+#include "cli/bench.h"
+#include "cli/ctl.h"
 #include "cli/supervisor.h"
 #include "common/logging.h"
+#include "common/metrics_server.h"
 #include "common/signals.h"
 #include "controller/controller.h"
 #include "worker/builtin_handlers.h"
@@ -67,6 +73,23 @@ int RunCall(const CallArgs& a) {
   return 0;
 }
 
+// Serves `registry` on `bind` (none when empty) and logs where.
+StatusOr<std::unique_ptr<MetricsServer>> ServeMetrics(
+    const std::string& bind, prometheus::Registry* registry, const Logger& log,
+    std::map<std::string, std::function<HttpAnswer()>> handlers = {}) {
+  if (bind.empty()) return std::unique_ptr<MetricsServer>();
+  StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Create({bind, registry, std::move(handlers)});
+  if (server.ok()) log->info("metrics on http://{}/metrics", (*server)->address());
+  return server;
+}
+
+std::string Join(const nlohmann::json& map) {
+  std::string out;
+  for (auto& [k, v] : map.items()) out += (out.empty() ? "" : " ") + k + "=" + v.dump();
+  return out.empty() ? "-" : out;
+}
+
 int RunStatus(const std::string& broker, bool json, int64_t timeout_ms) {
   ClientOptions copts;
   copts.broker_address = broker;
@@ -79,15 +102,21 @@ int RunStatus(const std::string& broker, bool json, int64_t timeout_ms) {
     std::printf("%s\n", r->c_str());
     return 0;
   }
-  std::printf("config version %llu\n",
-              static_cast<unsigned long long>(j.value("config_version", 0ull)));
-  std::printf("%-24s %s\n", "ENDPOINT", "TRAFFIC");
+  std::printf("config version %llu, %s\n",
+              static_cast<unsigned long long>(j.value("config_version", 0ull)),
+              j.value("ready", false)
+                  ? "ready"
+                  : ("NOT READY: " + j.value("not_ready_reason", std::string("?"))).c_str());
+  std::printf("%-24s %-28s %-20s %8s %8s %7s\n", "ENDPOINT", "TRAFFIC", "SHADOW", "REQ/1m",
+              "ERR/1m", "ERR%");
   for (auto& [name, e] : j["endpoints"].items()) {
-    std::string traffic;
-    for (auto& [b, w] : e["traffic"].items()) {
-      traffic += (traffic.empty() ? "" : " ") + b + "=" + w.dump();
-    }
-    std::printf("%-24s %s\n", name.c_str(), traffic.c_str());
+    uint64_t requests = e.value("requests_last_minute", 0ull);
+    uint64_t errors = e.value("errors_last_minute", 0ull);
+    std::string rate = requests == 0 ? "-" : std::to_string(100 * errors / requests) + "%";
+    std::printf("%-24s %-28s %-20s %8llu %8llu %7s\n", name.c_str(), Join(e["traffic"]).c_str(),
+                Join(e.value("shadow", nlohmann::json::object())).c_str(),
+                static_cast<unsigned long long>(requests), static_cast<unsigned long long>(errors),
+                rate.c_str());
   }
   std::printf("%-24s %13s %8s %9s %8s\n", "BACKEND", "LIVE/DESIRED", "QUEUED", "IN_FLIGHT",
               "MAX_CQ");
@@ -131,15 +160,35 @@ int main(int argc, char** argv) {
   int64_t ready_timeout_ms = 30'000;
   up_cmd->add_option("--ready-timeout-ms", ready_timeout_ms, "Give up if not served by then")
       ->capture_default_str();
+  up_cmd->add_option("--heartbeat-ms", up.heartbeat_ms, "Broker/worker heartbeat interval")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60'000));
+  up_cmd
+      ->add_option("--heartbeat-liveness", up.heartbeat_liveness,
+                   "Silent intervals before a peer is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+  up_cmd->add_option("--state-dir", up.state_dir, "Directory of the controller's store")
+      ->capture_default_str();
+  up_cmd
+      ->add_option("--metrics-port", up.metrics_port,
+                   "Metrics HTTP ports: controller this, broker +1, workers +2 upward (0: free)")
+      ->capture_default_str();
   add_log_level(up_cmd);
 
   // controller
   controller::ControllerOptions copts;
   CLI::App* ctl_cmd = app.add_subcommand("controller", "Run the controller");
-  ctl_cmd->add_option("--config", copts.deployment_file, "Deployment file (YAML)")->required();
+  ctl_cmd->add_option("--store", copts.store_path, "SQLite store (created if missing)")->required();
+  ctl_cmd->add_option("--config", copts.deployment_file, "Deployment file applied at start");
   ctl_cmd->add_option("--admin-bind", copts.admin_bind, "Admin/snapshot ROUTER address")
       ->capture_default_str();
   ctl_cmd->add_option("--pub-bind", copts.pub_bind, "Update PUB address")->capture_default_str();
+  std::string ctl_metrics = "127.0.0.1:9100";
+  ctl_cmd
+      ->add_option("--metrics-bind", ctl_metrics,
+                   "Metrics HTTP HOST:PORT (port 0: free; empty: none)")
+      ->capture_default_str();
   add_log_level(ctl_cmd);
 
   // broker
@@ -153,9 +202,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   broker_cmd->add_option("--controller-pub", bopts.controller_updates, "Controller PUB address")
       ->capture_default_str();
+  int64_t broker_heartbeat_ms = 1000;
+  broker_cmd->add_option("--heartbeat-ms", broker_heartbeat_ms, "Heartbeat interval with workers")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60'000));
+  broker_cmd
+      ->add_option("--heartbeat-liveness", bopts.heartbeat.liveness,
+                   "Silent intervals before a replica is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
   broker_cmd
       ->add_option("--max-queued", bopts.router.max_total_queued,
                    "Broker-wide bound on queued requests")
+      ->capture_default_str();
+  std::string broker_metrics = "127.0.0.1:9101";
+  broker_cmd
+      ->add_option("--metrics-bind", broker_metrics,
+                   "Metrics, /healthz and /readyz HTTP HOST:PORT (port 0: free; empty: none)")
       ->capture_default_str();
   add_log_level(broker_cmd);
 
@@ -165,7 +228,9 @@ int main(int argc, char** argv) {
   worker::BuiltinOptions builtin;
   CLI::App* worker_cmd = app.add_subcommand("worker", "Run a replica with a built-in handler");
   worker_cmd->add_option("--backend", wopts.backend, "Backend this replica serves")->required();
-  worker_cmd->add_option("--handler", handler_name, "Built-in handler: echo, sleep, fail")
+  worker_cmd
+      ->add_option("--handler", handler_name,
+                   "Built-in handler: echo, sleep, fail, dense, batch_size, whoami, config")
       ->required();
   worker_cmd->add_option("--broker", wopts.broker_address, "Broker worker address")
       ->capture_default_str();
@@ -173,6 +238,29 @@ int main(int argc, char** argv) {
   worker_cmd->add_option("--threads", wopts.threads, "Handler threads")->capture_default_str();
   worker_cmd->add_option("--capacity", wopts.capacity, "Most requests held (0: backend's)")
       ->capture_default_str();
+  worker_cmd->add_option("--controller", wopts.controller_address,
+                         "Controller admin address, to follow user_config (empty: don't)");
+  worker_cmd->add_option("--controller-pub", wopts.controller_updates_address,
+                         "Controller PUB address (with --controller)");
+  std::string worker_metrics = "127.0.0.1:0";
+  worker_cmd
+      ->add_option("--metrics-bind", worker_metrics,
+                   "Metrics HTTP HOST:PORT (port 0: free; empty: none)")
+      ->capture_default_str();
+  worker_cmd
+      ->add_option("--start-count", wopts.start_count,
+                   "Times this replica has been started, this one included (set by up)")
+      ->capture_default_str();
+  int64_t worker_heartbeat_ms = 1000;
+  worker_cmd
+      ->add_option("--heartbeat-ms", worker_heartbeat_ms, "Heartbeat interval with the broker")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60'000));
+  worker_cmd
+      ->add_option("--heartbeat-liveness", wopts.heartbeat_liveness,
+                   "Silent intervals before the broker is dead")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
   worker_cmd->add_option("--sleep-ms", builtin.sleep_ms, "sleep handler: default milliseconds")
       ->capture_default_str();
   add_log_level(worker_cmd);
@@ -197,7 +285,11 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--timeout", status_timeout, "Milliseconds to wait")
       ->capture_default_str();
 
+  std::function<int()> run_bench = AddBenchCommand(app);
+
+  CtlCommands admin_cmds(&app);  // ctl and apply
   CLI11_PARSE(app, argc, argv);
+  if (admin_cmds.parsed()) return admin_cmds.Run();
 
   if (up_cmd->parsed()) {
     up.log_level = log_level;
@@ -206,14 +298,19 @@ int main(int argc, char** argv) {
   }
   if (call_cmd->parsed()) return RunCall(call);
   if (status_cmd->parsed()) return RunStatus(status_broker, status_json, status_timeout);
+  if (app.got_subcommand("bench")) return run_bench();
 
   SignalPipe& signals = SignalPipe::Install();
   zmq::context_t context(1);
+  prometheus::Registry registry;  // this process's metrics; outlives its components
   if (ctl_cmd->parsed()) {
     copts.context = &context;
     copts.logger = MakeLogger("controller", log_level);
+    copts.metrics = &registry;
     StatusOr<std::unique_ptr<controller::Controller>> c = controller::Controller::Create(copts);
     if (!c.ok()) return Fail(c.status(), "controller");
+    auto metrics = ServeMetrics(ctl_metrics, &registry, copts.logger);
+    if (!metrics.ok()) return Fail(metrics.status(), "controller");
     controller::Controller* ctl = c->get();
     Status s = ctl->Run(signals.fd(), [&] {
       // SIGHUP reloads the deployment file.
@@ -224,17 +321,38 @@ int main(int argc, char** argv) {
   if (broker_cmd->parsed()) {
     bopts.context = &context;
     bopts.logger = MakeLogger("broker", log_level);
+    bopts.heartbeat.interval = std::chrono::milliseconds(broker_heartbeat_ms);
+    bopts.metrics = &registry;
     StatusOr<std::unique_ptr<broker::Broker>> b = broker::Broker::Create(bopts);
     if (!b.ok()) return Fail(b.status(), "broker");
+    broker::Broker* broker = b->get();
+    auto metrics = ServeMetrics(
+        broker_metrics, &registry, bopts.logger,
+        {{"/healthz",
+          [] {
+            return HttpAnswer{200, "ok\n"};
+          }},
+         {"/readyz", [broker] {
+            return broker->ready()
+                       ? HttpAnswer{200, "ready\n"}
+                       : HttpAnswer{503, "not ready: " + broker->not_ready_reason() + "\n"};
+          }}});
+    if (!metrics.ok()) return Fail(metrics.status(), "broker");
     Status s = (*b)->Run(signals.fd(), [&] { return TakeSignals(signals); });
     return s.ok() ? 0 : Fail(s, "broker");
   }
   if (worker_cmd->parsed()) {
     wopts.log_level = log_level;
+    wopts.heartbeat_interval = std::chrono::milliseconds(worker_heartbeat_ms);
+    builtin.replica_tag =
+        wopts.replica_tag.empty() ? "pid-" + std::to_string(getpid()) : wopts.replica_tag;
     StatusOr<std::unique_ptr<Handler>> handler = worker::MakeBuiltinHandler(handler_name, builtin);
     if (!handler.ok()) return Fail(handler.status(), "worker");
+    wopts.metrics = &registry;
     StatusOr<std::unique_ptr<Worker>> w = Worker::Create(wopts, std::move(handler).value());
     if (!w.ok()) return Fail(w.status(), "worker");
+    auto metrics = ServeMetrics(worker_metrics, &registry, MakeLogger("worker", log_level));
+    if (!metrics.ok()) return Fail(metrics.status(), "worker");
     Worker* worker = w->get();
     Status s = worker->Run(signals.fd(), [&] {
       if (TakeSignals(signals)) worker->Drain();  // SIGTERM drains

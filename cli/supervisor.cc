@@ -2,19 +2,25 @@
 
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "common/logging.h"
 #include "common/signals.h"
 #include "common/zmq_util.h"
 #include "controller/deployment_file.h"
+#include "schemas/config_subscriber.h"
 #include "zserve/client.h"
 
 namespace zserve::cli {
@@ -24,6 +30,10 @@ struct Child {
   std::string name;
   std::string role;  // controller, broker, worker
   pid_t pid = -1;
+  std::string backend;  // workers: what they serve, with which handler
+  std::string handler;
+  bool draining = false;  // sent SIGTERM by Reconcile
+  int metrics_port = 0;   // its /metrics
 };
 
 std::string SelfExe() {
@@ -54,43 +64,139 @@ class Stack {
  public:
   Stack(UpOptions o, Logger log) : o_(std::move(o)), log_(std::move(log)), exe_(SelfExe()) {}
 
-  void Start(const schemas::ConfigState& state) {
-    const std::string level = "--log-level=" + o_.log_level;
+  // Controller and broker; the workers come from Reconcile.
+  void Start(const std::string& store_path) {
+    int port = MetricsPort("controller");
     Add("controller", "controller",
-        {"controller", "--config", o_.deployment_file, "--admin-bind",
-         LoopbackAddress(o_.admin_port), "--pub-bind", LoopbackAddress(o_.pub_port), level});
+        {"controller", "--store", store_path, "--config", o_.deployment_file, "--admin-bind",
+         LoopbackAddress(o_.admin_port), "--pub-bind", LoopbackAddress(o_.pub_port),
+         "--metrics-bind", MetricsBind(port), Level()});
+    children_.back().metrics_port = port;
+    port = MetricsPort("broker");
     Add("broker", "broker",
-        {"broker", "--client-bind", LoopbackAddress(o_.client_port), "--worker-bind",
-         LoopbackAddress(o_.worker_port), "--controller", LoopbackAddress(o_.admin_port),
-         "--controller-pub", LoopbackAddress(o_.pub_port), level});
+        {"broker", "--metrics-bind", MetricsBind(port), "--client-bind",
+         LoopbackAddress(o_.client_port), "--worker-bind", LoopbackAddress(o_.worker_port),
+         "--controller", LoopbackAddress(o_.admin_port), "--controller-pub",
+         LoopbackAddress(o_.pub_port), "--heartbeat-ms", std::to_string(o_.heartbeat_ms),
+         "--heartbeat-liveness", std::to_string(o_.heartbeat_liveness), Level()});
+    children_.back().metrics_port = port;
+  }
+
+  // The metrics HTTP port of a new child of `role` (UpOptions::metrics_port).
+  int MetricsPort(const std::string& role) const {
+    if (o_.metrics_port == 0) return PickFreeLoopbackPort();
+    if (role == "controller") return o_.metrics_port;
+    if (role == "broker") return o_.metrics_port + 1;
+    int port = o_.metrics_port + 2;
+    while (std::any_of(children_.begin(), children_.end(),
+                       [port](const Child& c) { return c.metrics_port == port; })) {
+      ++port;
+    }
+    return port;
+  }
+  static std::string MetricsBind(int port) { return "127.0.0.1:" + std::to_string(port); }
+
+  // Name and metrics port of each running child, in start order.
+  std::vector<std::pair<std::string, int>> MetricsPorts() const {
+    std::vector<std::pair<std::string, int>> out;
+    for (const Child& c : children_) {
+      if (c.pid > 0 && !c.draining) out.emplace_back(c.name, c.metrics_port);
+    }
+    return out;
+  }
+
+  // Makes the running workers match `state`: drains (SIGTERM) the workers of
+  // deleted backends, of a changed handler and beyond num_replicas (newest
+  // first), then starts what is missing.
+  void Reconcile(const schemas::ConfigState& state) {
+    last_state_ = state;
+    std::map<std::string, uint32_t> live;
+    for (Child& c : children_) {
+      if (c.role != "worker" || c.pid <= 0 || c.draining) continue;
+      auto b = state.backends.find(c.backend);
+      if (b != state.backends.end() && b->second.handler == c.handler &&
+          live[c.backend] < b->second.num_replicas) {
+        ++live[c.backend];
+        continue;
+      }
+      log_->info("draining {} (pid {})", c.name, c.pid);
+      kill(c.pid, SIGTERM);
+      c.draining = true;
+    }
     for (const auto& [name, b] : state.backends) {
-      for (uint32_t i = 1; i <= b.num_replicas; ++i) {
-        std::string tag = name + "-" + std::to_string(i);
+      for (uint32_t n = live[name]; n < b.num_replicas; ++n) {
+        std::vector<std::string>& reusable = free_tags_[name];
+        std::string tag;
+        if (!reusable.empty()) {
+          tag = reusable.back();
+          reusable.pop_back();
+        } else {
+          tag = name + "-" + std::to_string(++started_[name]);
+        }
+        int port = MetricsPort("worker");
         Add(tag, "worker",
-            {"worker", "--backend", name, "--handler", b.handler, "--broker",
-             LoopbackAddress(o_.worker_port), "--replica-tag", tag, level});
+            {"worker",
+             "--metrics-bind",
+             MetricsBind(port),
+             "--start-count",
+             std::to_string(++starts_[tag]),
+             "--backend",
+             name,
+             "--handler",
+             b.handler,
+             "--broker",
+             LoopbackAddress(o_.worker_port),
+             "--replica-tag",
+             tag,
+             "--controller",
+             LoopbackAddress(o_.admin_port),
+             "--controller-pub",
+             LoopbackAddress(o_.pub_port),
+             "--heartbeat-ms",
+             std::to_string(o_.heartbeat_ms),
+             "--heartbeat-liveness",
+             std::to_string(o_.heartbeat_liveness),
+             Level()},
+            name, b.handler);
+        children_.back().metrics_port = port;
+        log_->info("{} serves metrics on http://{}/metrics", tag, MetricsBind(port));
       }
     }
   }
 
-  // Reaps exited children; returns the names of those that exited.
-  std::vector<std::string> Reap() {
-    std::vector<std::string> gone;
+  // Reaps exited children.
+  void Reap() {
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-      for (Child& c : children_) {
-        if (c.pid != pid) continue;
-        c.pid = -1;
-        gone.push_back(c.name);
-        if (!stopping_) {
-          log_->error("{} (pid {}) exited unexpectedly ({}); it is not restarted", c.name, pid,
-                      Describe(status));
+      for (auto it = children_.begin(); it != children_.end(); ++it) {
+        if (it->pid != pid) continue;
+        if (stopping_ || it->draining) {
+          log_->info("{} (pid {}) exited ({})", it->name, pid, Describe(status));
+        } else if (it->role == "worker") {
+          ScheduleRestart(*it, status);
+          // Its replacement takes its tag, so its metrics series go on (its
+          // starts counter counts the restart).
+          free_tags_[it->backend].push_back(it->name);
+        } else {
+          log_->error("{} (pid {}) exited unexpectedly ({})", it->name, pid, Describe(status));
         }
+        children_.erase(it);
+        break;
       }
     }
-    return gone;
   }
+
+  // A crashed worker is started again after a backoff that doubles with
+  // each crash in a row (100 ms up to 5 s; a crash after a quiet minute
+  // starts again at 100 ms). Replacing it is Reconcile's job.
+  std::optional<TimePoint> NextRestart() const { return restart_at_; }
+  void MaybeRestart(TimePoint now) {
+    if (!restart_at_ || now < *restart_at_ || stopping_ || !last_state_) return;
+    restart_at_.reset();
+    Reconcile(*last_state_);
+  }
+  int restarts() const { return restarts_; }
 
   bool Alive(const std::string& role) const {
     for (const Child& c : children_) {
@@ -119,16 +225,33 @@ class Stack {
   }
 
  private:
+  void ScheduleRestart(const Child& c, int status) {
+    TimePoint now = Clock::now();
+    if (now - last_crash_ > std::chrono::minutes(1)) crashes_in_a_row_ = 0;
+    last_crash_ = now;
+    auto backoff = std::min(std::chrono::milliseconds(100) * (1 << std::min(crashes_in_a_row_, 6)),
+                            std::chrono::milliseconds(5000));
+    ++crashes_in_a_row_;
+    ++restarts_;
+    log_->error("{} (pid {}) exited unexpectedly ({}); restarting in {} ms", c.name, c.pid,
+                Describe(status), backoff.count());
+    if (!restart_at_ || now + backoff < *restart_at_) restart_at_ = now + backoff;
+  }
+
   static std::string Describe(int status) {
     if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
     if (WIFSIGNALED(status)) return "signal " + std::to_string(WTERMSIG(status));
     return "status " + std::to_string(status);
   }
 
-  void Add(std::string name, std::string role, std::vector<std::string> args) {
+  std::string Level() const { return "--log-level=" + o_.log_level; }
+
+  void Add(std::string name, std::string role, const std::vector<std::string>& args,
+           std::string backend = "", std::string handler = "") {
     pid_t pid = Spawn(exe_, args);
     log_->info("started {} (pid {})", name, pid);
-    children_.push_back({std::move(name), std::move(role), pid});
+    children_.push_back(
+        {std::move(name), std::move(role), pid, std::move(backend), std::move(handler)});
   }
 
   void WaitRole(const std::string& role, SignalPipe& signals, std::chrono::milliseconds limit) {
@@ -146,7 +269,15 @@ class Stack {
   Logger log_;
   std::string exe_;
   std::vector<Child> children_;
+  std::map<std::string, int> started_;  // workers started per backend, for their tags
+  std::map<std::string, std::vector<std::string>> free_tags_;  // of crashed workers
+  std::map<std::string, uint64_t> starts_;  // starts per replica tag (--start-count)
   bool stopping_ = false;
+  std::optional<schemas::ConfigState> last_state_;  // what Reconcile last made true
+  std::optional<TimePoint> restart_at_;
+  TimePoint last_crash_{};
+  int crashes_in_a_row_ = 0;
+  int restarts_ = 0;
 };
 
 // True once every endpoint's backends with weight > 0 have a live replica.
@@ -170,6 +301,32 @@ bool StopRequested(const std::vector<int>& signals) {
   return false;
 }
 
+// Waits up to `limit` for a signal or a new config; reconciles the workers
+// with a new config and reaps exited children. True when asked to stop.
+bool Step(Stack& stack, schemas::ConfigSubscriber& config, SignalPipe& signals,
+          std::chrono::milliseconds limit) {
+  std::vector<zmq::pollitem_t> items = {{nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+  config.AddPollItems(&items);
+  TimePoint now = Clock::now();
+  for (std::optional<TimePoint> timer : {config.NextTimer(), stack.NextRestart()}) {
+    if (!timer) continue;
+    limit = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(*timer - now),
+                       std::chrono::milliseconds(0), limit);
+  }
+  try {
+    zmq::poll(items, limit);
+  } catch (const zmq::error_t&) {
+    // EINTR: a signal; it is on the pipe.
+  }
+  bool stop = StopRequested(signals.Take());
+  if (std::optional<schemas::Snapshot> snapshot = config.Read(Clock::now()); snapshot && !stop) {
+    stack.Reconcile(snapshot->state);
+  }
+  stack.Reap();
+  if (!stop) stack.MaybeRestart(Clock::now());
+  return stop;
+}
+
 }  // namespace
 
 int RunUp(UpOptions o) {
@@ -179,33 +336,49 @@ int RunUp(UpOptions o) {
     std::fprintf(stderr, "zserve up: %s\n", state.status().ToString().c_str());
     return 1;
   }
+  if (mkdir(o.state_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    std::fprintf(stderr, "zserve up: cannot create the state directory '%s': %s\n",
+                 o.state_dir.c_str(), std::strerror(errno));
+    return 1;
+  }
+  const std::string store_path = o.state_dir + "/controller.db";
   for (int* port : {&o.client_port, &o.worker_port, &o.admin_port, &o.pub_port}) {
     if (*port == 0) *port = PickFreeLoopbackPort();
   }
   SignalPipe& signals = SignalPipe::Install();
+  zmq::context_t context(1);
+  schemas::ConfigSubscriberOptions sopts;
+  sopts.snapshot_address = LoopbackAddress(o.admin_port);
+  sopts.updates_address = LoopbackAddress(o.pub_port);
+  sopts.context = &context;
+  sopts.logger = log;
+  StatusOr<std::unique_ptr<schemas::ConfigSubscriber>> config =
+      schemas::ConfigSubscriber::Create(sopts);
+  if (!config.ok()) {
+    std::fprintf(stderr, "zserve up: %s\n", config.status().ToString().c_str());
+    return 1;
+  }
   Stack stack(o, log);
-  stack.Start(*state);
+  stack.Start(store_path);
 
   ClientOptions copts;
   copts.broker_address = LoopbackAddress(o.client_port);
   std::unique_ptr<Client> client = std::move(Client::Create(copts)).value();
   TimePoint end = Clock::now() + o.ready_timeout;
-  bool ready = false;
-  while (!ready) {
-    StatusOr<std::string> status = client->BrokerStatus(std::chrono::milliseconds(500));
-    ready = status.ok() && Served(*state, *status);
-    if (ready) break;
-    stack.Reap();
-    if (!stack.Alive("broker") || !stack.Alive("controller") || Clock::now() >= end ||
-        StopRequested(signals.Take())) {
+  TimePoint next_check = Clock::now();
+  while (true) {
+    if (Clock::now() >= next_check) {
+      StatusOr<std::string> status = client->BrokerStatus(std::chrono::milliseconds(500));
+      if (status.ok() && Served(*state, *status)) break;
+      next_check = Clock::now() + std::chrono::milliseconds(50);
+    }
+    bool stop = Step(stack, **config, signals, std::chrono::milliseconds(50));
+    if (stop || !stack.Alive("broker") || !stack.Alive("controller") || Clock::now() >= end) {
       std::fprintf(stderr, "zserve up: the stack did not become ready%s; stopping\n",
                    Clock::now() >= end ? " in time" : "");
       stack.Stop(signals);
       return 1;
     }
-    // Between checks, wait on signals (Ctrl-C, a child's exit) for a moment.
-    pollfd p{signals.fd(), POLLIN, 0};
-    poll(&p, 1, 50);
   }
 
   std::printf("zserve is up: %zu endpoints, %zu backends from %s\n", state->endpoints.size(),
@@ -214,17 +387,19 @@ int RunUp(UpOptions o) {
               LoopbackAddress(o.client_port).c_str(),
               state->endpoints.empty() ? "ENDPOINT" : state->endpoints.begin()->first.c_str());
   std::printf("  workers  %s\n", LoopbackAddress(o.worker_port).c_str());
-  std::printf("  admin    %s\n", LoopbackAddress(o.admin_port).c_str());
+  std::printf("  admin    %s   (try: zserve ctl --controller %s get)\n",
+              LoopbackAddress(o.admin_port).c_str(), LoopbackAddress(o.admin_port).c_str());
   std::printf("  updates  %s\n", LoopbackAddress(o.pub_port).c_str());
+  std::printf("  store    %s\n", store_path.c_str());
+  for (const auto& [name, port] : stack.MetricsPorts()) {
+    std::printf("  metrics  %-10s http://%s/metrics%s\n", name.c_str(),
+                ("127.0.0.1:" + std::to_string(port)).c_str(),
+                name == "broker" ? "   (and /healthz, /readyz)" : "");
+  }
   std::printf("Ctrl-C stops everything.\n");
   std::fflush(stdout);
 
-  while (true) {
-    pollfd p{signals.fd(), POLLIN, 0};
-    poll(&p, 1, -1);
-    bool stop = StopRequested(signals.Take());
-    stack.Reap();
-    if (stop) break;
+  while (!Step(stack, **config, signals, std::chrono::milliseconds(1000))) {
   }
   log->info("stopping: workers first");
   stack.Stop(signals);

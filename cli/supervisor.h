@@ -1,7 +1,10 @@
 // `zserve up`: runs the embedded default stack as child processes on
-// loopback — one controller, one broker and each backend's num_replicas
-// workers — waits until every endpoint is served, and stops them all on
-// SIGINT/SIGTERM (workers first, drained; then broker and controller).
+// loopback — one controller on the store in `state_dir` with the deployment
+// file applied, one broker, and each backend's num_replicas workers — waits
+// until every endpoint is served, and stops them all on SIGINT/SIGTERM
+// (workers first, drained; then broker and controller). It follows the
+// controller (schemas::ConfigSubscriber) as the local supervisor: workers are
+// started and drained (SIGTERM) as num_replicas, handlers and backends change.
 //
 // Runs on the main thread; installs the signal pipe.
 #ifndef ZSERVE_CLI_SUPERVISOR_H_
@@ -14,12 +17,19 @@ namespace zserve::cli {
 
 struct UpOptions {
   std::string deployment_file = "examples/deployment.yaml";
-  int client_port = 5555;  // 0: a free port
+  std::string state_dir = ".zserve";  // the store is STATE_DIR/controller.db
+  int client_port = 5555;             // 0: a free port
   int worker_port = 5556;
   int admin_port = 5557;
   int pub_port = 5558;
   std::string log_level = "info";
   std::chrono::milliseconds ready_timeout{30'000};
+  int heartbeat_ms = 1000;  // broker <-> worker heartbeats (docs/operations.md)
+  int heartbeat_liveness = 3;
+  // Metrics HTTP ports (docs/metrics.md): the controller's; the broker's is
+  // one more; workers take the lowest free one from two more upward. 0: each
+  // process gets a free port. `up` prints them.
+  int metrics_port = 9100;
 };
 
 // Returns the process exit code.

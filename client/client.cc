@@ -17,7 +17,10 @@ namespace sc = zserve::schemas;
 class Client::Impl {
  public:
   explicit Impl(const ClientOptions& options)
-      : options_(options), context_(1), socket_(context_, zmq::socket_type::dealer) {}
+      : options_(options),
+        context_(1),
+        socket_(context_, zmq::socket_type::dealer),
+        monitor_(context_, zmq::socket_type::pair) {}
 
   Status Init() {
     if (options_.default_timeout.count() <= 0) return BadRequest("default_timeout must be > 0");
@@ -26,6 +29,15 @@ class Client::Impl {
       socket_.set(zmq::sockopt::sndhwm, 100'000);
       socket_.set(zmq::sockopt::rcvhwm, 100'000);
       socket_.connect(options_.broker_address);
+      // Tells us when the broker connection drops, so that pending calls
+      // fail fast (or are sent again, if idempotent) instead of waiting for
+      // their deadlines.
+      std::string monitor = "inproc://zserve-client-monitor";
+      if (zmq_socket_monitor(socket_.handle(), monitor.c_str(), ZMQ_EVENT_DISCONNECTED) != 0) {
+        return Internal("zmq_socket_monitor failed");
+      }
+      monitor_.set(zmq::sockopt::linger, 0);
+      monitor_.connect(monitor);
     } catch (const zmq::error_t& e) {
       return Unavailable("cannot connect to broker at '" + options_.broker_address +
                          "': " + e.what());
@@ -44,7 +56,10 @@ class Client::Impl {
     std::string header = sc::EncodeRequest(h);
     zmq::message_t frames[2] = {zmq::message_t(header.data(), header.size()),
                                 zmq::message_t(payload.data(), payload.size())};
-    Send(id, frames, timeout, std::move(done));
+    // An idempotent call keeps its frames, to send again after a lost connection.
+    std::optional<Resend> resend;
+    if (o.idempotent) resend = Resend{std::move(header), std::string(payload)};
+    Send(id, frames, timeout, std::move(done), std::move(resend));
   }
 
   StatusOr<std::string> BrokerStatus(std::chrono::milliseconds timeout) {
@@ -78,13 +93,15 @@ class Client::Impl {
                       ? std::chrono::milliseconds(-1)
                       : std::max(std::chrono::ceil<std::chrono::milliseconds>(wake - now),
                                  std::chrono::milliseconds(0));
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                  {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(&item, 1, wait);
+        zmq::poll(items, 2, wait);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;  // a broken context is a bug: fail loudly
       }
       while (RecvFrames(socket_, &frames_)) done += HandleReply();
+      while (RecvFrames(monitor_, &frames_)) done += HandleDisconnect();
       done += ExpireGuards(Clock::now());
       if (Clock::now() >= end || pending_.empty()) break;
     }
@@ -94,13 +111,44 @@ class Client::Impl {
   size_t pending() const { return pending_.size() + ready_.size(); }
 
  private:
+  struct Resend {
+    std::string header;
+    std::string payload;
+  };
   struct Pending {
     Callback done;
     TimePoint guard;
+    std::optional<Resend> resend;  // idempotent calls only
   };
 
+  // The broker connection dropped: what it held is lost. Idempotent calls
+  // are sent again (ZeroMQ delivers them once it has reconnected); the others
+  // fail now, since they may or may not have run.
+  size_t HandleDisconnect() {
+    size_t n = 0;
+    std::vector<uint64_t> failed;
+    for (auto& [id, p] : pending_) {
+      if (p.resend) {
+        zmq::message_t frames[2] = {
+            zmq::message_t(p.resend->header.data(), p.resend->header.size()),
+            zmq::message_t(p.resend->payload.data(), p.resend->payload.size())};
+        if (SendFrames(socket_, frames).ok()) continue;
+      }
+      failed.push_back(id);
+    }
+    for (uint64_t id : failed) {
+      auto it = pending_.find(id);
+      Callback done = std::move(it->second.done);
+      guards_.erase({it->second.guard, id});
+      pending_.erase(it);
+      done(Unavailable("lost the connection to the broker; the call may or may not have run"));
+      ++n;
+    }
+    return n;
+  }
+
   void Send(uint64_t id, std::span<zmq::message_t> frames, std::chrono::milliseconds timeout,
-            Callback done) {
+            Callback done, std::optional<Resend> resend = std::nullopt) {
     Status sent = SendFrames(socket_, frames);
     if (!sent.ok()) {
       ready_.emplace_back(std::move(done),
@@ -108,7 +156,7 @@ class Client::Impl {
       return;
     }
     TimePoint guard = Clock::now() + timeout + options_.grace;
-    pending_.emplace(id, Pending{std::move(done), guard});
+    pending_.emplace(id, Pending{std::move(done), guard, std::move(resend)});
     guards_.emplace(guard, id);
   }
 
@@ -157,6 +205,7 @@ class Client::Impl {
   ClientOptions options_;
   zmq::context_t context_;
   zmq::socket_t socket_;
+  zmq::socket_t monitor_;  // PAIR: the socket monitor's events
   uint64_t next_id_ = 1;
   Frames frames_;
   std::unordered_map<uint64_t, Pending> pending_;

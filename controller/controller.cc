@@ -1,5 +1,6 @@
 #include "controller/controller.h"
 
+#include "controller/config_change.h"
 #include "controller/deployment_file.h"
 #include "schemas/codec.h"
 
@@ -21,10 +22,22 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
   if (options.context == nullptr || options.logger == nullptr) {
     return Internal("ControllerOptions needs a context and a logger");
   }
-  StatusOr<sc::ConfigState> state = LoadDeploymentFile(options.deployment_file);
-  if (!state.ok()) return state.status();
+  if (options.store_path.empty()) return BadRequest("the controller needs a store (--store)");
   std::unique_ptr<Controller> c(new Controller(options));
-  if (StatusOr<bool> r = c->store_.Replace(std::move(state).value()); !r.ok()) return r.status();
+  StatusOr<std::unique_ptr<ConfigStore>> store = ConfigStore::Open(options.store_path);
+  if (!store.ok()) return store.status();
+  c->store_ = std::move(store).value();
+  if (options.metrics != nullptr) {
+    c->metrics_ = std::make_unique<ControllerMetrics>(*options.metrics);
+  }
+  c->log_->info("store '{}' opened at version {}", options.store_path, c->store_->version());
+  if (!options.deployment_file.empty()) {
+    StatusOr<sc::ConfigState> state = LoadDeploymentFile(options.deployment_file);
+    if (!state.ok()) return state.status();
+    if (auto r = c->Commit(std::move(state).value(), "apply " + options.deployment_file); !r.ok()) {
+      return r.status();
+    }
+  }
   try {
     ConfigureRouter(c->admin_);
     c->pub_.set(zmq::sockopt::linger, 0);
@@ -33,34 +46,79 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("controller cannot bind: ") + e.what());
   }
-  c->log_->info("controller serving config version {} from '{}': admin {}, updates {}",
-                c->store_.version(), options.deployment_file, LoopbackAddress(c->admin_port()),
-                LoopbackAddress(c->pub_port()));
+  if (c->metrics_) c->metrics_->SetVersion(c->store_->version());
+  c->log_->info("controller serving config version {}: admin {}, updates {}", c->store_->version(),
+                LoopbackAddress(c->admin_port()), LoopbackAddress(c->pub_port()));
   return c;
 }
 
 Status Controller::Reload() {
+  if (options_.deployment_file.empty()) {
+    log_->info("reload: no deployment file was given; nothing to do");
+    return Status::Ok();
+  }
   StatusOr<sc::ConfigState> state = LoadDeploymentFile(options_.deployment_file);
   if (!state.ok()) {
-    log_->error("reload refused, keeping version {}: {}", store_.version(),
+    log_->error("reload refused, keeping version {}: {}", store_->version(),
                 state.status().message());
     return state.status();
   }
-  StatusOr<bool> changed = store_.Replace(std::move(state).value());
-  if (!changed.ok()) return changed.status();
-  if (!*changed) {
-    log_->info("reload: no change, still version {}", store_.version());
-    return Status::Ok();
-  }
-  log_->info("reload: committed version {}", store_.version());
-  Publish(sc::Command::kUpdate);
+  StatusOr<std::vector<std::string>> changes =
+      Commit(std::move(state).value(), "reload " + options_.deployment_file);
+  if (!changes.ok()) return changes.status();
+  if (changes->empty()) log_->info("reload: no change, still version {}", store_->version());
   return Status::Ok();
+}
+
+StatusOr<std::vector<std::string>> Controller::Commit(sc::ConfigState next,
+                                                      const std::string& what) {
+  std::vector<std::string> changes = DiffStates(store_->state(), next);
+  StatusOr<bool> committed = store_->Replace(std::move(next));
+  if (!committed.ok()) {
+    log_->warn("{}: refused at version {}: {}", what, store_->version(),
+               committed.status().message());
+    return committed.status();
+  }
+  if (!*committed) return std::vector<std::string>{};
+  // Committed: publish, and only then is the change acknowledged.
+  Publish(sc::Command::kUpdate);
+  if (metrics_) metrics_->SetVersion(store_->version());
+  log_->info("{}: committed version {}", what, store_->version());
+  for (const std::string& line : changes) log_->info("  {}", line);
+  return changes;
+}
+
+std::string Controller::HandleAdminCommand(std::string_view header) {
+  StatusOr<sc::AdminRequest> request = sc::DecodeAdminRequest(header);
+  if (!request.ok()) {
+    if (metrics_) metrics_->Malformed();
+    return sc::EncodeError(request.status());
+  }
+  sc::AdminReply reply;
+  reply.request_id = request->request_id;
+  StatusOr<sc::ConfigState> next = ApplyAdminRequest(store_->state(), *request);
+  Status status = next.status();
+  if (next.ok() && request->command != sc::Command::kGetState) {
+    std::string what = std::string(sc::CommandName(request->command));
+    if (!request->name.empty()) what += " " + request->name;
+    StatusOr<std::vector<std::string>> changes = Commit(std::move(next).value(), what);
+    status = changes.status();
+    if (changes.ok()) reply.changes = std::move(changes).value();
+  } else if (!status.ok()) {
+    log_->info("{} refused: {}", sc::CommandName(request->command), status.message());
+  }
+  if (metrics_) metrics_->Admin(sc::CommandName(request->command), !status.ok());
+  reply.code = status.code();
+  reply.message = status.message();
+  reply.version = store_->version();
+  reply.state = store_->state();
+  return sc::EncodeAdminReply(reply);
 }
 
 void Controller::Publish(sc::Command command) {
   std::string body = command == sc::Command::kUpdate
-                         ? sc::EncodeSnapshot(command, {store_.version(), store_.state()})
-                         : sc::EncodeControllerHeartbeat(store_.version());
+                         ? sc::EncodeSnapshot(command, {store_->version(), store_->state()})
+                         : sc::EncodeControllerHeartbeat(store_->version());
   zmq::message_t frames[2] = {ToMessage(std::string(sc::kConfigTopic)), ToMessage(body)};
   (void)SendFrames(pub_, frames);  // PUB never blocks; slow subscribers catch up by snapshot
 }
@@ -85,7 +143,7 @@ Status Controller::Run(int wake_fd, const std::function<bool()>& on_wake) {
     if (wake_fd >= 0 && (items[1].revents & ZMQ_POLLIN) && on_wake()) break;
     for (int i = 0; i < 256 && RecvFrames(admin_, &frames); ++i) HandleAdmin(frames);
   }
-  log_->info("controller stopping at version {}", store_.version());
+  log_->info("controller stopping at version {}", store_->version());
   return Status::Ok();
 }
 
@@ -97,9 +155,13 @@ void Controller::HandleAdmin(Frames& frames) {
   StatusOr<sc::Command> command = sc::PeekCommand(View(frames[1]));
   std::string reply;
   if (!command.ok()) {
+    if (metrics_) metrics_->Malformed();
     reply = sc::EncodeError(command.status());
   } else if (*command == sc::Command::kSnapshotRequest) {
-    reply = sc::EncodeSnapshot(sc::Command::kSnapshot, {store_.version(), store_.state()});
+    reply = sc::EncodeSnapshot(sc::Command::kSnapshot, {store_->version(), store_->state()});
+    if (metrics_) metrics_->SnapshotServed();
+  } else if (sc::IsAdminCommand(*command)) {
+    reply = HandleAdminCommand(View(frames[1]));
   } else {
     reply = sc::EncodeError(
         BadRequest("the controller does not serve " + std::string(sc::CommandName(*command))));

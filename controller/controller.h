@@ -1,10 +1,13 @@
-// The controller process: owns the configuration (ConfigStore), answers
-// SNAPSHOT_REQUESTs on its ROUTER and publishes every committed change, and a
-// heartbeat with the current version, on its PUB (schemas/PROTOCOL.md §4.3).
+// The controller process: owns the durable configuration (ConfigStore), serves
+// admin commands and SNAPSHOT_REQUESTs on its ROUTER, and publishes every
+// committed change, and a heartbeat with the current version, on its PUB
+// (schemas/PROTOCOL.md §4.3, §4.4). A change is committed, then published,
+// then acknowledged.
 //
-// Create() loads the deployment file and binds; Run() blocks the calling
-// thread, which owns the sockets. `on_wake` runs on that thread when
-// `wake_fd` turns readable and returns true to stop; it may call Reload().
+// Create() opens the store, applies the deployment file if one is given, and
+// binds; Run() blocks the calling thread, which owns the sockets. `on_wake`
+// runs on that thread when `wake_fd` turns readable and returns true to stop;
+// it may call Reload().
 #ifndef ZSERVE_CONTROLLER_CONTROLLER_H_
 #define ZSERVE_CONTROLLER_CONTROLLER_H_
 
@@ -12,11 +15,14 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/logging.h"
 #include "common/zmq_util.h"
 #include "controller/config_store.h"
+#include "controller/controller_metrics.h"
 #include "schemas/codec.h"
 
 namespace zserve::controller {
@@ -24,10 +30,12 @@ namespace zserve::controller {
 struct ControllerOptions {
   std::string admin_bind = "tcp://127.0.0.1:5557";
   std::string pub_bind = "tcp://127.0.0.1:5558";
-  std::string deployment_file;        // required
+  std::string store_path;             // required: the SQLite store
+  std::string deployment_file;        // optional: applied at start and on Reload()
   zmq::context_t* context = nullptr;  // required, borrowed
   Logger logger;                      // required
   std::chrono::milliseconds heartbeat{1000};
+  prometheus::Registry* metrics = nullptr;  // borrowed; null: no metrics (docs/metrics.md)
 };
 
 class Controller {
@@ -36,24 +44,29 @@ class Controller {
 
   int admin_port() const { return BoundPort(admin_); }
   int pub_port() const { return BoundPort(pub_); }
-  uint64_t version() const { return store_.version(); }
+  uint64_t version() const { return store_->version(); }
 
   Status Run(int wake_fd, const std::function<bool()>& on_wake);
 
-  // Reads the deployment file again; a valid change is committed and
-  // published, an invalid file is refused and the old state kept.
+  // Applies the deployment file again (converges to it, like `zserve
+  // apply`); a valid change is committed and published, an invalid file is
+  // refused and the old state kept.
   Status Reload();
 
  private:
   explicit Controller(const ControllerOptions& options);
   void HandleAdmin(Frames& frames);
   void Publish(zserve::schemas::Command command);
+  std::string HandleAdminCommand(std::string_view header);
+  // Validated `next` committed, published and logged; `what` names the cause.
+  StatusOr<std::vector<std::string>> Commit(schemas::ConfigState next, const std::string& what);
 
   ControllerOptions options_;
   Logger log_;
   zmq::socket_t admin_;  // ROUTER
   zmq::socket_t pub_;    // PUB
-  ConfigStore store_;
+  std::unique_ptr<ConfigStore> store_;
+  std::unique_ptr<ControllerMetrics> metrics_;  // null: no metrics
 };
 
 }  // namespace zserve::controller

@@ -17,6 +17,7 @@
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
 #include "schemas/config_subscriber.h"
+#include "worker/worker_metrics.h"
 
 namespace zserve {
 
@@ -37,6 +38,7 @@ struct Item {
   std::string method;
   TimePoint deadline;
   zmq::message_t payload;
+  TimePoint received;  // arrival at this worker
 };
 
 using Job = std::vector<Item>;
@@ -58,20 +60,22 @@ class Worker::Impl {
 
   Status Init() {
     if (options_.replica_tag.empty()) options_.replica_tag = DefaultTag();
+    if (options_.metrics != nullptr) {
+      metrics_ = std::make_unique<worker::WorkerMetrics>(
+          *options_.metrics, options_.backend, options_.replica_tag, options_.start_count);
+    }
     if (options_.threads == 0) return BadRequest("threads must be at least 1");
     drain_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (drain_fd_ < 0) return Internal("eventfd failed");
     try {
-      broker_.set(zmq::sockopt::linger, 0);
-      broker_.set(zmq::sockopt::sndhwm, 100'000);
-      broker_.set(zmq::sockopt::rcvhwm, 100'000);
       results_.set(zmq::sockopt::linger, 0);
       results_.set(zmq::sockopt::rcvhwm, 0);
       results_.bind(results_address_);
-      broker_.connect(options_.broker_address);
     } catch (const zmq::error_t& e) {
-      return Unavailable(std::string("worker cannot connect: ") + e.what());
+      return Internal(std::string("worker cannot bind its results socket: ") + e.what());
     }
+    if (Status s = Connect(); !s.ok()) return s;
+    reconnect_backoff_ = options_.heartbeat_interval;
     if (!options_.controller_address.empty()) {
       StatusOr<std::unique_ptr<sc::ConfigSubscriber>> config = sc::ConfigSubscriber::Create(
           {options_.controller_address, options_.controller_updates_address, &context_, log_});
@@ -90,6 +94,7 @@ class Worker::Impl {
   }
 
   Status Run(int wake_fd, const std::function<void()>& on_wake) {
+    last_heard_ = Clock::now();
     SendReady();
     log_->info("replica '{}' of backend '{}' serving, broker {}", options_.replica_tag,
                options_.backend, options_.broker_address);
@@ -99,63 +104,125 @@ class Worker::Impl {
     TimePoint drain_started{};
     std::vector<zmq::pollitem_t> items;
     while (true) {
+      TimePoint now = Clock::now();
       items = {
-          {broker_.handle(), 0, ZMQ_POLLIN, 0},
           {results_.handle(), 0, ZMQ_POLLIN, 0},
           {nullptr, drain_fd_, ZMQ_POLLIN, 0},
           {nullptr, wake_fd, ZMQ_POLLIN, 0},
       };
       if (wake_fd < 0) items.pop_back();
+      if (connected_) items.push_back({broker_.handle(), 0, ZMQ_POLLIN, 0});
       if (config_) config_->AddPollItems(&items);
-      auto timeout = draining ? std::chrono::milliseconds(100) : std::chrono::milliseconds(-1);
+      // The next timer: a heartbeat to send, the broker's silence, a
+      // reconnection, a snapshot retry, or the drain's end.
+      TimePoint next = connected_ ? std::min(last_sent_ + options_.heartbeat_interval,
+                                             last_heard_ + BrokerTimeout())
+                                  : reconnect_at_;
       if (config_) {
-        if (auto next = config_->NextTimer()) {
-          auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
-          until = std::max(until, std::chrono::milliseconds(0));
-          timeout = timeout.count() < 0 ? until : std::min(timeout, until);
-        }
+        if (auto t = config_->NextTimer()) next = std::min(next, *t);
       }
+      if (draining) next = std::min(next, drain_started + options_.drain_timeout);
+      auto timeout = std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now),
+                              std::chrono::milliseconds(0));
       try {
         zmq::poll(items.data(), items.size(), timeout);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
       }
-      if (wake_fd >= 0 && (items[3].revents & ZMQ_POLLIN) && on_wake) on_wake();
+      now = Clock::now();
+      if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) && on_wake) on_wake();
       if (config_) {
-        if (std::optional<sc::Snapshot> snapshot = config_->Read(Clock::now())) {
-          ApplyConfig(*snapshot);
-        }
+        if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
       }
       while (RecvFrames(results_, &frames)) {
         in_flight_ -= frames.size() - 1;
-        if (!SendFrames(broker_, frames).ok()) {
+        if (!connected_) {
+          // The broker has given these requests to another replica by now.
+          log_->warn("{} results dropped: no broker connection", frames.size() - 1);
+        } else if (!SendToBroker(frames, now)) {
           log_->warn("{} results not sent: broker unreachable", frames.size() - 1);
         }
       }
-      while (RecvFrames(broker_, &frames)) confirmed |= HandleBroker(frames, draining);
-      // The broker confirmed the drain; leave once every result is sent.
-      if (confirmed && in_flight_ == 0) {
+      while (connected_ && RecvFrames(broker_, &frames)) {
+        last_heard_ = now;
+        reconnect_backoff_ = options_.heartbeat_interval;
+        confirmed |= HandleBroker(frames, draining);
+      }
+      // The broker confirmed the drain; leave once every result is sent. With
+      // no broker to confirm, leave once nothing is in hand.
+      if ((confirmed || (draining && !connected_)) && in_flight_ == 0) {
         log_->info("drained: every result sent, leaving");
         return Status::Ok();
       }
-      if (items[2].revents & ZMQ_POLLIN) {
+      if (items[1].revents & ZMQ_POLLIN) {
         uint64_t v;
         [[maybe_unused]] ssize_t n = read(drain_fd_, &v, sizeof v);
       }
       if (drain_requested_.load() && !draining) {
         draining = true;
-        drain_started = Clock::now();
+        drain_started = now;
         log_->info("draining: {} requests in hand", in_flight_);
-        SendSimple(sc::Command::kDisconnect);
+        if (connected_) SendSimple(sc::Command::kDisconnect);
       }
-      if (draining && Clock::now() - drain_started > options_.drain_timeout) {
+      if (draining && now - drain_started > options_.drain_timeout) {
         log_->warn("drain timed out with {} requests in hand", in_flight_);
         return Unavailable("drain timed out: the broker did not confirm");
       }
+      if (Status s = KeepAlive(now, draining); !s.ok()) return s;
     }
   }
 
  private:
+  std::chrono::milliseconds BrokerTimeout() const {
+    return options_.heartbeat_interval * options_.heartbeat_liveness;
+  }
+
+  bool SendToBroker(std::span<zmq::message_t> frames, TimePoint now) {
+    if (!SendFrames(broker_, frames).ok()) return false;
+    last_sent_ = now;
+    return true;
+  }
+
+  // Paranoid Pirate, worker side: a heartbeat when we have been quiet; a new
+  // connection, after a backoff that doubles up to reconnect_max, when the
+  // broker has been silent for heartbeat_liveness intervals.
+  Status KeepAlive(TimePoint now, bool draining) {
+    if (connected_) {
+      if (now - last_heard_ >= BrokerTimeout()) {
+        log_->warn("broker silent for {} ms: reconnecting in {} ms",
+                   std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count(),
+                   reconnect_backoff_.count());
+        broker_.close();
+        connected_ = false;
+        reconnect_at_ = now + reconnect_backoff_;
+        reconnect_backoff_ = std::min(reconnect_backoff_ * 2, options_.reconnect_max);
+      } else if (now - last_sent_ >= options_.heartbeat_interval) {
+        SendSimple(sc::Command::kHeartbeat);
+      }
+      return Status::Ok();
+    }
+    if (now < reconnect_at_ || draining) return Status::Ok();
+    if (Status s = Connect(); !s.ok()) return s;
+    last_heard_ = now;
+    SendReady();
+    log_->info("reconnected to broker {}", options_.broker_address);
+    return Status::Ok();
+  }
+
+  Status Connect() {
+    try {
+      broker_ = zmq::socket_t(context_, zmq::socket_type::dealer);
+      broker_.set(zmq::sockopt::linger, 0);
+      broker_.set(zmq::sockopt::sndhwm, 100'000);
+      broker_.set(zmq::sockopt::rcvhwm, 100'000);
+      broker_.connect(options_.broker_address);
+    } catch (const zmq::error_t& e) {
+      return Unavailable(std::string("worker cannot connect: ") + e.what());
+    }
+    connected_ = true;
+    return Status::Ok();
+  }
+
   // Hands this backend's user_config to the handler: the first time, and
   // whenever it changes.
   void ApplyConfig(const sc::Snapshot& snapshot) {
@@ -174,12 +241,12 @@ class Worker::Impl {
   void SendReady() {
     zmq::message_t m =
         ToMessage(sc::EncodeReady({options_.backend, options_.replica_tag, options_.capacity}));
-    if (!SendFrames(broker_, std::span(&m, 1)).ok()) log_->warn("READY not sent");
+    if (!SendToBroker(std::span(&m, 1), Clock::now())) log_->warn("READY not sent");
   }
 
   void SendSimple(sc::Command command) {
     zmq::message_t m = ToMessage(sc::EncodeSimple(command));
-    (void)SendFrames(broker_, std::span(&m, 1));
+    (void)SendToBroker(std::span(&m, 1), Clock::now());
   }
 
   // Returns true when the broker confirms a drain (it sends no more work).
@@ -215,7 +282,7 @@ class Worker::Impl {
       Frames out;
       out.push_back(ToMessage(sc::EncodeResults(results)));
       for (size_t i = 0; i < results.size(); ++i) out.emplace_back();
-      (void)SendFrames(broker_, out);
+      (void)SendToBroker(out, Clock::now());
       return false;
     }
     TimePoint now = Clock::now();
@@ -224,9 +291,11 @@ class Worker::Impl {
     for (size_t i = 0; i < batch->size(); ++i) {
       sc::BatchItem& b = (*batch)[i];
       job.push_back(Item{b.token, std::move(b.method),
-                         now + std::chrono::milliseconds(b.timeout_ms), std::move(frames[i + 1])});
+                         now + std::chrono::milliseconds(b.timeout_ms), std::move(frames[i + 1]),
+                         now});
     }
     in_flight_ += job.size();
+    if (metrics_) metrics_->Received(job.size());
     {
       std::lock_guard<std::mutex> lock(mu_);
       jobs_.push_back(std::move(job));
@@ -260,6 +329,9 @@ class Worker::Impl {
     std::vector<zmq::message_t> payloads(job.size());
     std::map<std::string_view, std::vector<size_t>> by_method;
     TimePoint now = Clock::now();
+    if (metrics_) {
+      for (const Item& item : job) metrics_->Started(now - item.received);
+    }
     for (size_t i = 0; i < job.size(); ++i) {
       results[i].token = job[i].token;
       if (job[i].deadline <= now) {
@@ -279,6 +351,7 @@ class Worker::Impl {
       for (size_t i : indexes) requests.push_back({method, View(job[i].payload), job[i].deadline});
       std::vector<Result> out;
       std::string failure;
+      TimePoint call_started = Clock::now();
       try {
         out = handler_->HandleBatch(requests);
         if (out.size() != requests.size()) {
@@ -290,6 +363,7 @@ class Worker::Impl {
       } catch (...) {
         failure = "handler threw a non-standard exception";
       }
+      if (metrics_) metrics_->HandlerCall(requests.size(), Clock::now() - call_started);
       for (size_t k = 0; k < indexes.size(); ++k) {
         sc::ResultItem& r = results[indexes[k]];
         if (!failure.empty()) {
@@ -307,6 +381,9 @@ class Worker::Impl {
     Frames frames;
     frames.reserve(job.size() + 1);
     frames.push_back(ToMessage(sc::EncodeResults(results)));
+    if (metrics_) {
+      for (const sc::ResultItem& r : results) metrics_->Answered(r.code != StatusCode::kOk);
+    }
     for (auto& p : payloads) frames.push_back(std::move(p));
     for (size_t i = 0; i < frames.size(); ++i) {
       push.send(frames[i],
@@ -341,10 +418,17 @@ class Worker::Impl {
   std::string results_address_;
   int drain_fd_ = -1;
   std::atomic<bool> drain_requested_{false};
-  size_t in_flight_ = 0;                          // I/O thread only
-  std::set<std::string, std::less<>> methods_;    // empty: any; read-only after Init
-  std::unique_ptr<sc::ConfigSubscriber> config_;  // I/O thread only; null: not following
-  std::optional<std::string> user_config_;        // last one the handler took
+  size_t in_flight_ = 0;  // I/O thread only
+  // Liveness of the broker connection; I/O thread only.
+  bool connected_ = false;
+  TimePoint last_heard_ = Clock::now();
+  TimePoint last_sent_ = Clock::now();
+  TimePoint reconnect_at_{};
+  std::chrono::milliseconds reconnect_backoff_{1000};
+  std::set<std::string, std::less<>> methods_;      // empty: any; read-only after Init
+  std::unique_ptr<sc::ConfigSubscriber> config_;    // I/O thread only; null: not following
+  std::unique_ptr<worker::WorkerMetrics> metrics_;  // null: no metrics; any thread
+  std::optional<std::string> user_config_;          // last one the handler took
 
   std::mutex mu_;
   std::condition_variable cv_;

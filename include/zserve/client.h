@@ -7,7 +7,9 @@
 // and keeps many calls in flight on one socket; each callback runs exactly
 // once, from inside Poll(), Wait() or Call() on the thread that owns the
 // client. Errors are typed Status codes (NOT_FOUND, DEADLINE_EXCEEDED,
-// HANDLER_ERROR, ...), never exceptions.
+// HANDLER_ERROR, ...), never exceptions. When the connection to the broker
+// drops, pending calls fail at once with UNAVAILABLE (they may or may not
+// have run), except those marked idempotent, which are sent again.
 //
 // A Client is not thread-safe: one thread owns it (ZeroMQ sockets belong to
 // one thread). Use one Client per thread.
@@ -38,7 +40,10 @@ struct CallOptions {
   std::string method = "__call__";
   std::chrono::milliseconds timeout{0};  // 0: ClientOptions::default_timeout
   std::string shard_key;                 // same key, same backend (sticky)
-  int32_t priority = 0;                  // carried; served in arrival order for now
+  int32_t priority = 0;                  // > 0: high priority (docs/semantics.md)
+  // Safe to run twice: if the broker connection drops, the call is sent again
+  // instead of failing with UNAVAILABLE.
+  bool idempotent = false;
 };
 
 class Client {

@@ -19,6 +19,10 @@
 #include "zserve/handler.h"
 #include "zserve/status.h"
 
+namespace prometheus {
+class Registry;
+}  // namespace prometheus
+
 namespace zserve {
 
 struct WorkerOptions {
@@ -28,11 +32,25 @@ struct WorkerOptions {
   uint32_t capacity = 0;  // most requests held at once; 0: the backend's setting
   uint32_t threads = 4;   // handler pool size
   std::chrono::milliseconds drain_timeout{30'000};  // Drain() gives up after this
+  // Heartbeats with the broker (docs/operations.md): one every interval when
+  // quiet; after `liveness` silent intervals the worker reconnects, waiting
+  // interval, then twice that, ... up to reconnect_max.
+  std::chrono::milliseconds heartbeat_interval{1000};
+  uint32_t heartbeat_liveness = 3;
+  std::chrono::milliseconds reconnect_max{32'000};
   // The controller, for this backend's user_config (Handler::Reconfigure).
   // Empty: the worker does not follow the controller.
   std::string controller_address;          // its ROUTER, e.g. tcp://127.0.0.1:5557
   std::string controller_updates_address;  // its PUB, e.g. tcp://127.0.0.1:5558
   std::string log_level = "info";
+  // Prometheus metrics of this replica (docs/metrics.md), registered here;
+  // borrowed, must outlive the Worker. Null: no metrics. Serve the registry
+  // yourself (the zserve binary does it with --metrics-bind).
+  prometheus::Registry* metrics = nullptr;
+  // How many times this replica has been started by its supervisor, this run
+  // included: zserve_replica_starts_total starts there (`zserve up` passes
+  // it as --start-count).
+  uint64_t start_count = 1;
 };
 
 class Worker {

@@ -16,6 +16,7 @@
 #include "controller/admin_client.h"
 #include "controller/config_change.h"
 #include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
 #include "zserve/client.h"
 
 namespace zserve::testing {
@@ -48,24 +49,10 @@ bool Eventually(Fn&& done, milliseconds limit = milliseconds(15'000)) {
   return done();
 }
 
-std::unique_ptr<Client> Connect(const std::string& address) {
-  ClientOptions o;
-  o.broker_address = address;
-  StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
-  REQUIRE(c.ok());
-  return std::move(c).value();
-}
-
 std::unique_ptr<AdminClient> Admin(const std::string& address) {
   StatusOr<std::unique_ptr<AdminClient>> c = AdminClient::Create(address);
   REQUIRE(c.ok());
   return std::move(c).value();
-}
-
-nlohmann::json BrokerStatus(Client& client) {
-  StatusOr<std::string> s = client.BrokerStatus(milliseconds(2000));
-  if (!s.ok()) return nlohmann::json::object();
-  return nlohmann::json::parse(*s, nullptr, false);
 }
 
 sc::AdminRequest Req(Command command, std::string name = "") {

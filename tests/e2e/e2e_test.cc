@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
 #include "zserve/client.h"
 
 namespace zserve::testing {
@@ -36,14 +37,6 @@ endpoints:
   fail:
     backend: fail
 )";
-
-std::unique_ptr<Client> Connect(const std::string& address) {
-  ClientOptions o;
-  o.broker_address = address;
-  StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
-  REQUIRE(c.ok());
-  return std::move(c).value();
-}
 
 TEST_CASE("up serves a call through the client library", "[e2e]") {
   Stack stack(kDeployment);
@@ -190,12 +183,15 @@ TEST_CASE("each role runs as its own process and the broker follows a controller
   std::string pub_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
   std::string log = dir + "/roles.log";
   Process controller(
-      kBinary, {"controller", "--config", file, "--admin-bind", admin_addr, "--pub-bind", pub_addr},
+      kBinary,
+      {"controller", "--store", dir + "/controller.db", "--config", file, "--admin-bind",
+       admin_addr, "--pub-bind", pub_addr, "--metrics-bind", "127.0.0.1:0"},
       log);
-  Process broker(kBinary,
-                 {"broker", "--client-bind", client_addr, "--worker-bind", worker_addr,
-                  "--controller", admin_addr, "--controller-pub", pub_addr},
-                 log);
+  Process broker(
+      kBinary,
+      {"broker", "--client-bind", client_addr, "--worker-bind", worker_addr, "--controller",
+       admin_addr, "--controller-pub", pub_addr, "--metrics-bind", "127.0.0.1:0"},
+      log);
   Process worker(
       kBinary, {"worker", "--backend", "echo", "--handler", "echo", "--broker", worker_addr}, log);
   auto client = Connect(client_addr);

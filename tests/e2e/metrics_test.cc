@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
 #include "zserve/client.h"
 
 namespace {
@@ -28,14 +29,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr const char* kCurl = "/usr/bin/curl";
 constexpr const char* kPrometheus = "/usr/bin/prometheus";
-
-std::unique_ptr<Client> Connect(const Stack& stack) {
-  ClientOptions o;
-  o.broker_address = stack.client_address();
-  StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
-  REQUIRE(c.ok());
-  return std::move(c).value();
-}
 
 // Polls `done` every 100 ms until it holds or `limit` passes.
 bool Eventually(const std::function<bool()>& done, milliseconds limit) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
 #include "zserve/client.h"
 
 namespace zserve::testing {
@@ -19,22 +20,8 @@ namespace {
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
-std::unique_ptr<Client> Connect(const Stack& stack) {
-  ClientOptions o;
-  o.broker_address = stack.client_address();
-  StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
-  REQUIRE(c.ok());
-  return std::move(c).value();
-}
-
 int64_t MsSince(SteadyClock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - t).count();
-}
-
-nlohmann::json BrokerStatus(Client& client) {
-  StatusOr<std::string> s = client.BrokerStatus(milliseconds(2000));
-  REQUIRE(s.ok());
-  return nlohmann::json::parse(*s);
 }
 
 // Waits (bounded) until every backend has all its replicas registered: a

@@ -6,20 +6,29 @@
 
 namespace zserve::testing {
 
-Stack::Stack(const std::string& deployment_yaml)
+Stack::Stack(const std::string& deployment_yaml, const std::vector<std::string>& extra_args)
     : dir_(MakeTempDir()),
       client_port_(FreePort()),
       worker_port_(FreePort()),
       admin_port_(FreePort()),
       pub_port_(FreePort()) {
   WriteFile(dir_ + "/deployment.yaml", deployment_yaml);
-  up_ = std::make_unique<Process>(
-      kBinary,
-      std::vector<std::string>{
-          "up", dir_ + "/deployment.yaml", "--client-port", std::to_string(client_port_),
-          "--worker-port", std::to_string(worker_port_), "--admin-port",
-          std::to_string(admin_port_), "--pub-port", std::to_string(pub_port_)},
-      dir_ + "/stack.log");
+  std::vector<std::string> args{"up",
+                                dir_ + "/deployment.yaml",
+                                "--client-port",
+                                std::to_string(client_port_),
+                                "--worker-port",
+                                std::to_string(worker_port_),
+                                "--admin-port",
+                                std::to_string(admin_port_),
+                                "--pub-port",
+                                std::to_string(pub_port_),
+                                "--state-dir",
+                                dir_ + "/state",
+                                "--metrics-port",
+                                "0"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  up_ = std::make_unique<Process>(kBinary, args, dir_ + "/stack.log");
   ready_ = up_->WaitForLine("Ctrl-C stops everything.", std::chrono::seconds(30));
 }
 
@@ -30,6 +39,10 @@ Stack::~Stack() {
 
 std::string Stack::client_address() const {
   return "tcp://127.0.0.1:" + std::to_string(client_port_);
+}
+
+std::string Stack::admin_address() const {
+  return "tcp://127.0.0.1:" + std::to_string(admin_port_);
 }
 
 std::string Stack::worker_address() const {

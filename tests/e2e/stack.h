@@ -1,11 +1,13 @@
 // Test support: a whole zserve stack (`zserve up`) on free loopback ports,
-// from a deployment file written by the test. Ready when `up` says so, which
+// from a deployment file written by the test, with the controller's store in
+// the test's own directory. Ready when `up` says so, which
 // it does only once every endpoint is served.
 #ifndef ZSERVE_TESTS_E2E_STACK_H_
 #define ZSERVE_TESTS_E2E_STACK_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tests/e2e/process.h"
 
@@ -15,12 +17,15 @@ inline constexpr const char* kBinary = ZSERVE_BINARY;
 
 class Stack {
  public:
-  explicit Stack(const std::string& deployment_yaml);
+  // `extra_args` are added to `zserve up`'s command line.
+  explicit Stack(const std::string& deployment_yaml,
+                 const std::vector<std::string>& extra_args = {});
   ~Stack();  // SIGTERM, bounded wait, then SIGKILL
 
   bool ready() const { return ready_; }
   std::string client_address() const;
   std::string worker_address() const;
+  std::string admin_address() const;  // the controller's ROUTER
   Process& up() { return *up_; }
   const std::string& dir() const { return dir_; }
   std::string log() const;  // everything the stack wrote to stderr

@@ -1,0 +1,230 @@
+// Reliability with real processes killed for real: heartbeats declare a
+// kill -9'd replica dead and its requests are retried or failed, `zserve up`
+// restarts a crashed worker, and workers register again with a restarted
+// broker. Short heartbeats (100 ms) keep it quick.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
+#include "zserve/client.h"
+
+namespace zserve::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+// Controller, broker and workers as separate processes, so that the test
+// knows every PID. Heartbeats every 100 ms, dead after 3 silent ones.
+class Roles {
+ public:
+  explicit Roles(const std::string& yaml) : dir_(MakeTempDir()) {
+    WriteFile(dir_ + "/deployment.yaml", yaml);
+    for (std::string* a : {&client_, &workers_, &admin_, &pub_}) {
+      *a = "tcp://127.0.0.1:" + std::to_string(FreePort());
+    }
+    controller_ = std::make_unique<Process>(
+        kBinary,
+        std::vector<std::string>{"controller", "--store", dir_ + "/controller.db", "--config",
+                                 dir_ + "/deployment.yaml", "--admin-bind", admin_, "--pub-bind",
+                                 pub_, "--metrics-bind", "127.0.0.1:0"},
+        log());
+    StartBroker();
+  }
+
+  void StartBroker() {
+    broker_ = std::make_unique<Process>(
+        kBinary,
+        std::vector<std::string>{"broker", "--client-bind", client_, "--worker-bind", workers_,
+                                 "--controller", admin_, "--controller-pub", pub_, "--heartbeat-ms",
+                                 "100", "--metrics-bind", "127.0.0.1:0"},
+        log());
+  }
+
+  Process& StartWorker(const std::string& backend, const std::string& handler) {
+    workers_started_.push_back(std::make_unique<Process>(
+        kBinary,
+        std::vector<std::string>{"worker", "--backend", backend, "--handler", handler, "--broker",
+                                 workers_, "--heartbeat-ms", "100", "--replica-tag",
+                                 backend + "-" + std::to_string(workers_started_.size() + 1)},
+        log()));
+    return *workers_started_.back();
+  }
+
+  Process& broker() { return *broker_; }
+  void KillBroker() {
+    broker_->Signal(SIGKILL);
+    REQUIRE(broker_->Wait(milliseconds(5000)));
+  }
+  const std::string& client_address() const { return client_; }
+  std::string log() const { return dir_ + "/roles.log"; }
+
+ private:
+  std::string dir_, client_, workers_, admin_, pub_;
+  std::unique_ptr<Process> controller_, broker_;
+  std::vector<std::unique_ptr<Process>> workers_started_;
+};
+
+TEST_CASE("A replica killed with kill -9 is declared dead and its request runs elsewhere",
+          "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  slow: {handler: sleep, max_concurrent_queries: 1, retry_on_replica_failure: 1}
+endpoints:
+  slow: {backend: slow}
+)");
+  Process& a = roles.StartWorker("slow", "sleep");
+  roles.StartWorker("slow", "sleep");
+  auto client = Connect(roles.client_address());
+  WaitForStatus(*client, [](const nlohmann::json& j) {
+    return j["backends"].contains("slow") && j["backends"]["slow"]["replicas"] == 2;
+  });
+  int ok = 0;
+  std::vector<Status> failures;
+  for (int i = 0; i < 2; ++i) {
+    client->CallAsync("slow", "400", {}, [&](StatusOr<std::string> r) {
+      if (r.ok()) {
+        ++ok;
+      } else {
+        failures.push_back(r.status());
+      }
+    });
+  }
+  // Both replicas hold one request each; then one of them dies.
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["slow"]["in_flight"] == 2; });
+  auto killed_at = SteadyClock::now();
+  a.Signal(SIGKILL);
+  client->Wait();
+  CHECK(ok == 2);
+  CHECK(failures.empty());
+  // Noticed by heartbeats (300-350 ms), retried after the other's 400 ms.
+  CHECK(SteadyClock::now() - killed_at < milliseconds(3000));
+  nlohmann::json j = BrokerStatus(*client);
+  CHECK(j["counters"]["lost_replicas"] == 1);
+  CHECK(j["backends"]["slow"]["replicas"] == 1);
+}
+
+TEST_CASE("With no retry left a dead replica's request is REPLICA_FAILED promptly",
+          "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  slow: {handler: sleep, max_concurrent_queries: 1, retry_on_replica_failure: 0}
+endpoints:
+  slow: {backend: slow}
+)");
+  Process& a = roles.StartWorker("slow", "sleep");
+  auto client = Connect(roles.client_address());
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["slow"]["replicas"] == 1; });
+  StatusOr<std::string> result = Internal("no answer");
+  client->CallAsync("slow", "5000", {}, [&](StatusOr<std::string> r) { result = std::move(r); });
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["slow"]["in_flight"] == 1; });
+  auto killed_at = SteadyClock::now();
+  a.Signal(SIGKILL);
+  client->Wait();
+  CHECK(result.status().code() == StatusCode::kReplicaFailed);
+  CHECK(SteadyClock::now() - killed_at < milliseconds(2000));
+}
+
+TEST_CASE("Workers register again with a restarted broker on their own", "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  echo: {handler: echo}
+endpoints:
+  echo: {backend: echo}
+)");
+  roles.StartWorker("echo", "echo");
+  {
+    auto client = Connect(roles.client_address());
+    CallOptions o;
+    o.timeout = milliseconds(10'000);
+    REQUIRE(client->Call("echo", "before", o).ok());
+  }
+  roles.KillBroker();
+  roles.StartBroker();
+  auto client = Connect(roles.client_address());
+  // The new broker knows no replica until the worker registers again.
+  WaitForStatus(*client, [](const nlohmann::json& j) {
+    return j["backends"].contains("echo") && j["backends"]["echo"]["replicas"] == 1;
+  });
+  StatusOr<std::string> r = client->Call("echo", "after");
+  REQUIRE(r.ok());
+  CHECK(*r == "after");
+}
+
+TEST_CASE("up restarts a worker that crashed", "[e2e][reliability]") {
+  Stack stack(R"(
+backends:
+  echo: {handler: echo, num_replicas: 2}
+endpoints:
+  echo: {backend: echo}
+)",
+              {"--heartbeat-ms", "100"});
+  REQUIRE(stack.ready());
+  std::smatch m;
+  std::string log = stack.log();
+  REQUIRE(std::regex_search(log, m, std::regex("started echo-1 \\(pid ([0-9]+)\\)")));
+  pid_t pid = std::stoi(m[1]);
+  REQUIRE(kill(pid, SIGKILL) == 0);
+  auto client = Connect(stack.client_address());
+  // The broker notices (heartbeats), up restarts it, the new one registers.
+  WaitForStatus(*client, [](const nlohmann::json& j) {
+    return j["backends"]["echo"]["replicas"] == 2 && j["counters"]["lost_replicas"] == 1;
+  });
+  log = stack.log();
+  CHECK_THAT(log, Catch::Contains("echo-1 (pid " + std::to_string(pid) +
+                                  ") exited unexpectedly (signal 9); restarting in"));
+  // The replacement keeps the crashed worker's tag (and its metrics series).
+  CHECK(std::regex_search(log, std::regex("started echo-1 \\(pid [0-9]+\\)[^]*started echo-1")));
+  CHECK(log.find("started echo-3") == std::string::npos);
+  StatusOr<std::string> r = client->Call("echo", "still serving");
+  REQUIRE(r.ok());
+}
+
+TEST_CASE("Pending calls fail fast when the broker dies and idempotent ones are sent again",
+          "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  slow: {handler: sleep, max_concurrent_queries: 4}
+endpoints:
+  slow: {backend: slow}
+)");
+  roles.StartWorker("slow", "sleep");
+  auto client = Connect(roles.client_address());
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["slow"]["replicas"] == 1; });
+  CallOptions plain, idempotent;
+  plain.timeout = idempotent.timeout = milliseconds(20'000);
+  idempotent.idempotent = true;
+  StatusOr<std::string> lost = Internal("no answer"), retried = Internal("no answer");
+  client->CallAsync("slow", "1000", plain, [&](StatusOr<std::string> r) { lost = std::move(r); });
+  client->CallAsync("slow", "1000", idempotent,
+                    [&](StatusOr<std::string> r) { retried = std::move(r); });
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["slow"]["in_flight"] == 2; });
+  auto killed_at = SteadyClock::now();
+  roles.KillBroker();
+  // The plain call fails at once, long before its 20 s deadline.
+  while (lost.status().code() == StatusCode::kInternal) {
+    client->Poll(milliseconds(100));
+    REQUIRE(SteadyClock::now() - killed_at < milliseconds(5000));
+  }
+  CHECK(lost.status().code() == StatusCode::kUnavailable);
+  roles.StartBroker();
+  client->Wait();
+  REQUIRE(retried.ok());
+  CHECK(*retried == "1000");
+}
+
+}  // namespace
+}  // namespace zserve::testing

@@ -1,0 +1,45 @@
+// Test support: a client library connection and the broker's STATUS, for
+// the end-to-end tests. Include from Catch2 test files only.
+#ifndef ZSERVE_TESTS_E2E_TEST_CLIENT_H_
+#define ZSERVE_TESTS_E2E_TEST_CLIENT_H_
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "tests/e2e/stack.h"
+#include "zserve/client.h"
+
+namespace zserve::testing {
+
+inline std::unique_ptr<Client> Connect(const std::string& broker_address) {
+  ClientOptions o;
+  o.broker_address = broker_address;
+  StatusOr<std::unique_ptr<Client>> c = Client::Create(o);
+  REQUIRE(c.ok());
+  return std::move(c).value();
+}
+
+inline std::unique_ptr<Client> Connect(const Stack& stack) {
+  return Connect(stack.client_address());
+}
+
+inline nlohmann::json BrokerStatus(Client& client) {
+  StatusOr<std::string> s = client.BrokerStatus(std::chrono::milliseconds(2000));
+  REQUIRE(s.ok());
+  return nlohmann::json::parse(*s);
+}
+
+// Polls the broker's STATUS until `done` holds; fails after `limit`.
+template <typename Pred>
+void WaitForStatus(Client& client, Pred done,
+                   std::chrono::milliseconds limit = std::chrono::milliseconds(10'000)) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (!done(BrokerStatus(client))) REQUIRE(std::chrono::steady_clock::now() < until);
+}
+
+}  // namespace zserve::testing
+
+#endif  // ZSERVE_TESTS_E2E_TEST_CLIENT_H_
