@@ -20,7 +20,7 @@ TEST_PACKAGES := prometheus curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR := $(if $(filter true,$(CI)),ON,OFF)
 
-.PHONY: deps bench-deps test-deps build up test bench clean format
+.PHONY: deps bench-deps test-deps build up test test-asan test-tsan soak bench clean format
 
 # Installs the Debian packages of $(1) that are missing.
 define install_missing
@@ -53,6 +53,24 @@ up: build
 
 test: test-deps build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j$(JOBS) --timeout 300
+
+# The whole suite under sanitizers, each in its own build directory:
+# AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer.
+SANITIZER_ENV := ASAN_OPTIONS=abort_on_error=0:halt_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 TSAN_OPTIONS=halt_on_error=1
+test-asan: test-deps
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DZSERVE_WERROR=$(WERROR) -DZSERVE_SANITIZE=address
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && $(SANITIZER_ENV) ctest --output-on-failure -j$(JOBS) --timeout 600
+
+test-tsan: test-deps
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DZSERVE_WERROR=$(WERROR) -DZSERVE_SANITIZE=thread
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && $(SANITIZER_ENV) ctest --output-on-failure -j$(JOBS) --timeout 600
+
+# The chaos test for a minute instead of seconds (docs/reliability.md).
+soak: test-deps build
+	cd $(BUILD_DIR) && ZSERVE_CHAOS_SECONDS=60 ./tests/e2e/chaos_test
 
 # The comparison with NATS and raw ZeroMQ (minutes): docs/benchmarks.{md,png}.
 # Reconfigures so that a build dir made before libnats-dev was installed

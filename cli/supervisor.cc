@@ -32,8 +32,9 @@ struct Child {
   pid_t pid = -1;
   std::string backend;  // workers: what they serve, with which handler
   std::string handler;
-  bool draining = false;  // sent SIGTERM by Reconcile
-  int metrics_port = 0;   // its /metrics
+  bool draining = false;          // sent SIGTERM by Reconcile
+  int metrics_port = 0;           // its /metrics
+  std::vector<std::string> args;  // to start it again
 };
 
 std::string SelfExe() {
@@ -179,7 +180,10 @@ class Stack {
           // starts counter counts the restart).
           free_tags_[it->backend].push_back(it->name);
         } else {
-          log_->error("{} (pid {}) exited unexpectedly ({})", it->name, pid, Describe(status));
+          // The broker or the controller: the same command again (same
+          // ports, same store), after the same backoff as workers.
+          ScheduleRestart(*it, status);
+          respawn_.push_back(std::move(*it));
         }
         children_.erase(it);
         break;
@@ -194,6 +198,11 @@ class Stack {
   void MaybeRestart(TimePoint now) {
     if (!restart_at_ || now < *restart_at_ || stopping_ || !last_state_) return;
     restart_at_.reset();
+    for (Child& c : respawn_) {
+      Add(c.name, c.role, c.args);
+      children_.back().metrics_port = c.metrics_port;
+    }
+    respawn_.clear();
     Reconcile(*last_state_);
   }
   int restarts() const { return restarts_; }
@@ -250,8 +259,14 @@ class Stack {
            std::string backend = "", std::string handler = "") {
     pid_t pid = Spawn(exe_, args);
     log_->info("started {} (pid {})", name, pid);
-    children_.push_back(
-        {std::move(name), std::move(role), pid, std::move(backend), std::move(handler)});
+    Child c;
+    c.name = std::move(name);
+    c.role = std::move(role);
+    c.pid = pid;
+    c.backend = std::move(backend);
+    c.handler = std::move(handler);
+    c.args = args;
+    children_.push_back(std::move(c));
   }
 
   void WaitRole(const std::string& role, SignalPipe& signals, std::chrono::milliseconds limit) {
@@ -271,6 +286,7 @@ class Stack {
   std::vector<Child> children_;
   std::map<std::string, int> started_;  // workers started per backend, for their tags
   std::map<std::string, std::vector<std::string>> free_tags_;  // of crashed workers
+  std::vector<Child> respawn_;              // a crashed broker or controller, to start again
   std::map<std::string, uint64_t> starts_;  // starts per replica tag (--start-count)
   bool stopping_ = false;
   std::optional<schemas::ConfigState> last_state_;  // what Reconcile last made true
