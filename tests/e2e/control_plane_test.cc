@@ -36,19 +36,6 @@ std::string Slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Polls `done` until it holds or `limit` passes. Each check is a round trip
-// to a process (a call, a status, an admin command), so the pause between
-// checks only keeps the loop from spinning; it orders nothing.
-template <typename Fn>
-bool Eventually(Fn&& done, milliseconds limit = milliseconds(15'000)) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (done()) return true;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return done();
-}
-
 std::unique_ptr<AdminClient> Admin(const std::string& address) {
   StatusOr<std::unique_ptr<AdminClient>> c = AdminClient::Create(address);
   REQUIRE(c.ok());

@@ -30,16 +30,6 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr const char* kCurl = "/usr/bin/curl";
 constexpr const char* kPrometheus = "/usr/bin/prometheus";
 
-// Polls `done` every 100 ms until it holds or `limit` passes.
-bool Eventually(const std::function<bool()>& done, milliseconds limit) {
-  auto end = SteadyClock::now() + limit;
-  while (!done()) {
-    if (SteadyClock::now() >= end) return false;
-    std::this_thread::sleep_for(milliseconds(100));  // a poll interval, not synchronisation
-  }
-  return true;
-}
-
 struct HttpReply {
   int code = 0;  // 0: no answer
   std::string body;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "tests/e2e/stack.h"
 #include "zserve/client.h"
@@ -38,6 +39,20 @@ void WaitForStatus(Client& client, Pred done,
                    std::chrono::milliseconds limit = std::chrono::milliseconds(10'000)) {
   auto until = std::chrono::steady_clock::now() + limit;
   while (!done(BrokerStatus(client))) REQUIRE(std::chrono::steady_clock::now() < until);
+}
+
+// Polls `done` until it holds or `limit` passes. Each check is a round trip
+// to a process (a call, a status, an HTTP query), so the pause between checks
+// only keeps the loop from spinning; it orders nothing.
+template <typename Fn>
+bool Eventually(Fn&& done, std::chrono::milliseconds limit = std::chrono::milliseconds(15'000),
+                std::chrono::milliseconds pause = std::chrono::milliseconds(10)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(pause);
+  }
+  return done();
 }
 
 }  // namespace zserve::testing
