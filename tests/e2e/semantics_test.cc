@@ -30,7 +30,8 @@ void WaitForAllReplicas(Client& client) {
   auto until = SteadyClock::now() + std::chrono::seconds(10);
   while (true) {
     bool all = true;
-    for (const auto& [name, b] : BrokerStatus(client)["backends"].items()) {
+    nlohmann::json status = BrokerStatus(client);  // outlives the loop below
+    for (const auto& [name, b] : status["backends"].items()) {
       all = all && b["replicas"] == b["desired_replicas"];
     }
     if (all) return;
