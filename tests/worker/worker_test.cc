@@ -27,6 +27,7 @@
 
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
+#include "tests/common/fake_router.h"
 #include "worker/builtin_handlers.h"
 #include "zserve/handler.h"
 #include "zserve/status.h"
@@ -45,45 +46,9 @@ namespace sc = zserve::schemas;
 
 constexpr milliseconds kWait{5000};  // the most any expected message may take
 
-zmq::message_t Msg(std::string_view s) { return zmq::message_t(s.data(), s.size()); }
-
-// The broker's worker ROUTER, played by the test.
-class FakeBroker {
+// The broker, played by the test.
+class FakeBroker : public zserve::testing::FakeRouter {
  public:
-  FakeBroker() : router_(context_, zmq::socket_type::router) {
-    zserve::ConfigureRouter(router_);
-    router_.bind("tcp://127.0.0.1:*");
-    address_ = zserve::LoopbackAddress(zserve::BoundPort(router_));
-  }
-
-  const std::string& address() const { return address_; }
-
-  // The next message from the worker without its routing id, within
-  // `timeout`; false if none came. Remembers the sender for Send.
-  bool Recv(Frames* frames, milliseconds timeout = kWait) {
-    const auto end = Clock::now() + timeout;
-    Frames raw;
-    while (!zserve::RecvFrames(router_, &raw)) {
-      auto left = std::chrono::ceil<milliseconds>(end - Clock::now());
-      if (left.count() <= 0) return false;
-      zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, left);
-    }
-    if (raw.size() < 2) return false;
-    peer_ = std::string(zserve::View(raw[0]));
-    frames->clear();
-    for (size_t i = 1; i < raw.size(); ++i) frames->push_back(std::move(raw[i]));
-    return true;
-  }
-
-  // One message to the last sender: `frames` as given.
-  Status Send(const std::vector<std::string>& frames) {
-    Frames out;
-    out.push_back(Msg(peer_));
-    for (const std::string& f : frames) out.push_back(Msg(f));
-    return zserve::SendFrames(router_, out);
-  }
-
   Status SendBatch(const std::vector<sc::BatchItem>& items,
                    const std::vector<std::string>& payloads) {
     std::vector<std::string> frames{sc::EncodeBatch(items)};
@@ -92,12 +57,6 @@ class FakeBroker {
   }
 
   Status SendSimple(sc::Command command) { return Send({sc::EncodeSimple(command)}); }
-
- private:
-  zmq::context_t context_{1};
-  zmq::socket_t router_;
-  std::string address_;
-  std::string peer_;
 };
 
 sc::Command CommandOf(const Frames& frames) {
