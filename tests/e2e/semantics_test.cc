@@ -42,7 +42,7 @@ void WaitForAllReplicas(Client& client) {
 TEST_CASE("Batches never exceed max_batch_size and are full under load", "[e2e][semantics]") {
   Stack stack(R"(
 backends:
-  sizes: {handler: batch_size, num_replicas: 1, max_batch_size: 16, batch_wait_timeout_ms: 5}
+  sizes: {handler: batch_size, num_replicas: 1, max_batch_size: 16, batch_wait_timeout_ms: 50}
 endpoints:
   sizes: {backend: sizes}
 )");
