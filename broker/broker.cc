@@ -242,6 +242,9 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         return;
       }
       liveness_.Add(replica, now);
+      // Heard at once: a worker started before us counts our silence from
+      // its own start, and must not give up on a broker that just came up.
+      SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
       membership_changed_ = true;
       log_->info("replica '{}' of backend '{}' registered (capacity {})", ready->replica_tag,
                  ready->backend, ready->capacity);
