@@ -124,13 +124,25 @@ class Stack {
       kill(c.pid, SIGTERM);
       c.draining = true;
     }
+    TimePoint now = Clock::now();
+    reconciled_at_ = now;
     for (const auto& [name, b] : state.backends) {
+      std::vector<std::string>& reusable = free_tags_[name];
+      // A crashed replica's tag holds its place until its backoff is over.
+      auto waiting = static_cast<uint32_t>(
+          std::count_if(reusable.begin(), reusable.end(),
+                        [&](const std::string& tag) { return crashes_[tag].restart_at > now; }));
       for (uint32_t n = live[name]; n < b.num_replicas; ++n) {
-        std::vector<std::string>& reusable = free_tags_[name];
         std::string tag;
-        if (!reusable.empty()) {
-          tag = reusable.back();
-          reusable.pop_back();
+        auto due = std::find_if(reusable.begin(), reusable.end(), [&](const std::string& t) {
+          return crashes_[t].restart_at <= now;
+        });
+        if (due != reusable.end()) {
+          tag = *due;
+          reusable.erase(due);
+        } else if (waiting > 0) {
+          --waiting;
+          continue;
         } else {
           tag = name + "-" + std::to_string(++started_[name]);
         }
@@ -191,19 +203,46 @@ class Stack {
     }
   }
 
-  // A crashed worker is started again after a backoff that doubles with
-  // each crash in a row (100 ms up to 5 s; a crash after a quiet minute
-  // starts again at 100 ms). Replacing it is Reconcile's job.
-  std::optional<TimePoint> NextRestart() const { return restart_at_; }
-  void MaybeRestart(TimePoint now) {
-    if (!restart_at_ || now < *restart_at_ || stopping_ || !last_state_) return;
-    restart_at_.reset();
-    for (Child& c : respawn_) {
-      Add(c.name, c.role, c.args);
-      children_.back().metrics_port = c.metrics_port;
+  // A crashed child is started again after a backoff of its own that
+  // doubles with each of its crashes in a row (100 ms up to 5 s; a crash
+  // after a quiet minute starts again at 100 ms), so one crashing worker
+  // never delays the restart of another, or of the broker or controller.
+  // Replacing a worker is Reconcile's job. The earliest restart still to
+  // come, if any:
+  std::optional<TimePoint> NextRestart(TimePoint now) const {
+    std::optional<TimePoint> next;
+    auto consider = [&](const std::string& name) {
+      auto it = crashes_.find(name);
+      if (it == crashes_.end() || it->second.restart_at <= now) return;
+      if (!next || it->second.restart_at < *next) next = it->second.restart_at;
+    };
+    for (const Child& c : respawn_) consider(c.name);
+    for (const auto& [backend, tags] : free_tags_) {
+      for (const std::string& tag : tags) consider(tag);
     }
-    respawn_.clear();
-    Reconcile(*last_state_);
+    return next;
+  }
+  void MaybeRestart(TimePoint now) {
+    if (stopping_ || !last_state_) return;
+    for (auto it = respawn_.begin(); it != respawn_.end();) {
+      if (crashes_[it->name].restart_at > now) {
+        ++it;
+        continue;
+      }
+      Add(it->name, it->role, it->args);
+      children_.back().metrics_port = it->metrics_port;
+      it = respawn_.erase(it);
+    }
+    // Reconcile again once a crashed worker's backoff has run out since the
+    // last time, to start its replacement.
+    bool due = false;
+    for (const auto& [backend, tags] : free_tags_) {
+      for (const std::string& tag : tags) {
+        TimePoint at = crashes_[tag].restart_at;
+        due = due || (at > reconciled_at_ && at <= now);
+      }
+    }
+    if (due) Reconcile(*last_state_);
   }
   int restarts() const { return restarts_; }
 
@@ -236,15 +275,16 @@ class Stack {
  private:
   void ScheduleRestart(const Child& c, int status) {
     TimePoint now = Clock::now();
-    if (now - last_crash_ > std::chrono::minutes(1)) crashes_in_a_row_ = 0;
-    last_crash_ = now;
-    auto backoff = std::min(std::chrono::milliseconds(100) * (1 << std::min(crashes_in_a_row_, 6)),
+    Crashes& k = crashes_[c.name];
+    if (now - k.last > std::chrono::minutes(1)) k.in_a_row = 0;
+    k.last = now;
+    auto backoff = std::min(std::chrono::milliseconds(100) * (1 << std::min(k.in_a_row, 6)),
                             std::chrono::milliseconds(5000));
-    ++crashes_in_a_row_;
+    ++k.in_a_row;
+    k.restart_at = now + backoff;
     ++restarts_;
     log_->error("{} (pid {}) exited unexpectedly ({}); restarting in {} ms", c.name, c.pid,
                 Describe(status), backoff.count());
-    if (!restart_at_ || now + backoff < *restart_at_) restart_at_ = now + backoff;
   }
 
   static std::string Describe(int status) {
@@ -290,19 +330,29 @@ class Stack {
   std::map<std::string, uint64_t> starts_;  // starts per replica tag (--start-count)
   bool stopping_ = false;
   std::optional<schemas::ConfigState> last_state_;  // what Reconcile last made true
-  std::optional<TimePoint> restart_at_;
-  TimePoint last_crash_{};
-  int crashes_in_a_row_ = 0;
+  struct Crashes {
+    int in_a_row = 0;
+    TimePoint last{};
+    TimePoint restart_at{};  // not before then
+  };
+  std::map<std::string, Crashes> crashes_;  // by child name (replica tag, "broker", ...)
+  TimePoint reconciled_at_{};               // when Reconcile last ran
   int restarts_ = 0;
 };
 
-// True once every endpoint's backends with weight > 0 have a live replica.
+// True once every endpoint's backends with weight > 0 (and replicas that up
+// starts) have a live replica.
 bool Served(const schemas::ConfigState& state, const std::string& status_json) {
   nlohmann::json j = nlohmann::json::parse(status_json, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || j.value("config_version", 0) == 0) return false;
   for (const auto& [name, e] : state.endpoints) {
     for (const auto& [backend, weight] : e.traffic) {
-      if (weight <= 0) continue;
+      // num_replicas 0: served by workers `up` does not start (users' own
+      // binaries, plugins on other hosts); up does not wait for them.
+      auto wanted = state.backends.find(backend);
+      if (weight <= 0 || (wanted != state.backends.end() && wanted->second.num_replicas == 0)) {
+        continue;
+      }
       const auto& b = j["backends"];
       if (!b.contains(backend) || b[backend].value("replicas", 0) < 1) return false;
     }
@@ -324,7 +374,7 @@ bool Step(Stack& stack, schemas::ConfigSubscriber& config, SignalPipe& signals,
   std::vector<zmq::pollitem_t> items = {{nullptr, signals.fd(), ZMQ_POLLIN, 0}};
   config.AddPollItems(&items);
   TimePoint now = Clock::now();
-  for (std::optional<TimePoint> timer : {config.NextTimer(), stack.NextRestart()}) {
+  for (std::optional<TimePoint> timer : {config.NextTimer(), stack.NextRestart(now)}) {
     if (!timer) continue;
     limit = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(*timer - now),
                        std::chrono::milliseconds(0), limit);
