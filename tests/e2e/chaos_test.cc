@@ -158,7 +158,7 @@ endpoints:
   auto client = Connect(stack);
   WaitForStatus(*client, [](const nlohmann::json& j) {
     return j["backends"]["alpha"]["replicas"] == 3 && j["backends"]["beta"]["replicas"] == 3;
-  });
+  }, milliseconds(30'000));
   CHECK(client->Call("alpha", "after the storm").ok());
 }
 

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
@@ -79,9 +80,17 @@ void Process::Signal(int signo) {
 
 std::optional<int> Process::Wait(std::chrono::milliseconds limit) {
   if (!exit_code_) {
-    // A pidfd turns readable when the process exits.
-    pollfd p{pid_fd_, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(limit.count())) <= 0) return std::nullopt;
+    // A pidfd turns readable when the process exits. Meanwhile stdout is
+    // read, so that a chatty child never blocks on a full pipe.
+    auto end = Clock::now() + limit;
+    while (true) {
+      pollfd p[2] = {{pid_fd_, POLLIN, 0}, {out_fd_, POLLIN, 0}};
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
+      int n = poll(p, eof_ ? 1 : 2, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+      if (n <= 0) return std::nullopt;
+      if (p[0].revents != 0) break;
+      ReadSome(0);
+    }
     int status = 0;
     if (waitpid(pid_, &status, 0) != pid_) return std::nullopt;
     exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

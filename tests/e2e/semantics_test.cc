@@ -24,21 +24,6 @@ int64_t MsSince(SteadyClock::time_point t) {
   return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - t).count();
 }
 
-// Waits (bounded) until every backend has all its replicas registered: a
-// replica that joins later takes over some shard keys.
-void WaitForAllReplicas(Client& client) {
-  auto until = SteadyClock::now() + std::chrono::seconds(10);
-  while (true) {
-    bool all = true;
-    nlohmann::json status = BrokerStatus(client);  // outlives the loop below
-    for (const auto& [name, b] : status["backends"].items()) {
-      all = all && b["replicas"] == b["desired_replicas"];
-    }
-    if (all) return;
-    REQUIRE(SteadyClock::now() < until);
-  }
-}
-
 TEST_CASE("Batches never exceed max_batch_size and are full under load", "[e2e][semantics]") {
   Stack stack(R"(
 backends:
@@ -206,7 +191,6 @@ endpoints:
 )");
   REQUIRE(stack.ready());
   auto client = Connect(stack);
-  WaitForAllReplicas(*client);
   std::map<std::string, std::set<std::string>> seen;
   for (int i = 0; i < 1000; ++i) {
     CallOptions o;

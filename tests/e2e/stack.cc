@@ -2,7 +2,10 @@
 
 #include <csignal>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "zserve/client.h"
 
 namespace zserve::testing {
 
@@ -29,7 +32,29 @@ Stack::Stack(const std::string& deployment_yaml, const std::vector<std::string>&
                                 "0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   up_ = std::make_unique<Process>(kBinary, args, dir_ + "/stack.log");
-  ready_ = up_->WaitForLine("Ctrl-C stops everything.", std::chrono::seconds(30));
+  ready_ = up_->WaitForLine("Ctrl-C stops everything.", std::chrono::seconds(30)) &&
+           AllReplicasRegistered(client_address(), std::chrono::seconds(30));
+}
+
+bool AllReplicasRegistered(const std::string& broker_address, std::chrono::milliseconds limit) {
+  ClientOptions o;
+  o.broker_address = broker_address;
+  StatusOr<std::unique_ptr<Client>> client = Client::Create(o);
+  if (!client.ok()) return false;
+  auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    // Each check is a STATUS round trip to the broker.
+    StatusOr<std::string> status = (*client)->BrokerStatus(std::chrono::milliseconds(2000));
+    if (!status.ok()) continue;
+    nlohmann::json j = nlohmann::json::parse(*status, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.contains("backends")) continue;
+    bool all = true;
+    for (const auto& [name, b] : j["backends"].items()) {
+      all = all && b["replicas"] == b["desired_replicas"];
+    }
+    if (all) return true;
+  }
+  return false;
 }
 
 Stack::~Stack() {
@@ -43,6 +68,10 @@ std::string Stack::client_address() const {
 
 std::string Stack::admin_address() const {
   return "tcp://127.0.0.1:" + std::to_string(admin_port_);
+}
+
+std::string Stack::updates_address() const {
+  return "tcp://127.0.0.1:" + std::to_string(pub_port_);
 }
 
 std::string Stack::worker_address() const {

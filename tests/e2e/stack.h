@@ -1,10 +1,13 @@
 // Test support: a whole zserve stack (`zserve up`) on free loopback ports,
 // from a deployment file written by the test, with the controller's store in
-// the test's own directory. Ready when `up` says so, which
-// it does only once every endpoint is served.
+// the test's own directory. Ready when `up` says so (every endpoint is
+// served) and, beyond that, every backend has all its replicas registered, so
+// that a test starts from the whole deployment and not from whichever
+// replicas came up first.
 #ifndef ZSERVE_TESTS_E2E_STACK_H_
 #define ZSERVE_TESTS_E2E_STACK_H_
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +17,10 @@
 namespace zserve::testing {
 
 inline constexpr const char* kBinary = ZSERVE_BINARY;
+
+// Polls the broker's STATUS until every backend has as many replicas
+// registered as it wants; false after `limit`.
+bool AllReplicasRegistered(const std::string& broker_address, std::chrono::milliseconds limit);
 
 class Stack {
  public:
@@ -25,7 +32,8 @@ class Stack {
   bool ready() const { return ready_; }
   std::string client_address() const;
   std::string worker_address() const;
-  std::string admin_address() const;  // the controller's ROUTER
+  std::string admin_address() const;    // the controller's ROUTER
+  std::string updates_address() const;  // the controller's PUB
   Process& up() { return *up_; }
   const std::string& dir() const { return dir_; }
   std::string log() const;  // everything the stack wrote to stderr

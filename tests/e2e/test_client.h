@@ -33,12 +33,23 @@ inline nlohmann::json BrokerStatus(Client& client) {
   return nlohmann::json::parse(*s);
 }
 
-// Polls the broker's STATUS until `done` holds; fails after `limit`.
+// Polls the broker's STATUS until `done` holds; fails after `limit`. A STATUS
+// that goes unanswered (a broker restarting, or still waiting for its
+// config) is asked again, within the same limit.
 template <typename Pred>
 void WaitForStatus(Client& client, Pred done,
                    std::chrono::milliseconds limit = std::chrono::milliseconds(10'000)) {
   auto until = std::chrono::steady_clock::now() + limit;
-  while (!done(BrokerStatus(client))) REQUIRE(std::chrono::steady_clock::now() < until);
+  std::string last = "no STATUS answered";
+  while (true) {
+    StatusOr<std::string> s = client.BrokerStatus(std::chrono::milliseconds(1000));
+    if (s.ok()) {
+      last = *s;
+      if (done(nlohmann::json::parse(*s))) return;
+    }
+    INFO("last STATUS: " << last);
+    REQUIRE(std::chrono::steady_clock::now() < until);
+  }
 }
 
 // Polls `done` until it holds or `limit` passes. Each check is a round trip
