@@ -78,7 +78,9 @@ std::function<int()> AddBenchCommand(CLI::App& app) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
       "bench", "Load an endpoint: closed or open loop; throughput, latency, broker CPU");
-  cmd->add_option("--broker", args->broker, "Broker client address")->capture_default_str();
+  cmd->add_option("--broker", args->broker, "Broker client address")
+      ->envname("ZSERVE_BROKER")
+      ->capture_default_str();
   cmd->add_option("--endpoint", args->endpoint, "Endpoint to call")->capture_default_str();
   cmd->add_option("--method", args->method, "Method")->capture_default_str();
   cmd->add_option("--timeout", args->timeout_ms, "Deadline of each call in ms")

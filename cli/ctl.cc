@@ -126,7 +126,9 @@ struct CtlCommands::Args {
   std::string file;
 
   void AddConnectionFlags(CLI::App* app) {
-    app->add_option("--controller", controller, "Controller admin address")->capture_default_str();
+    app->add_option("--controller", controller, "Controller admin address")
+        ->envname("ZSERVE_CONTROLLER")
+        ->capture_default_str();
     app->add_option("--timeout", timeout_ms, "Milliseconds to wait for the controller")
         ->capture_default_str();
   }

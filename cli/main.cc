@@ -21,6 +21,7 @@
 #include "common/signals.h"
 #include "controller/controller.h"
 #include "worker/builtin_handlers.h"
+#include "worker/plugin_handler.h"
 #include "zserve/client.h"
 #include "zserve/worker.h"
 
@@ -90,7 +91,9 @@ std::string Join(const nlohmann::json& map) {
   return out.empty() ? "-" : out;
 }
 
-int RunStatus(const std::string& broker, bool json, int64_t timeout_ms) {
+// `ready_only`: exit 0 when the broker says it is ready, else 1 (a failed
+// STATUS, a broker not up, counts as not ready).
+int RunStatus(const std::string& broker, bool json, bool ready_only, int64_t timeout_ms) {
   ClientOptions copts;
   copts.broker_address = broker;
   StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
@@ -98,6 +101,13 @@ int RunStatus(const std::string& broker, bool json, int64_t timeout_ms) {
   StatusOr<std::string> r = (*client)->BrokerStatus(std::chrono::milliseconds(timeout_ms));
   if (!r.ok()) return Fail(r.status(), "status");
   nlohmann::json j = nlohmann::json::parse(*r, nullptr, false);
+  if (ready_only) {
+    bool ready = !j.is_discarded() && j.value("ready", false);
+    std::string why = j.is_discarded() ? "unreadable STATUS reply"
+                                       : j.value("not_ready_reason", std::string("?"));
+    std::printf("%s\n", ready ? "ready" : ("not ready: " + why).c_str());
+    return ready ? 0 : 1;
+  }
   if (json || j.is_discarded()) {
     std::printf("%s\n", r->c_str());
     return 0;
@@ -140,6 +150,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   auto add_log_level = [&log_level](CLI::App* sub) {
     sub->add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+        ->envname("ZSERVE_LOG_LEVEL")
         ->check(CLI::IsMember(
             {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"}));
   };
@@ -179,15 +190,22 @@ int main(int argc, char** argv) {
   // controller
   controller::ControllerOptions copts;
   CLI::App* ctl_cmd = app.add_subcommand("controller", "Run the controller");
-  ctl_cmd->add_option("--store", copts.store_path, "SQLite store (created if missing)")->required();
-  ctl_cmd->add_option("--config", copts.deployment_file, "Deployment file applied at start");
+  ctl_cmd->add_option("--store", copts.store_path, "SQLite store (created if missing)")
+      ->envname("ZSERVE_STORE")
+      ->required();
+  ctl_cmd->add_option("--config", copts.deployment_file, "Deployment file applied at start")
+      ->envname("ZSERVE_CONFIG");
   ctl_cmd->add_option("--admin-bind", copts.admin_bind, "Admin/snapshot ROUTER address")
+      ->envname("ZSERVE_ADMIN_BIND")
       ->capture_default_str();
-  ctl_cmd->add_option("--pub-bind", copts.pub_bind, "Update PUB address")->capture_default_str();
+  ctl_cmd->add_option("--pub-bind", copts.pub_bind, "Update PUB address")
+      ->envname("ZSERVE_PUB_BIND")
+      ->capture_default_str();
   std::string ctl_metrics = "127.0.0.1:9100";
   ctl_cmd
       ->add_option("--metrics-bind", ctl_metrics,
                    "Metrics HTTP HOST:PORT (port 0: free; empty: none)")
+      ->envname("ZSERVE_METRICS_BIND")
       ->capture_default_str();
   add_log_level(ctl_cmd);
 
@@ -195,15 +213,20 @@ int main(int argc, char** argv) {
   broker::BrokerOptions bopts;
   CLI::App* broker_cmd = app.add_subcommand("broker", "Run the broker");
   broker_cmd->add_option("--client-bind", bopts.client_bind, "Client ROUTER address")
+      ->envname("ZSERVE_CLIENT_BIND")
       ->capture_default_str();
   broker_cmd->add_option("--worker-bind", bopts.worker_bind, "Worker ROUTER address")
+      ->envname("ZSERVE_WORKER_BIND")
       ->capture_default_str();
   broker_cmd->add_option("--controller", bopts.controller_snapshot, "Controller admin address")
+      ->envname("ZSERVE_CONTROLLER")
       ->capture_default_str();
   broker_cmd->add_option("--controller-pub", bopts.controller_updates, "Controller PUB address")
+      ->envname("ZSERVE_CONTROLLER_PUB")
       ->capture_default_str();
   int64_t broker_heartbeat_ms = 1000;
   broker_cmd->add_option("--heartbeat-ms", broker_heartbeat_ms, "Heartbeat interval with workers")
+      ->envname("ZSERVE_HEARTBEAT_MS")
       ->capture_default_str()
       ->check(CLI::Range(10, 60'000));
   broker_cmd
@@ -219,6 +242,7 @@ int main(int argc, char** argv) {
   broker_cmd
       ->add_option("--metrics-bind", broker_metrics,
                    "Metrics, /healthz and /readyz HTTP HOST:PORT (port 0: free; empty: none)")
+      ->envname("ZSERVE_METRICS_BIND")
       ->capture_default_str();
   add_log_level(broker_cmd);
 
@@ -226,26 +250,53 @@ int main(int argc, char** argv) {
   WorkerOptions wopts;
   std::string handler_name;
   worker::BuiltinOptions builtin;
-  CLI::App* worker_cmd = app.add_subcommand("worker", "Run a replica with a built-in handler");
-  worker_cmd->add_option("--backend", wopts.backend, "Backend this replica serves")->required();
-  worker_cmd
+  std::string plugin_path;
+  std::string plugin_arg;
+  CLI::App* worker_cmd =
+      app.add_subcommand("worker", "Run a replica with a built-in handler or a handler plugin");
+  worker_cmd->add_option("--backend", wopts.backend, "Backend this replica serves")
+      ->envname("ZSERVE_BACKEND")
+      ->required();
+  // Exactly one of --handler and --plugin; CLI11 refuses neither and both.
+  CLI::Option_group* worker_handler =
+      worker_cmd->add_option_group("handler", "What handles the requests (exactly one)");
+  worker_handler
       ->add_option("--handler", handler_name,
                    "Built-in handler: echo, sleep, fail, dense, batch_size, whoami, config")
-      ->required();
+      ->envname("ZSERVE_HANDLER");
+  CLI::Option* plugin_opt =
+      worker_handler
+          ->add_option("--plugin", plugin_path,
+                       "Handler plugin: a shared library with the C ABI of zserve/plugin.h")
+          ->envname("ZSERVE_PLUGIN");
+  worker_handler->require_option(1);
+  worker_cmd
+      ->add_option("--plugin-arg", plugin_arg, "Text for the plugin's create(), e.g. a model path")
+      ->envname("ZSERVE_PLUGIN_ARG")
+      ->needs(plugin_opt);
   worker_cmd->add_option("--broker", wopts.broker_address, "Broker worker address")
+      ->envname("ZSERVE_WORKER_BROKER")
       ->capture_default_str();
-  worker_cmd->add_option("--replica-tag", wopts.replica_tag, "Name in logs (default host-pid)");
-  worker_cmd->add_option("--threads", wopts.threads, "Handler threads")->capture_default_str();
+  worker_cmd->add_option("--replica-tag", wopts.replica_tag, "Name in logs (default host-pid)")
+      ->envname("ZSERVE_REPLICA_TAG");
+  worker_cmd->add_option("--threads", wopts.threads, "Handler threads")
+      ->envname("ZSERVE_THREADS")
+      ->capture_default_str();
   worker_cmd->add_option("--capacity", wopts.capacity, "Most requests held (0: backend's)")
       ->capture_default_str();
-  worker_cmd->add_option("--controller", wopts.controller_address,
-                         "Controller admin address, to follow user_config (empty: don't)");
-  worker_cmd->add_option("--controller-pub", wopts.controller_updates_address,
-                         "Controller PUB address (with --controller)");
+  worker_cmd
+      ->add_option("--controller", wopts.controller_address,
+                   "Controller admin address, to follow user_config (empty: don't)")
+      ->envname("ZSERVE_CONTROLLER");
+  worker_cmd
+      ->add_option("--controller-pub", wopts.controller_updates_address,
+                   "Controller PUB address (with --controller)")
+      ->envname("ZSERVE_CONTROLLER_PUB");
   std::string worker_metrics = "127.0.0.1:0";
   worker_cmd
       ->add_option("--metrics-bind", worker_metrics,
                    "Metrics HTTP HOST:PORT (port 0: free; empty: none)")
+      ->envname("ZSERVE_METRICS_BIND")
       ->capture_default_str();
   worker_cmd
       ->add_option("--start-count", wopts.start_count,
@@ -254,6 +305,7 @@ int main(int argc, char** argv) {
   int64_t worker_heartbeat_ms = 1000;
   worker_cmd
       ->add_option("--heartbeat-ms", worker_heartbeat_ms, "Heartbeat interval with the broker")
+      ->envname("ZSERVE_HEARTBEAT_MS")
       ->capture_default_str()
       ->check(CLI::Range(10, 60'000));
   worker_cmd
@@ -273,15 +325,22 @@ int main(int argc, char** argv) {
   call_cmd->add_option("--timeout", call.timeout_ms, "Deadline in ms (0: 30000)");
   call_cmd->add_option("--method", call.method, "Method")->capture_default_str();
   call_cmd->add_option("--shard-key", call.shard_key, "Sticky routing key");
-  call_cmd->add_option("--broker", call.broker, "Broker client address")->capture_default_str();
+  call_cmd->add_option("--broker", call.broker, "Broker client address")
+      ->envname("ZSERVE_BROKER")
+      ->capture_default_str();
 
   // status
   std::string status_broker = "tcp://127.0.0.1:5555";
   bool status_json = false;
   int64_t status_timeout = 2000;
   CLI::App* status_cmd = app.add_subcommand("status", "Show the broker's endpoints and backends");
-  status_cmd->add_option("--broker", status_broker, "Broker client address")->capture_default_str();
+  bool status_ready = false;
+  status_cmd->add_option("--broker", status_broker, "Broker client address")
+      ->envname("ZSERVE_BROKER")
+      ->capture_default_str();
   status_cmd->add_flag("--json", status_json, "Print the JSON document");
+  status_cmd->add_flag("--ready", status_ready,
+                       "Exit 0 if the broker is ready, 1 if not (for health checks)");
   status_cmd->add_option("--timeout", status_timeout, "Milliseconds to wait")
       ->capture_default_str();
 
@@ -297,7 +356,9 @@ int main(int argc, char** argv) {
     return RunUp(up);
   }
   if (call_cmd->parsed()) return RunCall(call);
-  if (status_cmd->parsed()) return RunStatus(status_broker, status_json, status_timeout);
+  if (status_cmd->parsed()) {
+    return RunStatus(status_broker, status_json, status_ready, status_timeout);
+  }
   if (app.got_subcommand("bench")) return run_bench();
 
   SignalPipe& signals = SignalPipe::Install();
@@ -346,7 +407,9 @@ int main(int argc, char** argv) {
     wopts.heartbeat_interval = std::chrono::milliseconds(worker_heartbeat_ms);
     builtin.replica_tag =
         wopts.replica_tag.empty() ? "pid-" + std::to_string(getpid()) : wopts.replica_tag;
-    StatusOr<std::unique_ptr<Handler>> handler = worker::MakeBuiltinHandler(handler_name, builtin);
+    StatusOr<std::unique_ptr<Handler>> handler =
+        plugin_opt->count() == 0 ? worker::MakeBuiltinHandler(handler_name, builtin)
+                                 : worker::LoadPluginHandler(plugin_path, plugin_arg);
     if (!handler.ok()) return Fail(handler.status(), "worker");
     wopts.metrics = &registry;
     StatusOr<std::unique_ptr<Worker>> w = Worker::Create(wopts, std::move(handler).value());
