@@ -144,7 +144,8 @@ TEST_CASE("a plugin is called from several threads at once", "[worker][plugin]")
       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
       for (int i = 0; i < 200; ++i) {
         std::string p = "t" + std::to_string(t) + "-" + std::to_string(i);
-        std::vector<Request> len{{"len", p, deadline}, {"len", p + p, deadline}};
+        std::string pp = p + p;  // Request holds views: the strings outlive it
+        std::vector<Request> len{{"len", p, deadline}, {"len", pp, deadline}};
         std::vector<Result> out = h->HandleBatch(len);
         if (out.size() != 2 || !out[0].ok() || *out[0] != std::to_string(p.size()) ||
             !out[1].ok() || *out[1] != std::to_string(2 * p.size())) {
