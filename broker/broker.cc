@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "broker/mdp.h"
 #include "schemas/codec.h"
+#include "schemas/config.h"
 
 namespace zserve::broker {
 
@@ -123,6 +125,10 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
     log_->warn("client message with {} frames dropped", frames.size());
     return;
   }
+  if (mdp::IsMdp(frames)) {
+    HandleMdpClient(frames, now);
+    return;
+  }
   const zmq::message_t& client = frames[0];
   std::string_view header = View(frames[1]);
   StatusOr<sc::RequestHeader> req = sc::DecodeRequest(header);
@@ -146,13 +152,29 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
                      std::to_string(frames.size() - 2)));
     return;
   }
+  Accept({.client = std::move(frames[0]),
+          .request_id = req->request_id,
+          .endpoint = req->endpoint,
+          .method = std::move(req->method),
+          .shard_key = req->shard_key,
+          .timeout_ms = req->timeout_ms,
+          .priority = req->priority,
+          .payload = std::move(frames[2])},
+         now);
+}
+
+void Broker::Accept(Incoming call, TimePoint now) {
   uint64_t token = next_token_++;
   shadows_.clear();
-  Status admitted = router_.Admit(token, req->endpoint, req->shard_key, req->timeout_ms, now,
-                                  &admitted_backend_, req->priority, &shadows_);
-  RequestTiming timing = metrics_->Admitted(req->endpoint, admitted_backend_, admitted, now);
+  Status admitted = router_.Admit(token, call.endpoint, call.shard_key, call.timeout_ms, now,
+                                  &admitted_backend_, call.priority, &shadows_);
+  RequestTiming timing = metrics_->Admitted(call.endpoint, admitted_backend_, admitted, now);
   if (!admitted.ok()) {
-    Reply(client, req->request_id, admitted);
+    if (call.mdp) {
+      ReplyMdp(call.client, call.endpoint, admitted);
+    } else {
+      Reply(call.client, call.request_id, admitted);
+    }
     return;
   }
   for (const std::string& backend : shadows_) {
@@ -162,11 +184,62 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
       (void)metrics_->Shadow(timing, backend, /*queued=*/false, now);
       continue;
     }
-    slots_.emplace(shadow, Slot{zmq::message_t(), 0, req->method, Copy(frames[2]), true,
-                                metrics_->Shadow(timing, backend, /*queued=*/true, now)});
+    slots_.emplace(shadow, Slot{.method = call.method,
+                                .payload = Copy(call.payload),
+                                .shadow = true,
+                                .timing = metrics_->Shadow(timing, backend, /*queued=*/true, now)});
   }
-  slots_.emplace(token, Slot{std::move(frames[0]), req->request_id, std::move(req->method),
-                             std::move(frames[2]), false, timing});
+  slots_.emplace(token, Slot{.client = std::move(call.client),
+                             .request_id = call.request_id,
+                             .method = std::move(call.method),
+                             .payload = std::move(call.payload),
+                             .timing = timing,
+                             .mdp = call.mdp,
+                             .service = call.mdp ? std::string(call.endpoint) : std::string()});
+}
+
+void Broker::HandleMdpClient(Frames& frames, TimePoint now) {
+  StatusOr<mdp::ClientRequest> req = mdp::DecodeClientRequest(frames);
+  if (!req.ok()) {
+    // Without "MDPC01" and a service frame there is no MDP reply to build.
+    metrics_->Dropped(Drop::kMalformedClient);
+    log_->warn("unanswerable MDP client message dropped: {}", req.status().message());
+    return;
+  }
+  std::string_view service = req->service;
+  if (service.starts_with(mdp::kMmiPrefix)) {
+    HandleMmi(frames, service, req->body_frames);
+    return;
+  }
+  if (req->body_frames != 1) {
+    // ZSP carries one payload per request; joining frames would hand the
+    // handler bytes the client never sent as one.
+    ReplyMdp(frames[0], service,
+             BadRequest("an MDP request to zserve carries exactly one body frame, got " +
+                        std::to_string(req->body_frames)));
+    return;
+  }
+  // The endpoint's default deadline and the only method MDP can express.
+  Accept({.client = std::move(frames[0]),
+          .endpoint = service,
+          .method = std::string(mdp::kMethod),
+          .payload = std::move(frames[req->first_body]),
+          .mdp = true},
+         now);
+}
+
+void Broker::HandleMmi(Frames& frames, std::string_view service, size_t body_frames) {
+  std::string_view answer = "501";  // RFC 8: any other mmi. service
+  if (service == mdp::kMmiService) {
+    if (body_frames != 1) {
+      ReplyMdp(frames[0], service, BadRequest("mmi.service takes one body frame: a service name"));
+      return;
+    }
+    answer = router_.EndpointServed(View(frames[4])) ? "200" : "404";
+  }
+  Frames reply =
+      mdp::ClientReply(Copy(frames[0]), service, zmq::message_t(answer.data(), answer.size()));
+  if (!SendFrames(clients_, reply).ok()) metrics_->Dropped(Drop::kUndeliverableReply);
 }
 
 void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {
@@ -208,9 +281,7 @@ void Broker::CheckLiveness(TimePoint now) {
   for (const std::string& replica : tick.dead) {
     if (router_.HasReplica(replica)) LoseReplica(replica, "missed heartbeats");
   }
-  for (const std::string& replica : tick.due) {
-    SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
-  }
+  for (const std::string& replica : tick.due) SendHeartbeat(replica);
 }
 
 void Broker::HandleWorker(Frames& frames, TimePoint now) {
@@ -220,8 +291,12 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
     return;
   }
   std::string replica(View(frames[0]));
-  std::string_view header = View(frames[1]);
   liveness_.Heard(replica, now);  // any traffic counts
+  if (mdp::IsMdp(frames)) {
+    HandleMdpWorker(replica, frames, now);
+    return;
+  }
+  std::string_view header = View(frames[1]);
   StatusOr<sc::Command> command = sc::PeekCommand(header);
   if (!command.ok()) {
     metrics_->Dropped(Drop::kMalformedWorker);
@@ -307,10 +382,111 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
   if (router_.Drained(replica)) RemoveDrained(replica);
 }
 
+void Broker::HandleMdpWorker(const std::string& replica, Frames& frames, TimePoint now) {
+  StatusOr<mdp::WorkerMessage> m = mdp::DecodeWorker(frames);
+  if (!m.ok()) {
+    // RFC 7: invalid messages are dropped.
+    metrics_->Dropped(Drop::kMalformedWorker);
+    log_->warn("malformed MDP worker message dropped: {}", m.status().message());
+    return;
+  }
+  const bool registered = mdp_replicas_.contains(replica);
+  if (!registered && router_.HasReplica(replica)) {
+    metrics_->Dropped(Drop::kMalformedWorker);
+    log_->warn("a ZSP replica sent MDP {}; dropped", mdp::WorkerCommandName(m->command));
+    return;
+  }
+  switch (m->command) {
+    case mdp::WorkerCommand::kReady: {
+      Status s = Status::Ok();
+      if (registered) {
+        s = BadRequest("a second READY on one connection");
+      } else if (m->service.starts_with(mdp::kMmiPrefix)) {
+        s = BadRequest("services named mmi.* are the broker's own (RFC 8)");
+      } else {
+        s = sc::ValidateName("backend", m->service);
+      }
+      if (s.ok()) s = router_.AddReplica(replica, std::string(m->service), /*capacity=*/1);
+      if (!s.ok()) {
+        metrics_->Dropped(Drop::kMalformedWorker);
+        log_->warn("MDP READY refused, worker disconnected: {}", s.message());
+        SendDisconnect(replica, /*mdp=*/true);
+        if (registered) RemoveReplica(replica, "second READY", /*lost=*/false);
+        return;
+      }
+      mdp_replicas_.insert(replica);
+      liveness_.Add(replica, now);
+      SendHeartbeat(replica);  // as for ZSP: heard from us at once
+      membership_changed_ = true;
+      if (router_.has_config() && !configured_backends_.contains(std::string(m->service))) {
+        log_->warn(
+            "MDP worker registered for backend '{}', which the config does not name; it "
+            "gets work once a config does",
+            m->service);
+      } else {
+        log_->info("MDP worker registered as a replica of backend '{}' (capacity 1)", m->service);
+      }
+      return;
+    }
+    case mdp::WorkerCommand::kReply: {
+      if (!registered) {
+        metrics_->Dropped(Drop::kUnknownResult);
+        SendDisconnect(replica, /*mdp=*/true);
+        return;
+      }
+      uint64_t token = 0;
+      if (!mdp::ParseTokenAddress(m->address, &token)) {
+        metrics_->Dropped(Drop::kUnknownResult);
+        log_->debug("MDP REPLY for an address that is no token of ours dropped");
+        return;
+      }
+      HandleMdpReply(replica, frames, token, m->first_body, m->body_frames);
+      return;
+    }
+    case mdp::WorkerCommand::kHeartbeat:
+      // From a connection we do not know: it registers again when told.
+      if (!registered) SendDisconnect(replica, /*mdp=*/true);
+      return;
+    case mdp::WorkerCommand::kDisconnect:
+      // RFC 7: no further commands to it, DISCONNECT included.
+      if (registered) RemoveReplica(replica, "MDP worker disconnected", /*lost=*/false);
+      return;
+    case mdp::WorkerCommand::kRequest:
+      // Valid MDP, but not from a worker: RFC 7 says DISCONNECT.
+      metrics_->Dropped(Drop::kMalformedWorker);
+      log_->warn("MDP worker sent REQUEST, which workers may not send; disconnected");
+      SendDisconnect(replica, /*mdp=*/true);
+      if (registered) RemoveReplica(replica, "MDP worker sent REQUEST", /*lost=*/false);
+      return;
+  }
+}
+
+void Broker::HandleMdpReply(const std::string& replica, Frames& frames, uint64_t token,
+                            size_t first_body, size_t body_frames) {
+  switch (router_.Complete(replica, token)) {
+    case Completion::kDeliver:
+      if (body_frames == 1) {
+        Finish(token, Status::Ok(), std::move(frames[first_body]));
+      } else {
+        Finish(token, HandlerError("the MDP worker replied with " + std::to_string(body_frames) +
+                                   " body frames; zserve carries exactly one"));
+      }
+      return;
+    case Completion::kLate:
+      metrics_->Dropped(Drop::kLateResult);
+      return;
+    case Completion::kUnknown:
+      metrics_->Dropped(Drop::kUnknownResult);
+      log_->debug("MDP REPLY for unknown token {} dropped", token);
+      return;
+  }
+}
+
 void Broker::RemoveDrained(const std::string& replica) {
   SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
   (void)router_.RemoveReplica(replica);  // holds nothing: no orphans
   liveness_.Remove(replica);
+  mdp_replicas_.erase(replica);
   membership_changed_ = true;
   log_->info("replica drained and removed");
 }
@@ -320,6 +496,8 @@ void Broker::ApplyConfig(const sc::Snapshot& snapshot) {
   router_.ApplyConfig(snapshot.state);
   metrics_->ApplyConfig(snapshot.state, snapshot.version);
   endpoints_ = snapshot.state.endpoints;
+  configured_backends_.clear();
+  for (const auto& [name, b] : snapshot.state.backends) configured_backends_.insert(name);
   log_->info("config version {}: {} endpoints, {} backends", snapshot.version,
              snapshot.state.endpoints.size(), snapshot.state.backends.size());
 }
@@ -331,6 +509,10 @@ void Broker::SendDispatches(TimePoint now) {
     if (dispatches.empty()) return;
     for (Dispatch& d : dispatches) {
       if (!router_.HasReplica(d.replica)) continue;  // lost earlier in this round
+      if (mdp_replicas_.contains(d.replica)) {
+        SendMdpRequests(d, now);
+        continue;
+      }
       std::vector<sc::BatchItem> items;
       items.reserve(d.tokens.size());
       Frames frames;
@@ -355,13 +537,44 @@ void Broker::SendDispatches(TimePoint now) {
   }
 }
 
+void Broker::SendMdpRequests(Dispatch& d, TimePoint now) {
+  for (uint64_t token : d.tokens) {
+    Slot& slot = slots_.at(token);
+    if (slot.method != mdp::kMethod) {
+      // MDP has no method frame: the handler behind an MDP worker is its
+      // __call__ (PROTOCOL.md 7.3). Answered here; the replica stays free.
+      (void)router_.Complete(d.replica, token);
+      Finish(token, BadRequest("method '" + slot.method +
+                               "' reached an MDP replica, which serves only __call__"));
+      continue;
+    }
+    metrics_->Dispatched(slot.timing, now);
+    Frames frames = mdp::WorkerRequest(d.replica, token, Copy(slot.payload));  // kept for retry
+    if (Status s = SendFrames(workers_, frames); !s.ok()) {
+      LoseReplica(d.replica, s.message());  // requeues the rest of this dispatch too
+      return;
+    }
+    liveness_.Sent(d.replica, now);
+  }
+}
+
 void Broker::LoseReplica(const std::string& replica, std::string_view why) {
-  metrics_->ReplicaLost();
+  RemoveReplica(replica, why, /*lost=*/true);
+}
+
+void Broker::RemoveReplica(const std::string& replica, std::string_view why, bool lost) {
+  if (lost) metrics_->ReplicaLost();
   Orphans orphans = router_.RemoveReplica(replica);
   liveness_.Remove(replica);
+  mdp_replicas_.erase(replica);
   membership_changed_ = true;
-  log_->warn("replica lost ({}): {} requests requeued, {} failed", why, orphans.requeued.size(),
-             orphans.failed.size());
+  if (lost) {
+    log_->warn("replica lost ({}): {} requests requeued, {} failed", why, orphans.requeued.size(),
+               orphans.failed.size());
+  } else {
+    log_->info("replica removed ({}): {} requests requeued, {} failed", why,
+               orphans.requeued.size(), orphans.failed.size());
+  }
   for (uint64_t token : orphans.failed) {
     Finish(token, ReplicaFailed("the replica was lost and no retry was left"));
   }
@@ -371,7 +584,9 @@ void Broker::Finish(uint64_t token, const Status& status, zmq::message_t payload
   auto it = slots_.find(token);
   if (it == slots_.end()) std::abort();  // router and slots out of step
   metrics_->Finished(it->second.timing, status.code(), it->second.shadow, Clock::now());
-  if (!it->second.shadow) {  // a shadow's reply goes nowhere
+  if (it->second.mdp) {
+    ReplyMdp(it->second.client, it->second.service, status, std::move(payload));
+  } else if (!it->second.shadow) {  // a shadow's reply goes nowhere
     Reply(it->second.client, it->second.request_id, status, std::move(payload));
   }
   slots_.erase(it);
@@ -391,6 +606,34 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
 void Broker::SendToWorker(const std::string& replica, std::string header) {
   zmq::message_t frames[2] = {zmq::message_t(replica.data(), replica.size()), ToMessage(header)};
   (void)SendFrames(workers_, frames);
+}
+
+void Broker::ReplyMdp(const zmq::message_t& client, std::string_view service, const Status& status,
+                      zmq::message_t payload) {
+  Frames frames = status.ok() ? mdp::ClientReply(Copy(client), service, std::move(payload))
+                              : mdp::ClientError(Copy(client), service, status);
+  if (!SendFrames(clients_, frames).ok()) {
+    metrics_->Dropped(Drop::kUndeliverableReply);
+    log_->debug("MDP reply undeliverable: client gone");
+  }
+}
+
+void Broker::SendHeartbeat(const std::string& replica) {
+  if (mdp_replicas_.contains(replica)) {
+    Frames frames = mdp::WorkerSimple(replica, mdp::WorkerCommand::kHeartbeat);
+    (void)SendFrames(workers_, frames);
+  } else {
+    SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
+  }
+}
+
+void Broker::SendDisconnect(const std::string& replica, bool mdp) {
+  if (mdp) {
+    Frames frames = mdp::WorkerSimple(replica, mdp::WorkerCommand::kDisconnect);
+    (void)SendFrames(workers_, frames);
+  } else {
+    SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+  }
 }
 
 }  // namespace zserve::broker

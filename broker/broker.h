@@ -2,7 +2,9 @@
 // the worker ROUTER, and the SUB + DEALER to the controller. It wires the
 // Router (pure logic) to sockets: decodes headers, keeps each request's
 // client identity and payload frame (never decoded or copied: payloads are
-// reference-counted ZeroMQ messages), sends BATCHes and REPLYs.
+// reference-counted ZeroMQ messages), sends BATCHes and REPLYs. The same two
+// ROUTERs also speak Majordomo 0.1 (broker/mdp.h): MDP clients call endpoints,
+// MDP workers are replicas of capacity 1 (PROTOCOL.md section 7).
 //
 // Create() binds the sockets; Run() blocks the calling thread, which then
 // owns every socket, until `should_stop` returns true after `wake_fd` turned
@@ -17,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <zmq.hpp>
 
 #include "broker/broker_metrics.h"
@@ -58,17 +61,40 @@ class Broker {
  private:
   // A request the broker holds: where to answer, and what to resend on retry.
   struct Slot {
-    zmq::message_t client;  // routing id of the client connection
+    zmq::message_t client{};  // routing id of the client connection
     uint64_t request_id = 0;
-    std::string method;
-    zmq::message_t payload;  // shares the received buffer
-    bool shadow = false;     // a shadow copy: no client to answer
-    RequestTiming timing;    // for its metrics
+    std::string method{};
+    zmq::message_t payload{};  // shares the received buffer
+    bool shadow = false;       // a shadow copy: no client to answer
+    RequestTiming timing{};    // for its metrics
+    bool mdp = false;          // from an MDP client: answered in MDP framing
+    std::string service{};     // MDP: the service (endpoint) the reply names
+  };
+  // A decoded call from a client, ZSP or MDP, before admission.
+  struct Incoming {
+    zmq::message_t client{};
+    uint64_t request_id = 0;  // ZSP only
+    std::string_view endpoint{};
+    std::string method{};
+    std::string_view shard_key{};
+    uint32_t timeout_ms = 0;  // 0: the endpoint's default
+    int32_t priority = 0;
+    zmq::message_t payload{};
+    bool mdp = false;
   };
 
   explicit Broker(const BrokerOptions& options);
   void HandleClient(Frames& frames, TimePoint now);
   void HandleStatus(const zmq::message_t& client, uint64_t request_id);
+  // Admits a call, or answers it at once (NOT_FOUND, OVERLOADED).
+  void Accept(Incoming call, TimePoint now);
+  void HandleMdpClient(Frames& frames, TimePoint now);
+  void HandleMmi(Frames& frames, std::string_view service, size_t body_frames);
+  void HandleMdpWorker(const std::string& replica, Frames& frames, TimePoint now);
+  void HandleMdpReply(const std::string& replica, Frames& frames, uint64_t token, size_t first_body,
+                      size_t body_frames);
+  // One REQUEST per token (an MDP replica holds one at a time).
+  void SendMdpRequests(Dispatch& d, TimePoint now);
   void HandleWorker(Frames& frames, TimePoint now);
   void CheckLiveness(TimePoint now);
   void RemoveDrained(const std::string& replica);
@@ -76,11 +102,18 @@ class Broker {
   void ApplyConfig(const schemas::Snapshot& snapshot);
   void SendDispatches(TimePoint now);
   void LoseReplica(const std::string& replica, std::string_view why);
+  // Forgets a replica; what it held is requeued or failed as for a lost one.
+  void RemoveReplica(const std::string& replica, std::string_view why, bool lost);
   // The final answer for a token: to its client, or (a shadow) counted only.
   void Finish(uint64_t token, const Status& status, zmq::message_t payload = zmq::message_t());
   void Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
              zmq::message_t payload = zmq::message_t());
   void SendToWorker(const std::string& replica, std::string header);
+  // HEARTBEAT or DISCONNECT in the replica's protocol.
+  void SendHeartbeat(const std::string& replica);
+  void SendDisconnect(const std::string& replica, bool mdp);
+  void ReplyMdp(const zmq::message_t& client, std::string_view service, const Status& status,
+                zmq::message_t payload = zmq::message_t());
   std::string StatusJson() const;
 
   BrokerOptions options_;
@@ -89,11 +122,13 @@ class Broker {
   zmq::socket_t workers_;
   std::unique_ptr<schemas::ConfigSubscriber> config_;
   Router router_;
-  Liveness liveness_;  // of registered replicas
+  Liveness liveness_;                // of registered replicas
   bool membership_changed_ = false;  // replicas or config changed: refresh readiness now
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, Slot> slots_;
   std::map<std::string, schemas::EndpointConfig> endpoints_;  // for STATUS
+  std::unordered_set<std::string> configured_backends_;       // for a log line
+  std::unordered_set<std::string> mdp_replicas_;              // registered MDP workers
   std::vector<std::string> shadows_;                          // scratch for Admit
   std::string admitted_backend_;                              // scratch for Admit
   std::unique_ptr<BrokerMetrics> metrics_;                    // also STATUS's counters

@@ -6,7 +6,6 @@
 
 namespace zserve::broker {
 
-
 Router::Router(const RouterOptions& options)
     : options_(options), rng_(options.seed != 0 ? options.seed : std::random_device{}()) {}
 
@@ -385,6 +384,19 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
 }
 
 bool Router::HasReplica(std::string_view replica) const { return replicas_.contains(replica); }
+
+bool Router::EndpointServed(std::string_view endpoint) const {
+  auto ep = endpoints_.find(endpoint);
+  if (ep == endpoints_.end()) return false;
+  for (const std::string& name : ep->second.policy.backends()) {
+    auto b = backends_.find(name);
+    if (b == backends_.end()) continue;
+    for (const std::string& id : b->second.replicas) {
+      if (!replicas_.find(id)->second.draining) return true;
+    }
+  }
+  return false;
+}
 
 bool Router::StartDrain(std::string_view replica) {
   auto it = replicas_.find(replica);

@@ -122,6 +122,9 @@ class Router {
   // A worker connection registered as a replica of `backend`.
   Status AddReplica(const std::string& replica, const std::string& backend, uint32_t capacity);
   bool HasReplica(std::string_view replica) const;
+  // True when `endpoint` exists and a backend its traffic reaches (weight >
+  // 0) has a replica that takes work (registered, not draining).
+  bool EndpointServed(std::string_view endpoint) const;
   // The replica asked to drain: no new work. True once it holds nothing.
   bool StartDrain(std::string_view replica);
   bool Drained(std::string_view replica) const;

@@ -546,3 +546,54 @@ TEST_CASE("A new config raises capacity for what is already queued", "[broker]")
   CHECK(Tokens(r.TakeDispatches(t0)) == Ids{2, 3});
   CHECK(StatusOf(r, "be").max_concurrent_queries == 3);
 }
+
+TEST_CASE("A replica of capacity 1 gets batches of one even when max_batch_size is larger",
+          "[broker][mdp]") {
+  // An MDP worker is registered with capacity 1: one REQUEST at a time.
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_batch_size = 4}));
+  REQUIRE(r.AddReplica("mdp", "be", 1).ok());
+  for (uint64_t t = 1; t <= 6; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  for (uint64_t t = 1; t <= 6; ++t) {
+    std::vector<Dispatch> ds = r.TakeDispatches(t0);
+    REQUIRE(ds.size() == 1);
+    CHECK(ds[0].replica == "mdp");
+    CHECK(ds[0].tokens == Ids{t});
+    CHECK(r.TakeDispatches(t0).empty());
+    CHECK(r.Complete("mdp", t) == Completion::kDeliver);
+  }
+}
+
+TEST_CASE("A capacity-1 replica beside a batching one takes one and the other takes batches",
+          "[broker][mdp]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_batch_size = 4}));
+  REQUIRE(r.AddReplica("native", "be", 0).ok());
+  REQUIRE(r.AddReplica("mdp", "be", 1).ok());
+  for (uint64_t t = 1; t <= 12; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
+  CHECK(TokensTo(ds, "mdp").size() == 1);
+  for (const Dispatch& d : ds) {
+    if (d.replica == "native") CHECK(d.tokens.size() <= 4);
+  }
+  CHECK(StatusOf(r, "be").in_flight == 9);  // 8 (2 x batch 4) + 1
+}
+
+TEST_CASE("EndpointServed needs the endpoint and a live replica behind its traffic",
+          "[broker][mdp]") {
+  Router r(Seeded());
+  CHECK_FALSE(r.EndpointServed("ep"));
+  r.ApplyConfig(OneBackend({}));
+  CHECK_FALSE(r.EndpointServed("ep"));  // no replica yet
+  CHECK_FALSE(r.EndpointServed("be"));  // a backend is not an endpoint
+  REQUIRE(r.AddReplica("w1", "be", 1).ok());
+  CHECK(r.EndpointServed("ep"));
+  CHECK_FALSE(r.EndpointServed("nope"));
+  CHECK(r.StartDrain("w1"));
+  CHECK_FALSE(r.EndpointServed("ep"));  // draining takes no work
+  (void)r.RemoveReplica("w1");
+  REQUIRE(r.AddReplica("other", "elsewhere", 1).ok());
+  CHECK_FALSE(r.EndpointServed("ep"));  // a replica of a backend the traffic does not reach
+}
