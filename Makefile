@@ -14,9 +14,10 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 # smoke of it in `make test` needs them too).
 BENCH_PACKAGES := nats-server libnats-dev gnuplot-nox
 # What the tests run besides our binaries: a real Prometheus server scrapes a
-# stack, curl talks HTTP to it and to the metrics ports, and docker-compose
-# validates compose/ (no Docker engine is needed for `config`).
-TEST_PACKAGES := prometheus curl docker-compose
+# stack; curl talks HTTP to it, to the metrics ports and to the HTTP gateway;
+# docker-compose validates compose/ (no Docker engine is needed for
+# `config`); wrk loads the HTTP gateway.
+TEST_PACKAGES := prometheus curl docker-compose wrk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR := $(if $(filter true,$(CI)),ON,OFF)

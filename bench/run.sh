@@ -120,6 +120,7 @@ YAML
   help=$("$ZSERVE" up --help)
   grep -q -- --state-dir <<< "$help" && extra+=(--state-dir "$dir/state")
   grep -q -- --metrics-port <<< "$help" && extra+=(--metrics-port 0)
+  grep -q -- --http-port <<< "$help" && extra+=(--http-port 0)
   start_bg "zserve-up" "$ZSERVE" up "$dir/deployment.yaml" --client-port 0 --worker-port 0 \
     --admin-port 0 --pub-port 0 --log-level warn "${extra[@]}"
   local up=$LAST_PID

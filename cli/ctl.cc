@@ -1,5 +1,6 @@
 #include "cli/ctl.h"
 
+#include <cctype>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -61,6 +62,27 @@ StatusOr<std::map<std::string, double>> ParseWeights(const std::vector<std::stri
   return out;
 }
 
+// "GET,post" -> {"GET", "POST"}: the --methods flag.
+std::vector<std::string> ParseMethods(const std::string& text) {
+  std::vector<std::string> out;
+  std::string current;
+  for (char c : text + ",") {
+    if (c == ',') {
+      if (!current.empty()) out.push_back(current);
+      current.clear();
+    } else if (c != ' ') {
+      current += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+  }
+  return out;
+}
+
+std::string JoinMethods(const std::vector<std::string>& methods) {
+  std::string out;
+  for (const std::string& m : methods) out += (out.empty() ? "" : ",") + m;
+  return out;
+}
+
 nlohmann::json ToJson(uint64_t version, const sc::ConfigState& state) {
   nlohmann::json j = {{"version", version},
                       {"backends", nlohmann::json::object()},
@@ -76,8 +98,11 @@ nlohmann::json ToJson(uint64_t version, const sc::ConfigState& state) {
                            {"user_config", b.user_config}};
   }
   for (const auto& [name, e] : state.endpoints) {
-    j["endpoints"][name] = {
-        {"traffic", e.traffic}, {"shadow", e.shadow}, {"timeout_ms", e.timeout_ms}};
+    j["endpoints"][name] = {{"traffic", e.traffic},
+                            {"shadow", e.shadow},
+                            {"timeout_ms", e.timeout_ms},
+                            {"route", e.route},
+                            {"methods", e.methods}};
   }
   return j;
 }
@@ -98,10 +123,13 @@ void PrintState(uint64_t version, const sc::ConfigState& state) {
                 b.max_queued_requests, b.retry_on_replica_failure,
                 b.user_config.empty() ? "-" : b.user_config.c_str());
   }
-  std::printf("%-20s %10s %-30s %s\n", "ENDPOINT", "TIMEOUT_MS", "TRAFFIC", "SHADOW");
+  std::printf("%-20s %10s %-30s %-20s %-16s %s\n", "ENDPOINT", "TIMEOUT_MS", "TRAFFIC", "SHADOW",
+              "ROUTE", "METHODS");
   for (const auto& [name, e] : state.endpoints) {
-    std::printf("%-20s %10u %-30s %s\n", name.c_str(), e.timeout_ms, Policy(e.traffic).c_str(),
-                Policy(e.shadow).c_str());
+    std::printf("%-20s %10u %-30s %-20s %-16s %s\n", name.c_str(), e.timeout_ms,
+                Policy(e.traffic).c_str(), Policy(e.shadow).c_str(),
+                e.route.empty() ? "-" : e.route.c_str(),
+                e.route.empty() ? "-" : JoinMethods(e.methods).c_str());
   }
 }
 
@@ -122,6 +150,8 @@ struct CtlCommands::Args {
   std::vector<std::string> traffic;
   std::vector<std::string> shadow;
   int64_t timeout_ms_flag = 0;
+  std::string route;
+  std::string methods;
   bool json = false;
   std::string file;
 
@@ -149,6 +179,21 @@ struct CtlCommands::Args {
     sub->add_option("--user-config", user_config, "Opaque text for the handler's Reconfigure");
   }
 
+  // --timeout-ms, --route and --methods of create-endpoint and update-endpoint.
+  void AddEndpointFlags(CLI::App* sub) {
+    sub->add_option("--timeout-ms", timeout_ms_flag, "Default deadline (1..3600000)")
+        ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
+    sub->add_option("--route", route, "HTTP gateway path, e.g. /echo (\"\": none; docs/http.md)");
+    sub->add_option("--methods", methods,
+                    "HTTP methods allowed on the route: GET,POST,PUT,DELETE,PATCH");
+  }
+
+  void TakeEndpointFlags(CLI::App* sub, sc::EndpointFields* f) const {
+    if (sub->count("--timeout-ms")) f->timeout_ms = static_cast<uint32_t>(timeout_ms_flag);
+    if (sub->count("--route")) f->route = route;
+    if (sub->count("--methods")) f->methods = ParseMethods(methods);
+  }
+
   // The request of the parsed ctl subcommand.
   StatusOr<sc::AdminRequest> Request(CLI::App* sub, sc::Command command) const {
     sc::AdminRequest r;
@@ -174,8 +219,13 @@ struct CtlCommands::Args {
       StatusOr<std::map<std::string, double>> s = ParseWeights(shadow);
       if (!s.ok()) return s.status();
       if (!s->empty()) r.endpoint.shadow = *s;
-      if (sub->count("--timeout-ms"))
-        r.endpoint.timeout_ms = static_cast<uint32_t>(timeout_ms_flag);
+      TakeEndpointFlags(sub, &r.endpoint);
+    }
+    if (command == sc::Command::kUpdateEndpoint) {
+      TakeEndpointFlags(sub, &r.endpoint);
+      if (r.endpoint == sc::EndpointFields{}) {
+        return BadRequest("give at least one of --route, --methods, --timeout-ms");
+      }
     }
     if (command == sc::Command::kSetTraffic || command == sc::Command::kSetShadow) {
       StatusOr<std::map<std::string, double>> w =
@@ -209,8 +259,11 @@ CtlCommands::CtlCommands(CLI::App* app) : args_(std::make_unique<Args>()) {
   sub->add_option("--backend", a.backend, "The one backend that takes all traffic");
   sub->add_option("--traffic", a.traffic, "BACKEND=WEIGHT ..., weights summing to 1");
   sub->add_option("--shadow", a.shadow, "BACKEND=FRACTION ..., fractions in [0, 1]");
-  sub->add_option("--timeout-ms", a.timeout_ms_flag, "Default deadline (1..3600000)")
-      ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
+  a.AddEndpointFlags(sub);
+  sub = a.Add(sc::Command::kUpdateEndpoint, "update-endpoint",
+              "Change an endpoint's route, methods or timeout; the others stay");
+  sub->add_option("name", a.name, "Endpoint name")->required();
+  a.AddEndpointFlags(sub);
   sub = a.Add(sc::Command::kDeleteEndpoint, "delete-endpoint", "Delete an endpoint");
   sub->add_option("name", a.name, "Endpoint name")->required();
   sub = a.Add(sc::Command::kSetTraffic, "set-traffic", "Replace an endpoint's traffic policy");

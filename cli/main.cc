@@ -20,6 +20,7 @@
 #include "common/metrics_server.h"
 #include "common/signals.h"
 #include "controller/controller.h"
+#include "gateway/gateway.h"
 #include "worker/builtin_handlers.h"
 #include "worker/plugin_handler.h"
 #include "zserve/client.h"
@@ -182,6 +183,11 @@ int main(int argc, char** argv) {
   up_cmd->add_option("--state-dir", up.state_dir, "Directory of the controller's store")
       ->capture_default_str();
   up_cmd
+      ->add_option("--http-port", up.http_port,
+                   "HTTP gateway port on 127.0.0.1 (0: free; -1: no gateway)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 65535));
+  up_cmd
       ->add_option("--metrics-port", up.metrics_port,
                    "Metrics HTTP ports: controller this, broker +1, workers +2 upward (0: free)")
       ->capture_default_str();
@@ -317,6 +323,34 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   add_log_level(worker_cmd);
 
+  // http
+  gateway::GatewayOptions hopts;
+  CLI::App* http_cmd = app.add_subcommand(
+      "http", "Run the HTTP gateway: each endpoint's route calls it (docs/http.md)");
+  http_cmd->add_option("--listen", hopts.listen, "HTTP HOST:PORT (port 0: free)")
+      ->envname("ZSERVE_HTTP_LISTEN")
+      ->capture_default_str();
+  http_cmd->add_option("--broker", hopts.broker_address, "Broker client address")
+      ->envname("ZSERVE_BROKER")
+      ->capture_default_str();
+  http_cmd->add_option("--controller", hopts.controller_address, "Controller admin address")
+      ->envname("ZSERVE_CONTROLLER")
+      ->capture_default_str();
+  http_cmd
+      ->add_option("--controller-pub", hopts.controller_updates_address, "Controller PUB address")
+      ->envname("ZSERVE_CONTROLLER_PUB")
+      ->capture_default_str();
+  http_cmd
+      ->add_option("--threads", hopts.threads,
+                   "HTTP connections served at once (a keep-alive connection holds one)")
+      ->envname("ZSERVE_HTTP_THREADS")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10'000));
+  http_cmd->add_option("--max-body-bytes", hopts.max_body_bytes, "Largest request body")
+      ->envname("ZSERVE_HTTP_MAX_BODY_BYTES")
+      ->capture_default_str();
+  add_log_level(http_cmd);
+
   // call
   CallArgs call;
   CLI::App* call_cmd = app.add_subcommand("call", "Call an endpoint and print the result");
@@ -401,6 +435,15 @@ int main(int argc, char** argv) {
     if (!metrics.ok()) return Fail(metrics.status(), "broker");
     Status s = (*b)->Run(signals.fd(), [&] { return TakeSignals(signals); });
     return s.ok() ? 0 : Fail(s, "broker");
+  }
+  if (http_cmd->parsed()) {
+    hopts.context = &context;
+    hopts.logger = MakeLogger("http", log_level);
+    StatusOr<std::unique_ptr<gateway::Gateway>> g = gateway::Gateway::Create(hopts);
+    if (!g.ok()) return Fail(g.status(), "http");
+    hopts.logger->info("http gateway listening on http://{}", (*g)->address());
+    Status s = (*g)->Run(signals.fd(), [&] { return TakeSignals(signals); });
+    return s.ok() ? 0 : Fail(s, "http");
   }
   if (worker_cmd->parsed()) {
     wopts.log_level = log_level;

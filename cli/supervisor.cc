@@ -20,6 +20,7 @@
 #include "common/signals.h"
 #include "common/zmq_util.h"
 #include "controller/deployment_file.h"
+#include "gateway/gateway.h"
 #include "schemas/config_subscriber.h"
 #include "zserve/client.h"
 
@@ -81,6 +82,12 @@ class Stack {
          LoopbackAddress(o_.pub_port), "--heartbeat-ms", std::to_string(o_.heartbeat_ms),
          "--heartbeat-liveness", std::to_string(o_.heartbeat_liveness), Level()});
     children_.back().metrics_port = port;
+    if (o_.http_port > 0) {
+      Add("http", "http",
+          {"http", "--listen", "127.0.0.1:" + std::to_string(o_.http_port), "--broker",
+           LoopbackAddress(o_.client_port), "--controller", LoopbackAddress(o_.admin_port),
+           "--controller-pub", LoopbackAddress(o_.pub_port), Level()});
+    }
   }
 
   // The metrics HTTP port of a new child of `role` (UpOptions::metrics_port).
@@ -97,11 +104,12 @@ class Stack {
   }
   static std::string MetricsBind(int port) { return "127.0.0.1:" + std::to_string(port); }
 
-  // Name and metrics port of each running child, in start order.
+  // Name and metrics port of each running child that serves metrics (not
+  // the gateway), in start order.
   std::vector<std::pair<std::string, int>> MetricsPorts() const {
     std::vector<std::pair<std::string, int>> out;
     for (const Child& c : children_) {
-      if (c.pid > 0 && !c.draining) out.emplace_back(c.name, c.metrics_port);
+      if (c.pid > 0 && !c.draining && c.metrics_port > 0) out.emplace_back(c.name, c.metrics_port);
     }
     return out;
   }
@@ -253,10 +261,11 @@ class Stack {
     return false;
   }
 
-  // Workers first (they drain), then the broker, then the controller.
+  // The gateway (no new calls), workers (they drain), the broker, then the
+  // controller.
   void Stop(SignalPipe& signals) {
     stopping_ = true;
-    for (const char* role : {"worker", "broker", "controller"}) {
+    for (const char* role : {"http", "worker", "broker", "controller"}) {
       for (Child& c : children_) {
         if (c.role == role && c.pid > 0) kill(c.pid, SIGTERM);
       }
@@ -408,7 +417,7 @@ int RunUp(UpOptions o) {
     return 1;
   }
   const std::string store_path = o.state_dir + "/controller.db";
-  for (int* port : {&o.client_port, &o.worker_port, &o.admin_port, &o.pub_port}) {
+  for (int* port : {&o.client_port, &o.worker_port, &o.admin_port, &o.pub_port, &o.http_port}) {
     if (*port == 0) *port = PickFreeLoopbackPort();
   }
   SignalPipe& signals = SignalPipe::Install();
@@ -435,11 +444,16 @@ int RunUp(UpOptions o) {
   while (true) {
     if (Clock::now() >= next_check) {
       StatusOr<std::string> status = client->BrokerStatus(std::chrono::milliseconds(500));
-      if (status.ok() && Served(*state, *status)) break;
+      if (status.ok() && Served(*state, *status) &&
+          (o.http_port <= 0 ||
+           gateway::ServesRoutes("127.0.0.1", o.http_port, std::chrono::milliseconds(500)))) {
+        break;
+      }
       next_check = Clock::now() + std::chrono::milliseconds(50);
     }
     bool stop = Step(stack, **config, signals, std::chrono::milliseconds(50));
-    if (stop || !stack.Alive("broker") || !stack.Alive("controller") || Clock::now() >= end) {
+    if (stop || !stack.Alive("broker") || !stack.Alive("controller") ||
+        (o.http_port > 0 && !stack.Alive("http")) || Clock::now() >= end) {
       std::fprintf(stderr, "zserve up: the stack did not become ready%s; stopping\n",
                    Clock::now() >= end ? " in time" : "");
       stack.Stop(signals);
@@ -456,6 +470,16 @@ int RunUp(UpOptions o) {
   std::printf("  admin    %s   (try: zserve ctl --controller %s get)\n",
               LoopbackAddress(o.admin_port).c_str(), LoopbackAddress(o.admin_port).c_str());
   std::printf("  updates  %s\n", LoopbackAddress(o.pub_port).c_str());
+  if (o.http_port > 0) {
+    std::string route;
+    for (const auto& [name, e] : state->endpoints) {
+      if (route.empty()) route = e.route;
+    }
+    std::string url = "http://127.0.0.1:" + std::to_string(o.http_port);
+    std::printf("  http     %s   (try: %s)\n", url.c_str(),
+                route.empty() ? ("curl " + url + "/-/routes").c_str()
+                              : ("curl -d hello " + url + route).c_str());
+  }
   std::printf("  store    %s\n", store_path.c_str());
   for (const auto& [name, port] : stack.MetricsPorts()) {
     std::printf("  metrics  %-10s http://%s/metrics%s\n", name.c_str(),
@@ -467,7 +491,7 @@ int RunUp(UpOptions o) {
 
   while (!Step(stack, **config, signals, std::chrono::milliseconds(1000))) {
   }
-  log->info("stopping: workers first");
+  log->info("stopping: the gateway and workers first");
   stack.Stop(signals);
   log->info("stopped");
   return 0;

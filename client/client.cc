@@ -81,10 +81,11 @@ class Client::Impl {
     return std::move(*result);
   }
 
-  // timeout < 0: until at least one callback ran (or nothing is pending).
-  size_t Poll(std::chrono::milliseconds timeout) {
+  // timeout < 0: until at least one callback ran (or nothing is pending,
+  // or `wake_fd` >= 0 is readable).
+  size_t Poll(std::chrono::milliseconds timeout, int wake_fd = -1) {
     size_t done = RunReady();
-    if (done > 0 || pending_.empty()) return done;
+    if (done > 0 || (pending_.empty() && wake_fd < 0)) return done;
     TimePoint end = timeout.count() < 0 ? TimePoint::max() : Clock::now() + timeout;
     while (done == 0) {
       TimePoint now = Clock::now();
@@ -93,17 +94,19 @@ class Client::Impl {
                       ? std::chrono::milliseconds(-1)
                       : std::max(std::chrono::ceil<std::chrono::milliseconds>(wake - now),
                                  std::chrono::milliseconds(0));
-      zmq::pollitem_t items[2] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                                  {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::pollitem_t items[3] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                                  {monitor_.handle(), 0, ZMQ_POLLIN, 0},
+                                  {nullptr, wake_fd, ZMQ_POLLIN, 0}};
       try {
-        zmq::poll(items, 2, wait);
+        zmq::poll(items, wake_fd >= 0 ? 3 : 2, wait);
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;  // a broken context is a bug: fail loudly
       }
       while (RecvFrames(socket_, &frames_)) done += HandleReply();
       while (RecvFrames(monitor_, &frames_)) done += HandleDisconnect();
       done += ExpireGuards(Clock::now());
-      if (Clock::now() >= end || pending_.empty()) break;
+      if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) != 0) break;
+      if (Clock::now() >= end || (pending_.empty() && wake_fd < 0)) break;
     }
     return done;
   }
@@ -233,6 +236,10 @@ void Client::CallAsync(std::string_view endpoint, std::string_view payload,
 }
 
 size_t Client::Poll(std::chrono::milliseconds timeout) { return impl_->Poll(timeout); }
+
+size_t Client::Poll(std::chrono::milliseconds timeout, int wake_fd) {
+  return impl_->Poll(timeout, wake_fd);
+}
 
 void Client::Wait() {
   while (impl_->pending() > 0) impl_->Poll(std::chrono::milliseconds(-1));

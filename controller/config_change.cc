@@ -39,10 +39,18 @@ Fields Describe(const sc::BackendConfig& b) {
           {"user_config", Quoted(b.user_config)}};
 }
 
+std::string Methods(const std::vector<std::string>& methods) {
+  std::string out;
+  for (const std::string& m : methods) out += (out.empty() ? "" : ",") + m;
+  return out;
+}
+
 Fields Describe(const sc::EndpointConfig& e) {
   return {{"traffic", Weights(e.traffic)},
           {"shadow", Weights(e.shadow)},
-          {"timeout_ms", std::to_string(e.timeout_ms)}};
+          {"timeout_ms", std::to_string(e.timeout_ms)},
+          {"route", Quoted(e.route)},
+          {"methods", Methods(e.methods)}};
 }
 
 // "name=value ..." of a new config; "name a -> b, ..." of a changed one.
@@ -131,7 +139,8 @@ StatusOr<sc::ConfigState> ApplyAdminRequest(const sc::ConfigState& current,
     case sc::Command::kCreateEndpoint: {
       if (Status s = sc::ValidateName("endpoint", r.name); !s.ok()) return s;
       if (endpoint != next.endpoints.end()) {
-        return BadRequest("endpoint '" + r.name + "' already exists (set-traffic changes it)");
+        return BadRequest("endpoint '" + r.name +
+                          "' already exists (update-endpoint and set-traffic change it)");
       }
       if (!r.endpoint.traffic)
         return BadRequest("endpoint '" + r.name + "' needs a traffic policy");
@@ -141,6 +150,10 @@ StatusOr<sc::ConfigState> ApplyAdminRequest(const sc::ConfigState& current,
       next.endpoints.emplace(r.name, std::move(e));
       break;
     }
+    case sc::Command::kUpdateEndpoint:
+      if (endpoint == next.endpoints.end()) return NoSuch("endpoint", r.name);
+      sc::MergeFields(r.endpoint, &endpoint->second);
+      break;
     case sc::Command::kDeleteEndpoint:
       if (endpoint == next.endpoints.end()) return NoSuch("endpoint", r.name);
       next.endpoints.erase(endpoint);

@@ -12,7 +12,10 @@ namespace {
 namespace sc = zserve::schemas;
 
 constexpr int kApplicationId = 0x7a737276;  // "zsrv"
-constexpr int kSchemaVersion = 1;
+// 1: the first; 2: endpoints' route and methods (docs/http.md). A store of
+// version 1 is migrated when opened: its endpoints get no route and the
+// default methods.
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -21,7 +24,8 @@ CREATE TABLE backends (
   max_batch_size INTEGER NOT NULL, batch_wait_timeout_ms INTEGER NOT NULL,
   max_concurrent_queries INTEGER NOT NULL, max_queued_requests INTEGER NOT NULL,
   retry_on_replica_failure INTEGER NOT NULL, user_config TEXT NOT NULL);
-CREATE TABLE endpoints (name TEXT PRIMARY KEY, timeout_ms INTEGER NOT NULL);
+CREATE TABLE endpoints (name TEXT PRIMARY KEY, timeout_ms INTEGER NOT NULL,
+  route TEXT NOT NULL DEFAULT '', methods TEXT NOT NULL DEFAULT 'GET,POST');
 CREATE TABLE policies (
   endpoint TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('traffic', 'shadow')),
   backend TEXT NOT NULL, weight REAL NOT NULL, PRIMARY KEY (endpoint, kind, backend));
@@ -106,6 +110,32 @@ StatusOr<std::string> Pragma(sqlite3* db, const std::string& sql) {
 
 uint32_t U32(int64_t v) { return static_cast<uint32_t>(v); }
 
+// An endpoint's HTTP methods as stored: "GET,POST".
+std::string JoinMethods(const std::vector<std::string>& methods) {
+  std::string out;
+  for (const std::string& m : methods) out += (out.empty() ? "" : ",") + m;
+  return out;
+}
+
+std::vector<std::string> SplitMethods(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Schema 1 -> 2: the two endpoint columns, with their defaults.
+constexpr const char* kMigrateTo2 = R"sql(
+ALTER TABLE endpoints ADD COLUMN route TEXT NOT NULL DEFAULT '';
+ALTER TABLE endpoints ADD COLUMN methods TEXT NOT NULL DEFAULT 'GET,POST';
+PRAGMA user_version=2;
+)sql";
+
 }  // namespace
 
 StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(const std::string& path) {
@@ -175,6 +205,14 @@ Status ConfigStore::Init(bool create) {
                       (check.ok() ? *check : check.status().message()));
   }
   StatusOr<std::string> schema = Pragma(db_, "PRAGMA user_version");
+  if (schema.ok() && *schema == "1") {
+    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrateTo2 + "COMMIT;";
+    if (Status s = Exec(db_, sql.c_str()); !s.ok()) {
+      (void)Exec(db_, "ROLLBACK");
+      return Internal("cannot migrate the store from schema version 1: " + s.message());
+    }
+    schema = Pragma(db_, "PRAGMA user_version");
+  }
   if (!schema.ok() || *schema != std::to_string(kSchemaVersion)) {
     return BadRequest("store schema version " + (schema.ok() ? *schema : "?") +
                       " is not the supported " + std::to_string(kSchemaVersion));
@@ -200,11 +238,13 @@ Status ConfigStore::Load() {
                         U32(backends.Int(6)), U32(backends.Int(7)), backends.Text(8)};
     state.backends[b.name] = std::move(b);
   }
-  Statement endpoints(db_, "SELECT name, timeout_ms FROM endpoints");
+  Statement endpoints(db_, "SELECT name, timeout_ms, route, methods FROM endpoints");
   while (endpoints.Next()) {
     sc::EndpointConfig e;
     e.name = endpoints.Text(0);
     e.timeout_ms = U32(endpoints.Int(1));
+    e.route = endpoints.Text(2);
+    e.methods = SplitMethods(endpoints.Text(3));
     state.endpoints[e.name] = std::move(e);
   }
   Statement policies(db_, "SELECT endpoint, kind, backend, weight FROM policies");
@@ -248,7 +288,7 @@ StatusOr<bool> ConfigStore::Replace(sc::ConfigState next) {
 Status ConfigStore::Write(const sc::ConfigState& next, uint64_t version) {
   Statement put_backend(db_, "INSERT OR REPLACE INTO backends VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
   Statement del_backend(db_, "DELETE FROM backends WHERE name = ?");
-  Statement put_endpoint(db_, "INSERT OR REPLACE INTO endpoints VALUES (?, ?)");
+  Statement put_endpoint(db_, "INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?)");
   Statement del_endpoint(db_, "DELETE FROM endpoints WHERE name = ?");
   Statement put_policy(db_, "INSERT INTO policies VALUES (?, ?, ?, ?)");
   Statement del_policies(db_, "DELETE FROM policies WHERE endpoint = ?");
@@ -272,7 +312,7 @@ Status ConfigStore::Write(const sc::ConfigState& next, uint64_t version) {
   for (const auto& [name, e] : next.endpoints) {
     auto was = state_.endpoints.find(name);
     if (!s.ok() || (was != state_.endpoints.end() && was->second == e)) continue;
-    s = put_endpoint.Run({e.name, int64_t{e.timeout_ms}});
+    s = put_endpoint.Run({e.name, int64_t{e.timeout_ms}, e.route, JoinMethods(e.methods)});
     if (s.ok()) s = del_policies.Run({name});
     for (const auto& [backend, w] : e.traffic) {
       if (s.ok()) s = put_policy.Run({name, std::string("traffic"), backend, w});

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -61,6 +62,30 @@ class Reader {
     return Status::Ok();
   }
 
+  // A list of HTTP methods, or one method as a scalar; upper-cased.
+  Status Methods(const YAML::Node& map, const std::string& key,
+                 std::vector<std::string>* out) const {
+    const YAML::Node n = map[key];
+    if (!n) return Status::Ok();
+    if (!n.IsScalar() && !n.IsSequence()) {
+      return Error(n, "'" + key + "' must be a list of HTTP methods, e.g. [GET, POST]");
+    }
+    out->clear();
+    auto add = [out](std::string m) {
+      for (char& c : m) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      out->push_back(std::move(m));
+    };
+    if (n.IsScalar()) {
+      add(n.Scalar());
+      return Status::Ok();
+    }
+    for (const auto& item : n) {
+      if (!item.IsScalar()) return Error(item, "'" + key + "' items must be method names");
+      add(item.Scalar());
+    }
+    return Status::Ok();
+  }
+
   Status Weights(const YAML::Node& map, const std::string& key,
                  std::map<std::string, double>* out) const {
     const YAML::Node n = map[key];
@@ -116,8 +141,8 @@ Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n
 
 Status ReadEndpoint(const Reader& r, const std::string& name, const YAML::Node& n,
                     EndpointConfig* e) {
-  if (Status s =
-          r.CheckKeys(n, "endpoint '" + name + "'", {"backend", "traffic", "shadow", "timeout_ms"});
+  if (Status s = r.CheckKeys(n, "endpoint '" + name + "'",
+                             {"backend", "traffic", "shadow", "timeout_ms", "route", "methods"});
       !s.ok()) {
     return s;
   }
@@ -131,6 +156,8 @@ Status ReadEndpoint(const Reader& r, const std::string& name, const YAML::Node& 
   if (s.ok()) s = r.Weights(n, "traffic", &e->traffic);
   if (s.ok()) s = r.Weights(n, "shadow", &e->shadow);
   if (s.ok()) s = r.U32(n, "timeout_ms", &e->timeout_ms);
+  if (s.ok()) s = r.Str(n, "route", &e->route);
+  if (s.ok()) s = r.Methods(n, "methods", &e->methods);
   if (s.ok() && e->traffic.empty()) {
     return r.Error(n, "endpoint '" + name + "' needs 'backend' or 'traffic'");
   }

@@ -128,6 +128,7 @@ bool KnownCommand(uint64_t c) {
     case Command::kGetState:
     case Command::kApply:
     case Command::kAdminReply:
+    case Command::kUpdateEndpoint:
       return c <= 255;
   }
   return false;
@@ -227,6 +228,11 @@ void PackWeights(Packer& p, const std::map<std::string, double>& m) {
   }
 }
 
+void PackStrings(Packer& p, const std::vector<std::string>& v) {
+  p.pack_array(static_cast<uint32_t>(v.size()));
+  for (const std::string& s : v) PackString(p, s);
+}
+
 template <typename T>
 void PackField(Packer& p, std::string_view key, const std::optional<T>& value) {
   if (!value) return;
@@ -235,6 +241,8 @@ void PackField(Packer& p, std::string_view key, const std::optional<T>& value) {
     PackString(p, *value);
   } else if constexpr (std::is_same_v<T, uint32_t>) {
     p.pack(*value);
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    PackStrings(p, *value);
   } else {
     PackWeights(p, *value);
   }
@@ -259,10 +267,13 @@ void PackBackend(Packer& p, const std::string* name, const BackendFields& f) {
 }
 
 void PackEndpointFields(Packer& p, const EndpointFields& f) {
-  p.pack_map(f.traffic.has_value() + f.shadow.has_value() + f.timeout_ms.has_value());
+  p.pack_map(f.traffic.has_value() + f.shadow.has_value() + f.timeout_ms.has_value() +
+             f.route.has_value() + f.methods.has_value());
   PackField(p, "traffic", f.traffic);
   PackField(p, "shadow", f.shadow);
   PackField(p, "timeout_ms", f.timeout_ms);
+  PackField(p, "route", f.route);
+  PackField(p, "methods", f.methods);
 }
 
 void PackState(Packer& p, const ConfigState& state) {
@@ -273,7 +284,7 @@ void PackState(Packer& p, const ConfigState& state) {
   PackString(p, "endpoints");
   p.pack_array(static_cast<uint32_t>(state.endpoints.size()));
   for (const auto& [name, e] : state.endpoints) {
-    p.pack_map(4);
+    p.pack_map(6);
     PackString(p, "name");
     PackString(p, e.name);
     PackString(p, "traffic");
@@ -282,6 +293,10 @@ void PackState(Packer& p, const ConfigState& state) {
     PackWeights(p, e.shadow);
     PackString(p, "timeout_ms");
     p.pack(e.timeout_ms);
+    PackString(p, "route");
+    PackString(p, e.route);
+    PackString(p, "methods");
+    PackStrings(p, e.methods);
   }
 }
 
@@ -330,15 +345,35 @@ Status ForEachField(const msgpack::object& o, std::string_view what, Fn fn) {
   return Status::Ok();
 }
 
+// An array of at most 16 short strings (HTTP methods).
+Status ReadStrings(const msgpack::object& o, std::string_view field,
+                   std::vector<std::string>* out) {
+  if (o.type != msgpack::type::ARRAY) return ArrayReader::Type(field, "an array of strings");
+  if (o.via.array.size > 16) return BadRequest("field '" + std::string(field) + "' is too long");
+  out->clear();
+  for (uint32_t i = 0; i < o.via.array.size; ++i) {
+    std::string item;
+    if (Status s = ArrayReader::ReadStr(o.via.array.ptr[i], field, kMaxNameBytes, &item); !s.ok()) {
+      return s;
+    }
+    out->push_back(std::move(item));
+  }
+  return Status::Ok();
+}
+
 template <typename T>
 Status ReadOptional(const msgpack::object& v, std::string_view key, std::optional<T>* out) {
   T value{};
   Status s;
   if constexpr (std::is_same_v<T, std::string>) {
-    size_t max = key == "user_config" ? kMaxStateHeaderBytes : kMaxNameBytes;
+    size_t max = key == "user_config" ? kMaxStateHeaderBytes
+                 : key == "route"     ? kMaxRouteBytes
+                                      : kMaxNameBytes;
     s = ArrayReader::ReadStr(v, key, max, &value);
   } else if constexpr (std::is_same_v<T, uint32_t>) {
     s = ReadU32(v, key, &value);
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    s = ReadStrings(v, key, &value);
   } else {
     s = ReadWeights(v, key, &value);
   }
@@ -380,6 +415,8 @@ Status ReadEndpointFields(const msgpack::object& o, bool strict, EndpointFields*
     if (key == "traffic") return ReadOptional(v, key, &f->traffic);
     if (key == "shadow") return ReadOptional(v, key, &f->shadow);
     if (key == "timeout_ms") return ReadOptional(v, key, &f->timeout_ms);
+    if (key == "route") return ReadOptional(v, key, &f->route);
+    if (key == "methods") return ReadOptional(v, key, &f->methods);
     if (strict) return BadRequest("unknown endpoint field '" + std::string(key) + "'");
     return Status::Ok();
   });
@@ -479,6 +516,8 @@ std::string_view CommandName(Command command) {
       return "APPLY";
     case Command::kAdminReply:
       return "ADMIN_REPLY";
+    case Command::kUpdateEndpoint:
+      return "UPDATE_ENDPOINT";
   }
   return "UNKNOWN";
 }
@@ -702,7 +741,8 @@ StatusOr<ErrorHeader> DecodeError(std::string_view header) {
 }
 
 bool IsAdminCommand(Command command) {
-  return command >= Command::kCreateBackend && command <= Command::kApply;
+  return (command >= Command::kCreateBackend && command <= Command::kApply) ||
+         command == Command::kUpdateEndpoint;
 }
 
 namespace {
@@ -741,6 +781,7 @@ std::string EncodeAdminRequest(const AdminRequest& r) {
         PackBackend(p, nullptr, r.backend);
         break;
       case Command::kCreateEndpoint:
+      case Command::kUpdateEndpoint:
         PackEndpointFields(p, r.endpoint);
         break;
       case Command::kSetTraffic:
@@ -785,6 +826,7 @@ StatusOr<AdminRequest> DecodeAdminRequest(std::string_view header) {
       s = ReadBackendFields(a.At(4), /*strict=*/true, &r.backend);
       break;
     case Command::kCreateEndpoint:
+    case Command::kUpdateEndpoint:
       s = ReadEndpointFields(a.At(4), /*strict=*/true, &r.endpoint);
       break;
     case Command::kSetTraffic:

@@ -52,6 +52,7 @@ enum class Command : uint8_t {
   kGetState = 55,
   kApply = 56,
   kAdminReply = 57,
+  kUpdateEndpoint = 58,
 };
 
 // The most lines of `changes` in one ADMIN_REPLY.
@@ -104,7 +105,7 @@ struct AdminRequest {
   uint64_t request_id = 0;
   std::string name;                       // all but GET_STATE and APPLY
   BackendFields backend;                  // CREATE_BACKEND, UPDATE_BACKEND
-  EndpointFields endpoint;                // CREATE_ENDPOINT
+  EndpointFields endpoint;                // CREATE_ENDPOINT, UPDATE_ENDPOINT
   std::map<std::string, double> weights;  // SET_TRAFFIC, SET_SHADOW
   ConfigState state;                      // APPLY
   bool operator==(const AdminRequest&) const = default;
@@ -120,7 +121,7 @@ struct AdminReply {
   bool operator==(const AdminReply&) const = default;
 };
 
-bool IsAdminCommand(Command command);  // CREATE_BACKEND .. APPLY
+bool IsAdminCommand(Command command);  // CREATE_BACKEND .. APPLY, UPDATE_ENDPOINT
 
 // Checks version and command of any header; the first step of every receiver.
 StatusOr<Command> PeekCommand(std::string_view header);

@@ -1,5 +1,6 @@
 #include "schemas/config.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace zserve::schemas {
@@ -8,6 +9,8 @@ uint32_t BackendConfig::EffectiveMaxConcurrentQueries() const {
   if (max_concurrent_queries > 0) return max_concurrent_queries;
   return max_batch_size > 1 ? 2 * max_batch_size : 8;
 }
+
+std::vector<std::string> DefaultHttpMethods() { return {"GET", "POST"}; }
 
 namespace {
 template <typename T>
@@ -31,6 +34,8 @@ void MergeFields(const EndpointFields& f, EndpointConfig* e) {
   Take(f.traffic, &e->traffic);
   Take(f.shadow, &e->shadow);
   Take(f.timeout_ms, &e->timeout_ms);
+  Take(f.route, &e->route);
+  Take(f.methods, &e->methods);
 }
 
 BackendFields AllFields(const BackendConfig& b) {
@@ -88,6 +93,47 @@ Status ValidateWeights(const std::map<std::string, double>& weights) {
   return Status::Ok();
 }
 
+Status ValidateRoute(std::string_view route) {
+  if (route.empty()) return Status::Ok();
+  const std::string quoted = "route '" + std::string(route.substr(0, 64)) + "'";
+  if (route.size() > kMaxRouteBytes) {
+    return BadRequest("route must be at most " + std::to_string(kMaxRouteBytes) +
+                      " characters, got " + std::to_string(route.size()));
+  }
+  if (route.front() != '/' || route.size() < 2) {
+    return BadRequest(quoted + " must start with '/' and name a path (e.g. '/echo')");
+  }
+  if (route == "/-" || route.starts_with("/-/")) {
+    return BadRequest(quoted + " is under '/-/', which the gateway keeps for its own paths");
+  }
+  if (route.find("//") != std::string_view::npos) {
+    return BadRequest(quoted + " has an empty segment ('//')");
+  }
+  for (char c : route) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-' || c == '~' || c == '/';
+    if (!ok) return BadRequest(quoted + " has a character outside [A-Za-z0-9_.~/-]");
+  }
+  return Status::Ok();
+}
+
+Status ValidateHttpMethods(const std::vector<std::string>& methods) {
+  if (methods.empty()) return BadRequest("methods must name at least one HTTP method");
+  std::string known;
+  for (std::string_view m : kHttpMethods) known += (known.empty() ? "" : ", ") + std::string(m);
+  for (size_t i = 0; i < methods.size(); ++i) {
+    const std::string& m = methods[i];
+    if (std::find(std::begin(kHttpMethods), std::end(kHttpMethods), m) == std::end(kHttpMethods)) {
+      return BadRequest("method '" + m.substr(0, 64) + "' is not one of " + known);
+    }
+    if (std::find(methods.begin(), methods.begin() + static_cast<ptrdiff_t>(i), m) !=
+        methods.begin() + static_cast<ptrdiff_t>(i)) {
+      return BadRequest("method '" + m + "' is given twice");
+    }
+  }
+  return Status::Ok();
+}
+
 namespace {
 
 Status ValidateBackend(const BackendConfig& b) {
@@ -130,6 +176,7 @@ Status Validate(const ConfigState& state) {
     if (name != b.name) return Internal("backend key '" + name + "' differs from its name");
     if (Status s = ValidateBackend(b); !s.ok()) return s;
   }
+  std::map<std::string_view, std::string_view> routes;  // route -> endpoint
   for (const auto& [name, e] : state.endpoints) {
     if (name != e.name) return Internal("endpoint key '" + name + "' differs from its name");
     if (Status s = ValidateName("endpoint", e.name); !s.ok()) return s;
@@ -150,6 +197,15 @@ Status Validate(const ConfigState& state) {
     }
     if (e.timeout_ms < 1 || e.timeout_ms > 3'600'000) {
       return BadRequest(where + "timeout_ms must be 1..3600000");
+    }
+    if (Status s = ValidateRoute(e.route); !s.ok()) return BadRequest(where + s.message());
+    if (Status s = ValidateHttpMethods(e.methods); !s.ok()) return BadRequest(where + s.message());
+    if (!e.route.empty()) {
+      auto [other, added] = routes.emplace(e.route, e.name);
+      if (!added) {
+        return BadRequest(where + "route '" + e.route + "' is already the route of endpoint '" +
+                          std::string(other->second) + "'");
+      }
     }
   }
   return Status::Ok();

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "zserve/status.h"
 
@@ -22,6 +23,12 @@ inline constexpr uint32_t kDefaultMaxQueuedRequests = 100'000;
 // Bounds that keep every valid state encodable in one SNAPSHOT (16 MiB).
 inline constexpr size_t kMaxStateEntries = 10'000;  // backends, and endpoints
 inline constexpr size_t kMaxUserConfigBytes = 64 * 1024;
+inline constexpr size_t kMaxRouteBytes = 256;
+// The HTTP methods an endpoint's route may allow (docs/http.md).
+inline constexpr std::string_view kHttpMethods[] = {"GET", "POST", "PUT", "DELETE", "PATCH"};
+
+// The methods of an endpoint that names none.
+std::vector<std::string> DefaultHttpMethods();
 
 struct BackendConfig {
   std::string name;
@@ -44,6 +51,9 @@ struct EndpointConfig {
   std::map<std::string, double> traffic;  // backend -> weight, summing to 1
   std::map<std::string, double> shadow;   // backend -> fraction in [0, 1]
   uint32_t timeout_ms = kDefaultTimeoutMs;
+  // The HTTP gateway's path for this endpoint ("/echo"); empty: none.
+  std::string route;
+  std::vector<std::string> methods = DefaultHttpMethods();  // allowed on `route`
   bool operator==(const EndpointConfig&) const = default;
 };
 
@@ -71,6 +81,8 @@ struct EndpointFields {
   std::optional<std::map<std::string, double>> traffic;
   std::optional<std::map<std::string, double>> shadow;
   std::optional<uint32_t> timeout_ms;
+  std::optional<std::string> route;
+  std::optional<std::vector<std::string>> methods;
   bool operator==(const EndpointFields&) const = default;
 };
 
@@ -85,7 +97,13 @@ Status ValidateName(std::string_view kind, std::string_view name);
 Status ValidateMethod(std::string_view method);
 // Traffic weights: >= 0, summing to 1 within 1e-6, at least one backend.
 Status ValidateWeights(const std::map<std::string, double>& weights);
-// The whole state: names, numeric ranges, weights, references to backends.
+// HTTP routes: "" (none), or 2..256 characters starting with "/", of
+// [A-Za-z0-9_.~/-], not under "/-/" (the gateway's own paths), no "//".
+Status ValidateRoute(std::string_view route);
+// HTTP methods of a route: 1..5 of kHttpMethods, each at most once.
+Status ValidateHttpMethods(const std::vector<std::string>& methods);
+// The whole state: names, numeric ranges, weights, references to backends,
+// routes (each used by one endpoint at most).
 Status Validate(const ConfigState& state);
 
 }  // namespace zserve::schemas

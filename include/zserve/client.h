@@ -64,6 +64,11 @@ class Client {
   // Handles replies and expired calls for at most `timeout`; returns the
   // number of callbacks run.
   size_t Poll(std::chrono::milliseconds timeout);
+  // Poll for a thread that owns the client and also takes work from other
+  // threads: returns as well (0 callbacks run) as soon as `wake_fd` — a pipe
+  // or eventfd those threads write to — is readable, and waits even when no
+  // call is pending. The caller reads `wake_fd` empty.
+  size_t Poll(std::chrono::milliseconds timeout, int wake_fd);
   // Polls until no call is pending.
   void Wait();
   size_t pending() const;

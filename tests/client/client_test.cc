@@ -6,6 +6,9 @@
 // nothing sleeps.
 #include "zserve/client.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
@@ -345,3 +348,32 @@ TEST_CASE("Client::Create refuses a default_timeout of zero", "[client]") {
 }
 
 }  // namespace
+
+TEST_CASE("Poll with a wake fd returns when another thread writes it", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+  int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  REQUIRE(wake >= 0);
+  // Nothing pending: without the fd, Poll returns at once; with it, Poll
+  // waits for the fd (a thread that also takes work from others).
+  uint64_t one = 1;
+  std::thread writer([&] { (void)!write(wake, &one, sizeof one); });
+  auto start = Clock::now();
+  CHECK(client->Poll(milliseconds(10'000), wake) == 0);
+  CHECK(Clock::now() - start < kWait);
+  writer.join();
+  uint64_t count = 0;
+  CHECK(read(wake, &count, sizeof count) == sizeof count);
+  CHECK(count == 1);
+  // A reply still runs its callback through the same Poll.
+  std::optional<StatusOr<std::string>> got;
+  client->CallAsync("echo", "x", {}, [&got](StatusOr<std::string> r) { got = std::move(r); });
+  Frames f;
+  REQUIRE(broker.Recv(&f));
+  REQUIRE(broker.Reply(DecodedRequest(f).request_id, StatusCode::kOk, "", "y").ok());
+  const auto end = Clock::now() + kWait;
+  while (!got && Clock::now() < end) client->Poll(milliseconds(100), wake);
+  REQUIRE(got.has_value());
+  CHECK(**got == "y");
+  close(wake);
+}

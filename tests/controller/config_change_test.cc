@@ -289,3 +289,49 @@ TEST_CASE("Every bad change is refused with a clear message and changes nothing"
   REQUIRE_FALSE(refused.ok());
   CHECK_THAT(refused.status().message(), Contains("still in the shadow policy of endpoint 'ep'"));
 }
+
+TEST_CASE("update-endpoint sets route and methods and the diff shows them", "[controller]") {
+  sc::AdminRequest r = Req(Command::kUpdateEndpoint, "ep");
+  r.endpoint.route = "/ep";
+  auto next = ApplyAdminRequest(Base(), r);
+  REQUIRE(next.ok());
+  CHECK(next->endpoints.at("ep").route == "/ep");
+  CHECK(next->endpoints.at("ep").methods == std::vector<std::string>{"GET", "POST"});
+  CHECK(next->endpoints.at("ep").traffic == Base().endpoints.at("ep").traffic);  // untouched
+  CHECK(DiffStates(Base(), *next) == std::vector<std::string>{"~ endpoint ep: route '' -> '/ep'"});
+  sc::AdminRequest m = Req(Command::kUpdateEndpoint, "ep");
+  m.endpoint.methods = std::vector<std::string>{"POST"};
+  m.endpoint.timeout_ms = 10;
+  auto again = ApplyAdminRequest(*next, m);
+  REQUIRE(again.ok());
+  CHECK(
+      DiffStates(*next, *again) ==
+      std::vector<std::string>{"~ endpoint ep: timeout_ms 30000 -> 10, methods GET,POST -> POST"});
+}
+
+TEST_CASE("create-endpoint takes a route and refuses one in use", "[controller]") {
+  sc::AdminRequest r = Req(Command::kCreateEndpoint, "new");
+  r.endpoint.traffic = {{"spare", 1.0}};
+  r.endpoint.route = "/new";
+  r.endpoint.methods = std::vector<std::string>{"PUT"};
+  auto next = ApplyAdminRequest(Base(), r);
+  REQUIRE(next.ok());
+  CHECK(DiffStates(Base(), *next) ==
+        std::vector<std::string>{"+ endpoint new: traffic={spare: 1} shadow={} timeout_ms=30000 "
+                                 "route='/new' methods=PUT"});
+  sc::AdminRequest clash = Req(Command::kUpdateEndpoint, "ep");
+  clash.endpoint.route = "/new";
+  auto refused = ApplyAdminRequest(*next, clash);
+  CHECK(refused.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(refused.status().message(), Contains("route '/new' is already the route of endpoint"));
+  sc::AdminRequest bad = Req(Command::kUpdateEndpoint, "ep");
+  bad.endpoint.route = "ep";
+  CHECK_THAT(ApplyAdminRequest(Base(), bad).status().message(),
+             Contains("endpoint 'ep': route 'ep' must start with '/'"));
+  bad.endpoint = {};
+  bad.endpoint.methods = std::vector<std::string>{};
+  CHECK_THAT(ApplyAdminRequest(Base(), bad).status().message(),
+             Contains("methods must name at least one HTTP method"));
+  auto missing = ApplyAdminRequest(Base(), Req(Command::kUpdateEndpoint, "nope"));
+  CHECK(missing.status().code() == StatusCode::kNotFound);
+}

@@ -170,3 +170,67 @@ TEST_CASE("A second store on the same file is refused while the first is open", 
   CHECK(second.status().code() == StatusCode::kUnavailable);
   CHECK_THAT(second.status().message(), Contains("in use"));
 }
+
+TEST_CASE("Routes and methods survive reopening the store", "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  sc::ConfigState s = State(1, 0.5);
+  s.endpoints.at("ep").route = "/v1/ep";
+  s.endpoints.at("ep").methods = {"PUT", "GET", "PATCH"};
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->Replace(s).ok());
+  }
+  auto again = ConfigStore::Open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->state() == s);
+}
+
+TEST_CASE("A store of schema version 1 is migrated: no routes and default methods",
+          "[controller]") {
+  // A store as the controller wrote it before the HTTP gateway.
+  std::string path = TempDir() + "/v1.db";
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const char* v1 = R"sql(
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE backends (
+  name TEXT PRIMARY KEY, handler TEXT NOT NULL, num_replicas INTEGER NOT NULL,
+  max_batch_size INTEGER NOT NULL, batch_wait_timeout_ms INTEGER NOT NULL,
+  max_concurrent_queries INTEGER NOT NULL, max_queued_requests INTEGER NOT NULL,
+  retry_on_replica_failure INTEGER NOT NULL, user_config TEXT NOT NULL);
+CREATE TABLE endpoints (name TEXT PRIMARY KEY, timeout_ms INTEGER NOT NULL);
+CREATE TABLE policies (
+  endpoint TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN ('traffic', 'shadow')),
+  backend TEXT NOT NULL, weight REAL NOT NULL, PRIMARY KEY (endpoint, kind, backend));
+INSERT INTO meta VALUES ('version', 7);
+INSERT INTO backends VALUES ('a', 'echo', 1, 1, 0, 0, 100000, 1, '');
+INSERT INTO endpoints VALUES ('ep', 1234);
+INSERT INTO policies VALUES ('ep', 'traffic', 'a', 1.0);
+PRAGMA application_id=2054386294;
+PRAGMA user_version=1;
+)sql";
+    REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  sc::ConfigState want;
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    CHECK((*store)->version() == 7);
+    const sc::EndpointConfig& e = (*store)->state().endpoints.at("ep");
+    CHECK(e.timeout_ms == 1234);
+    CHECK(e.route.empty());
+    CHECK(e.methods == std::vector<std::string>{"GET", "POST"});
+    want = (*store)->state();
+    want.endpoints.at("ep").route = "/ep";
+    auto r = (*store)->Replace(want);
+    REQUIRE(r.ok());
+    CHECK(*r);
+  }
+  auto again = ConfigStore::Open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->version() == 8);
+  CHECK((*again)->state() == want);
+}

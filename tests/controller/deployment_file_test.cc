@@ -294,3 +294,51 @@ TEST_CASE("ConfigStore commits a valid state as the next version", "[controller]
   CHECK(store.version() == 2);
   CHECK(store.state() == changed);
 }
+
+TEST_CASE("Endpoints take route and methods keys", "[controller]") {
+  auto state = ParseDeployment(R"(backends:
+  echo: {}
+endpoints:
+  echo: {backend: echo, route: /echo}
+  put: {backend: echo, route: /v1/put, methods: [put, PATCH]}
+  one: {backend: echo, route: /one, methods: GET}
+  none: {backend: echo}
+)",
+                               "test.yaml");
+  REQUIRE(state.ok());
+  CHECK(state->endpoints.at("echo").route == "/echo");
+  CHECK(state->endpoints.at("echo").methods == std::vector<std::string>{"GET", "POST"});
+  CHECK(state->endpoints.at("put").methods == std::vector<std::string>{"PUT", "PATCH"});
+  CHECK(state->endpoints.at("one").methods == std::vector<std::string>{"GET"});
+  CHECK(state->endpoints.at("none").route.empty());
+}
+
+TEST_CASE("Bad routes and methods in a deployment file say which endpoint", "[controller]") {
+  struct Case {
+    std::string endpoints;
+    std::string want;
+  };
+  const Case cases[] = {
+      {"  a: {backend: echo, route: a}\n", "endpoint 'a': route 'a' must start with '/'"},
+      {"  a: {backend: echo, route: /-/routes}\n", "under '/-/'"},
+      {"  a: {backend: echo, route: /x}\n  b: {backend: echo, route: /x}\n",
+       "endpoint 'b': route '/x' is already the route of endpoint 'a'"},
+      {"  a: {backend: echo, route: /x, methods: [GET, FETCH]}\n",
+       "endpoint 'a': method 'FETCH' is not one of"},
+      {"  a: {backend: echo, route: /x, methods: {GET: 1}}\n", "'methods' must be a list"},
+      {"  a: {backend: echo, route: [x]}\n", "'route' must be a string"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.endpoints);
+    auto state = ParseDeployment("backends:\n  echo: {}\nendpoints:\n" + c.endpoints, "test.yaml");
+    REQUIRE_FALSE(state.ok());
+    CHECK(state.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(state.status().message(), Contains(c.want));
+  }
+}
+
+TEST_CASE("The default deployment routes /echo to the echo endpoint", "[controller]") {
+  auto state = LoadDeploymentFile(kSourceDir + "/examples/deployment.yaml");
+  REQUIRE(state.ok());
+  CHECK(state->endpoints.at("echo").route == "/echo");
+}

@@ -29,6 +29,8 @@ Stack::Stack(const std::string& deployment_yaml, const std::vector<std::string>&
                                 "--state-dir",
                                 dir_ + "/state",
                                 "--metrics-port",
+                                "0",
+                                "--http-port",
                                 "0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   up_ = std::make_unique<Process>(kBinary, args, dir_ + "/stack.log");
@@ -76,6 +78,18 @@ std::string Stack::updates_address() const {
 
 std::string Stack::worker_address() const {
   return "tcp://127.0.0.1:" + std::to_string(worker_port_);
+}
+
+std::string Stack::http_url() const {
+  // The banner line "  http     http://127.0.0.1:PORT   (try: ...)".
+  std::istringstream in(up_->output());
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string first, url;
+    if (words >> first >> url && first == "http") return url;
+  }
+  return "";
 }
 
 std::string Stack::log() const {

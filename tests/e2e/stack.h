@@ -34,6 +34,9 @@ class Stack {
   std::string worker_address() const;
   std::string admin_address() const;    // the controller's ROUTER
   std::string updates_address() const;  // the controller's PUB
+  // The HTTP gateway's base URL, "http://127.0.0.1:PORT", as `up` printed it
+  // (up runs with --http-port 0); empty if it printed none.
+  std::string http_url() const;
   Process& up() { return *up_; }
   const std::string& dir() const { return dir_; }
   std::string log() const;  // everything the stack wrote to stderr

@@ -46,7 +46,13 @@ sc::ConfigState SomeState() {
   e.name = "e";
   e.traffic = {{"b", 1.0}};
   e.shadow = {{"b", 0.5}};
+  e.route = "/e";
+  e.methods = {"PATCH"};
   s.endpoints["e"] = e;
+  sc::EndpointConfig plain;  // no route, default methods
+  plain.name = "plain";
+  plain.traffic = {{"b", 1.0}};
+  s.endpoints["plain"] = plain;
   return s;
 }
 
@@ -77,6 +83,16 @@ TEST_CASE("Every admin command round-trips", "[schemas]") {
   r.command = Command::kCreateEndpoint;
   r.endpoint.traffic = {{"a", 0.25}, {"b", 0.75}};
   r.endpoint.timeout_ms = 100;
+  requests.push_back(r);
+  r.endpoint.route = "/v1/mlp";
+  r.endpoint.methods = std::vector<std::string>{"POST", "PUT"};
+  requests.push_back(r);
+  r.endpoint = {};
+  r.command = Command::kUpdateEndpoint;
+  r.endpoint.route = "";  // only the route: taken off HTTP
+  requests.push_back(r);
+  r.endpoint = {};
+  r.endpoint.methods = std::vector<std::string>{"GET"};
   requests.push_back(r);
   r.endpoint = {};
   r.command = Command::kDeleteEndpoint;
@@ -222,4 +238,53 @@ TEST_CASE("Malformed admin commands are refused with BAD_REQUEST", "[schemas]") 
     CHECK(r.status().code() == StatusCode::kBadRequest);
     CHECK_THAT(r.status().message(), Contains(bad.message));
   }
+}
+
+TEST_CASE("A state without route and methods keys reads as their defaults", "[schemas]") {
+  // An endpoint as states were written before the HTTP gateway (§4.3).
+  std::string header = Raw([](Packer& p) {
+    p.pack_array(4);
+    p.pack(uint64_t{1});
+    p.pack(static_cast<uint64_t>(Command::kSnapshot));
+    p.pack(uint64_t{3});
+    p.pack_map(2);
+    Str(p, "backends");
+    p.pack_array(0);
+    Str(p, "endpoints");
+    p.pack_array(1);
+    p.pack_map(4);
+    Str(p, "name");
+    Str(p, "old");
+    Str(p, "traffic");
+    p.pack_map(0);
+    Str(p, "shadow");
+    p.pack_map(0);
+    Str(p, "timeout_ms");
+    p.pack(uint64_t{100});
+  });
+  auto snapshot = sc::DecodeSnapshot(header);
+  REQUIRE(snapshot.ok());
+  const sc::EndpointConfig& e = snapshot->state.endpoints.at("old");
+  CHECK(e.route.empty());
+  CHECK(e.methods == std::vector<std::string>{"GET", "POST"});
+  CHECK(e.timeout_ms == 100);
+}
+
+TEST_CASE("Malformed route and methods fields are refused", "[schemas]") {
+  auto route_number = sc::DecodeAdminRequest(
+      WithFields(Command::kUpdateEndpoint, "route", [](Packer& p) { p.pack(uint64_t{1}); }));
+  CHECK(route_number.status().code() == StatusCode::kBadRequest);
+  auto methods_string = sc::DecodeAdminRequest(
+      WithFields(Command::kUpdateEndpoint, "methods", [](Packer& p) { Str(p, "GET"); }));
+  CHECK(methods_string.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(methods_string.status().message(), Contains("methods"));
+  auto methods_numbers =
+      sc::DecodeAdminRequest(WithFields(Command::kCreateEndpoint, "methods", [](Packer& p) {
+        p.pack_array(1);
+        p.pack(uint64_t{1});
+      }));
+  CHECK(methods_numbers.status().code() == StatusCode::kBadRequest);
+  auto typo = sc::DecodeAdminRequest(
+      WithFields(Command::kUpdateEndpoint, "routes", [](Packer& p) { Str(p, "/x"); }));
+  CHECK_THAT(typo.status().message(), Contains("unknown endpoint field 'routes'"));
 }

@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "zserve/status.h"
 
@@ -161,4 +162,66 @@ TEST_CASE("EffectiveMaxConcurrentQueries defaults from the batch size", "[schema
   CHECK(b.EffectiveMaxConcurrentQueries() == 3);
   b.max_batch_size = 1;
   CHECK(b.EffectiveMaxConcurrentQueries() == 3);
+}
+
+TEST_CASE("Endpoints default to no route and GET and POST", "[schemas]") {
+  sc::EndpointConfig e;
+  CHECK(e.route.empty());
+  CHECK(e.methods == std::vector<std::string>{"GET", "POST"});
+  CHECK(sc::Validate(ValidState()).ok());
+}
+
+TEST_CASE("ValidateRoute accepts paths and refuses the gateway's own and odd ones", "[schemas]") {
+  for (const char* ok : {"", "/echo", "/v1/models/mlp", "/a-b_c.d~e", "/x/"}) {
+    INFO("route '" << ok << "'");
+    CHECK(sc::ValidateRoute(ok).ok());
+  }
+  struct Case {
+    std::string route;
+    std::string want;
+  };
+  const Case cases[] = {
+      {"echo", "must start with '/'"},      {"/", "must start with '/' and name a path"},
+      {"/-/routes", "under '/-/'"},         {"/-", "under '/-/'"},
+      {"/a//b", "empty segment"},           {"/a b", "outside [A-Za-z0-9_.~/-]"},
+      {"/a?b", "outside [A-Za-z0-9_.~/-]"}, {"/" + std::string(256, 'a'), "at most 256"},
+  };
+  for (const Case& c : cases) {
+    INFO("route '" << c.route << "'");
+    zserve::Status s = sc::ValidateRoute(c.route);
+    CHECK(s.code() == StatusCode::kBadRequest);
+    CHECK_THAT(s.message(), Contains(c.want));
+  }
+}
+
+TEST_CASE("ValidateHttpMethods takes known methods once each", "[schemas]") {
+  CHECK(sc::ValidateHttpMethods({"GET"}).ok());
+  CHECK(sc::ValidateHttpMethods({"POST", "GET", "PUT", "DELETE", "PATCH"}).ok());
+  CHECK_THAT(sc::ValidateHttpMethods({}).message(), Contains("at least one"));
+  CHECK_THAT(sc::ValidateHttpMethods({"get"}).message(),
+             Contains("method 'get' is not one of GET, POST, PUT, DELETE, PATCH"));
+  CHECK_THAT(sc::ValidateHttpMethods({"HEAD"}).message(), Contains("not one of"));
+  CHECK_THAT(sc::ValidateHttpMethods({"GET", "GET"}).message(), Contains("given twice"));
+}
+
+TEST_CASE("Validate refuses a route two endpoints share and names both", "[schemas]") {
+  sc::ConfigState s = ValidState();
+  s.endpoints["ep"].route = "/x";
+  sc::EndpointConfig other = s.endpoints["ep"];
+  other.name = "other";
+  s.endpoints["other"] = other;
+  zserve::Status st = sc::Validate(s);
+  CHECK(st.code() == StatusCode::kBadRequest);
+  CHECK_THAT(st.message(), Contains("endpoint 'other': route '/x' is already the route of "
+                                    "endpoint 'ep'"));
+  s.endpoints["other"].route = "/y";
+  CHECK(sc::Validate(s).ok());
+  s.endpoints["other"].route = "";
+  s.endpoints["ep"].route = "";
+  CHECK(sc::Validate(s).ok());  // no route twice is fine
+  s.endpoints["ep"].route = "/-/healthz";
+  CHECK_THAT(sc::Validate(s).message(), Contains("endpoint 'ep': route '/-/healthz'"));
+  s.endpoints["ep"].route = "/x";
+  s.endpoints["ep"].methods = {"GET", "FETCH"};
+  CHECK_THAT(sc::Validate(s).message(), Contains("endpoint 'ep': method 'FETCH'"));
 }

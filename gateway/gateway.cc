@@ -1,0 +1,282 @@
+#include "gateway/gateway.h"
+
+#include <civetweb.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <optional>
+
+namespace zserve::gateway {
+namespace {
+
+// How long past a call's deadline a request thread waits for its result. The
+// client answers DEADLINE_EXCEEDED itself at the deadline plus its grace; this
+// only bounds the wait should that ever fail.
+constexpr std::chrono::milliseconds kClientGrace{250};
+constexpr std::chrono::milliseconds kWaitMargin{1000};
+
+void Send(mg_connection* conn, const HttpResponse& r, bool head) {
+  mg_response_header_start(conn, r.status);
+  mg_response_header_add(conn, "Content-Type", r.content_type.c_str(), -1);
+  std::string length = std::to_string(r.body.size());
+  mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
+  for (const auto& [name, value] : r.headers) {
+    mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
+  }
+  mg_response_header_send(conn);
+  if (!head && !r.body.empty()) mg_write(conn, r.body.data(), r.body.size());
+}
+
+// The request body, at most `max` bytes; nullopt if it is longer.
+std::optional<std::string> ReadBody(mg_connection* conn, int64_t content_length, size_t max) {
+  std::string body;
+  if (content_length > 0) body.reserve(static_cast<size_t>(content_length));
+  char buf[64 * 1024];
+  while (true) {
+    int n = mg_read(conn, buf, sizeof buf);
+    if (n <= 0) break;
+    if (body.size() + static_cast<size_t>(n) > max) return std::nullopt;
+    body.append(buf, static_cast<size_t>(n));
+  }
+  return body;
+}
+
+}  // namespace
+
+// One request in flight: what to call, and the slot its result lands in.
+struct Gateway::Call {
+  CallPlan plan;
+  std::string payload;
+  std::mutex mu;
+  std::condition_variable done;
+  std::optional<StatusOr<std::string>> result;  // guarded by mu
+};
+
+Gateway::Gateway(const GatewayOptions& options) : options_(options), log_(options.logger) {}
+
+StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayOptions& options) {
+  if (options.context == nullptr || !options.logger) {
+    return Internal("GatewayOptions needs a context and a logger");
+  }
+  if (options.threads < 1 || options.threads > 10'000) {
+    return BadRequest("the gateway's threads must be 1..10000");
+  }
+  size_t colon = options.listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == options.listen.size()) {
+    return BadRequest("listen address '" + options.listen + "' is not HOST:PORT");
+  }
+  std::unique_ptr<Gateway> g(new Gateway(options));
+  g->host_ = options.listen.substr(0, colon);
+  schemas::ConfigSubscriberOptions sopts;
+  sopts.snapshot_address = options.controller_address;
+  sopts.updates_address = options.controller_updates_address;
+  sopts.context = options.context;
+  sopts.logger = options.logger;
+  StatusOr<std::unique_ptr<schemas::ConfigSubscriber>> config =
+      schemas::ConfigSubscriber::Create(sopts);
+  if (!config.ok()) return config.status();
+  g->config_ = std::move(config).value();
+  if (Status s = g->StartIo(); !s.ok()) return s;
+  if (Status s = g->StartHttp(); !s.ok()) return s;
+  return g;
+}
+
+Gateway::~Gateway() {
+  if (server_ != nullptr) mg_stop(server_);  // waits for the request threads
+  if (io_thread_.joinable()) {
+    stop_io_.store(true);
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+    io_thread_.join();
+  }
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+std::string Gateway::address() const { return host_ + ":" + std::to_string(port_); }
+
+Status Gateway::StartIo() {
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return Internal(std::string("eventfd: ") + std::strerror(errno));
+  // The client is created on the I/O thread, which owns its sockets for life.
+  std::promise<Status> started;
+  std::future<Status> result = started.get_future();
+  io_thread_ = std::thread([this, &started] {
+    ClientOptions copts;
+    copts.broker_address = options_.broker_address;
+    copts.grace = kClientGrace;
+    StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
+    if (!client.ok()) {
+      started.set_value(client.status());
+      return;
+    }
+    std::unique_ptr<Client> owned = std::move(client).value();
+    started.set_value(Status::Ok());
+    std::vector<std::shared_ptr<Call>> batch;
+    while (!stop_io_.load()) {
+      owned->Poll(std::chrono::milliseconds(1000), wake_fd_);
+      uint64_t count;
+      (void)!read(wake_fd_, &count, sizeof count);  // EAGAIN when not woken
+      {
+        std::lock_guard<std::mutex> lock(queue_mu_);
+        batch.swap(queue_);
+      }
+      for (std::shared_ptr<Call>& call : batch) {
+        owned->CallAsync(call->plan.endpoint, call->payload, call->plan.options,
+                         [call](StatusOr<std::string> r) {
+                           std::lock_guard<std::mutex> lock(call->mu);
+                           call->result = std::move(r);
+                           call->done.notify_one();
+                         });
+      }
+      batch.clear();
+    }
+  });
+  Status s = result.get();
+  if (!s.ok()) io_thread_.join();
+  return s;
+}
+
+Status Gateway::StartHttp() {
+  std::string threads = std::to_string(options_.threads);
+  std::string keep_alive = std::to_string(options_.keep_alive_timeout.count());
+  const char* config[] = {"listening_ports",
+                          options_.listen.c_str(),
+                          "num_threads",
+                          threads.c_str(),
+                          "enable_keep_alive",
+                          "yes",
+                          "keep_alive_timeout_ms",
+                          keep_alive.c_str(),
+                          "tcp_nodelay",
+                          "1",
+                          "request_timeout_ms",
+                          "30000",
+                          nullptr};
+  mg_callbacks callbacks{};
+  mg_init_data init{&callbacks, this, config};
+  char error_text[256] = "";
+  mg_error_data error{nullptr, error_text, sizeof error_text};
+  server_ = mg_start2(&init, &error);
+  if (server_ == nullptr) {
+    return Unavailable("cannot serve HTTP on " + options_.listen + ": " +
+                       (error_text[0] ? error_text : "civetweb failed to start"));
+  }
+  // Every path comes to Handle(): the gateway's own and the routes, which
+  // change with the configuration without touching civetweb.
+  mg_set_request_handler(server_, "**", &Gateway::HandleRequest, this);
+  mg_server_port ports[4] = {};
+  int n = mg_get_server_ports(server_, 4, ports);
+  if (n < 1 || ports[0].port <= 0) {
+    return Unavailable("HTTP server on " + options_.listen + " has no listening port");
+  }
+  port_ = ports[0].port;
+  return Status::Ok();
+}
+
+std::shared_ptr<const RouteTable> Gateway::routes() const {
+  std::lock_guard<std::mutex> lock(routes_mu_);
+  return routes_;
+}
+
+void Gateway::SetRoutes(std::shared_ptr<const RouteTable> routes) {
+  std::lock_guard<std::mutex> lock(routes_mu_);
+  routes_ = std::move(routes);
+}
+
+Status Gateway::Run(int wake_fd, const std::function<bool()>& should_stop) {
+  std::vector<zmq::pollitem_t> items;
+  while (true) {
+    TimePoint now = Clock::now();
+    std::chrono::milliseconds timeout(1000);
+    if (auto next = config_->NextTimer()) {
+      auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
+      timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
+    }
+    items.clear();
+    items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    config_->AddPollItems(&items);
+    try {
+      zmq::poll(items, timeout);
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) return Internal(std::string("poll: ") + e.what());
+    }
+    if ((items[0].revents & ZMQ_POLLIN) != 0 && should_stop()) return Status::Ok();
+    if (std::optional<schemas::Snapshot> snapshot = config_->Read(Clock::now())) {
+      auto table = std::make_shared<const RouteTable>(snapshot->state, snapshot->version);
+      log_->info("config version {}: {} HTTP routes", table->version(), table->size());
+      SetRoutes(std::move(table));
+    }
+  }
+}
+
+int Gateway::HandleRequest(mg_connection* conn, void* self) {
+  return static_cast<Gateway*>(self)->Handle(conn);
+}
+
+int Gateway::Handle(mg_connection* conn) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  std::string_view method = info->request_method != nullptr ? info->request_method : "";
+  std::string_view path = info->local_uri != nullptr ? info->local_uri : "";
+  HeaderLookup header = [conn](const char* name) -> std::optional<std::string_view> {
+    const char* v = mg_get_header(conn, name);
+    if (v == nullptr) return std::nullopt;
+    return std::string_view(v);
+  };
+  std::shared_ptr<const RouteTable> table = routes();
+  Decision d =
+      Decide(table.get(), method, path, header, info->content_length, options_.max_body_bytes);
+  bool head = method == "HEAD";
+  if (const HttpResponse* r = std::get_if<HttpResponse>(&d)) {
+    Send(conn, *r, head);
+    return r->status;
+  }
+  CallPlan plan = std::get<CallPlan>(std::move(d));
+  std::optional<std::string> body = ReadBody(conn, info->content_length, options_.max_body_bytes);
+  HttpResponse response =
+      body ? CallAndWait(std::move(plan), std::move(*body))
+           : ErrorResponse(413, "BAD_REQUEST",
+                           "the body is more than the gateway's limit of " +
+                               std::to_string(options_.max_body_bytes) + " bytes");
+  Send(conn, response, head);
+  return response.status;
+}
+
+bool ServesRoutes(const std::string& host, int port, std::chrono::milliseconds timeout) {
+  static const unsigned kInit = mg_init_library(0);  // once, for the client functions
+  (void)kInit;
+  char error[256] = "";
+  mg_connection* conn = mg_connect_client(host.c_str(), port, 0, error, sizeof error);
+  if (conn == nullptr) return false;
+  mg_printf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", std::string(kRoutesPath).c_str(),
+            host.c_str());
+  bool ok = mg_get_response(conn, error, sizeof error, static_cast<int>(timeout.count())) >= 0 &&
+            mg_get_response_info(conn)->status_code == 200;
+  mg_close_connection(conn);
+  return ok;
+}
+
+HttpResponse Gateway::CallAndWait(CallPlan plan, std::string payload) {
+  auto call = std::make_shared<Call>();
+  TimePoint give_up = Clock::now() + plan.options.timeout + kClientGrace + kWaitMargin;
+  call->plan = std::move(plan);
+  call->payload = std::move(payload);
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    queue_.push_back(call);
+  }
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof one);
+  std::unique_lock<std::mutex> lock(call->mu);
+  if (!call->done.wait_until(lock, give_up, [&call] { return call->result.has_value(); })) {
+    return ErrorResponse(DeadlineExceeded("no answer from the gateway's broker connection"));
+  }
+  if (!call->result->ok()) return ErrorResponse(call->result->status());
+  return ResultResponse(std::move(call->result->value()));
+}
+
+}  // namespace zserve::gateway

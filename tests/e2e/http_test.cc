@@ -1,0 +1,275 @@
+// The HTTP gateway end to end (docs/http.md): `zserve up` starts it, and
+// curl and wrk talk to it as any HTTP client would — bodies in and out,
+// status codes of the typed errors, the gateway's own paths, routes changed
+// live with `zserve ctl`, keep-alive, and a short load run. Every wait is
+// bounded and polls a condition.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/process.h"
+#include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
+
+namespace zserve::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr const char* kCurl = "/usr/bin/curl";
+constexpr const char* kWrk = "/usr/bin/wrk";
+
+constexpr const char* kDeployment = R"(
+backends:
+  echo: {handler: echo, num_replicas: 2}
+  sleep: {handler: sleep, max_concurrent_queries: 1}
+  fail: {handler: fail}
+  slow: {handler: sleep, max_concurrent_queries: 1, max_queued_requests: 1}
+endpoints:
+  echo: {backend: echo, route: /echo}
+  sleep: {backend: sleep, route: /sleep, methods: [POST]}
+  fail: {backend: fail, route: /v1/fail}
+  slow: {backend: slow, route: /slow}
+  plain: {backend: echo}
+)";
+
+struct HttpReply {
+  int code = 0;                                // 0: no answer
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+};
+
+// Reads a finished or finishing curl's stdout to the end.
+std::string CurlOutput(Process& curl) {
+  curl.WaitForLine("\n\n", milliseconds(20'000));  // reads until EOF (no such line)
+  REQUIRE(curl.Wait(milliseconds(20'000)).has_value());
+  return curl.output();
+}
+
+// `curl -i ... -w "\n%{http_code}"` output: headers, body, status code.
+HttpReply Parse(const std::string& out) {
+  HttpReply r;
+  size_t nl = out.rfind('\n');
+  if (nl == std::string::npos) return r;
+  r.code = std::atoi(out.c_str() + nl + 1);
+  std::string response = out.substr(0, nl);
+  size_t end = response.find("\r\n\r\n");
+  if (end == std::string::npos) return r;
+  r.body = response.substr(end + 4);
+  std::istringstream lines(response.substr(0, end));
+  std::string line;
+  std::getline(lines, line);  // status line
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    size_t v = line.find_first_not_of(' ', colon + 1);
+    r.headers[name] = v == std::string::npos ? "" : line.substr(v);
+  }
+  return r;
+}
+
+std::unique_ptr<Process> StartCurl(const std::string& url, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"-s", "-i", "--max-time", "15", "-w", "\n%{http_code}"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(url);
+  return std::make_unique<Process>(kCurl, args);
+}
+
+HttpReply Curl(const std::string& url, std::vector<std::string> extra = {}) {
+  auto curl = StartCurl(url, std::move(extra));
+  return Parse(CurlOutput(*curl));
+}
+
+nlohmann::json Json(const HttpReply& r) {
+  INFO("body: " << r.body);
+  nlohmann::json j = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  REQUIRE_FALSE(j.is_discarded());
+  return j;
+}
+
+struct HttpStack {
+  HttpStack() : stack(kDeployment), url(stack.http_url()) {
+    REQUIRE(stack.ready());
+    REQUIRE(url.starts_with("http://127.0.0.1:"));
+  }
+  Stack stack;
+  std::string url;
+};
+
+TEST_CASE("POST and GET on a route call the endpoint with the body", "[e2e][http]") {
+  HttpStack s;
+  HttpReply post = Curl(s.url + "/echo", {"-d", "hello"});
+  CHECK(post.code == 200);
+  CHECK(post.body == "hello");
+  CHECK(post.headers["content-type"] == "application/octet-stream");
+  HttpReply get = Curl(s.url + "/echo", {"-X", "GET", "--data-binary", "from a GET"});
+  CHECK(get.code == 200);
+  CHECK(get.body == "from a GET");
+  HttpReply empty = Curl(s.url + "/echo?query=ignored");
+  CHECK(empty.code == 200);
+  CHECK(empty.body.empty());
+  // Bytes as they are, a zero byte included.
+  std::string file = s.stack.dir() + "/binary";
+  WriteFile(file, std::string("a\0b\xff\n", 5));
+  HttpReply binary = Curl(s.url + "/echo", {"--data-binary", "@" + file});
+  CHECK(binary.code == 200);
+  CHECK(binary.body == std::string("a\0b\xff\n", 5));
+}
+
+TEST_CASE("Unknown routes are 404 and other methods 405 with JSON bodies", "[e2e][http]") {
+  HttpStack s;
+  HttpReply missing = Curl(s.url + "/nope", {"-d", "x"});
+  CHECK(missing.code == 404);
+  CHECK(Json(missing)["error"] == "NOT_FOUND");
+  CHECK(missing.headers["content-type"] == "application/json");
+  // An endpoint without a route is not on HTTP.
+  CHECK(Curl(s.url + "/plain", {"-d", "x"}).code == 404);
+  HttpReply wrong = Curl(s.url + "/echo", {"-X", "DELETE"});
+  CHECK(wrong.code == 405);
+  CHECK(wrong.headers["allow"] == "GET, POST");
+  CHECK(Json(wrong)["error"] == "METHOD_NOT_ALLOWED");
+  HttpReply get_sleep = Curl(s.url + "/sleep");  // POST only
+  CHECK(get_sleep.code == 405);
+  CHECK(get_sleep.headers["allow"] == "POST");
+}
+
+TEST_CASE("The gateway lists its routes and answers its health check", "[e2e][http]") {
+  HttpStack s;
+  HttpReply health = Curl(s.url + "/-/healthz");
+  CHECK(health.code == 200);
+  CHECK(health.body == "ok\n");
+  HttpReply routes = Curl(s.url + "/-/routes");
+  REQUIRE(routes.code == 200);
+  nlohmann::json j = Json(routes);
+  CHECK(j["config_version"].get<int>() >= 1);
+  std::map<std::string, std::string> endpoint_of;
+  for (const auto& r : j["routes"]) endpoint_of[r["route"]] = r["endpoint"];
+  CHECK(endpoint_of ==
+        std::map<std::string, std::string>{
+            {"/echo", "echo"}, {"/sleep", "sleep"}, {"/slow", "slow"}, {"/v1/fail", "fail"}});
+  CHECK(j["routes"][1]["methods"] == nlohmann::json({"POST"}));  // /sleep, sorted by route
+}
+
+TEST_CASE("The timeout header gives the deadline and a late call is 504", "[e2e][http]") {
+  HttpStack s;
+  auto start = std::chrono::steady_clock::now();
+  HttpReply late = Curl(s.url + "/sleep", {"-d", "3000", "-H", "X-Zserve-Timeout-Ms: 100"});
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(late.code == 504);
+  CHECK(Json(late)["error"] == "DEADLINE_EXCEEDED");
+  CHECK(took < milliseconds(2500));  // answered at the deadline, not after the sleep
+  HttpReply bad = Curl(s.url + "/sleep", {"-d", "1", "-H", "X-Zserve-Timeout-Ms: soon"});
+  CHECK(bad.code == 400);
+  CHECK(Json(bad)["error"] == "BAD_REQUEST");
+  HttpReply in_time = Curl(s.url + "/sleep", {"-d", "10", "-H", "X-Zserve-Timeout-Ms: 10000"});
+  CHECK(in_time.code == 200);
+  CHECK(in_time.body == "10");
+}
+
+TEST_CASE("A handler error is 500 with the error type and message", "[e2e][http]") {
+  HttpStack s;
+  HttpReply failed = Curl(s.url + "/v1/fail", {"-d", "error:the model is sad"});
+  CHECK(failed.code == 500);
+  nlohmann::json j = Json(failed);
+  CHECK(j["error"] == "HANDLER_ERROR");
+  CHECK(j["message"].get<std::string>().find("the model is sad") != std::string::npos);
+  CHECK(Curl(s.url + "/v1/fail", {"-d", "fine"}).body == "fine");
+}
+
+TEST_CASE("A full queue is 503 with Retry-After", "[e2e][http]") {
+  HttpStack s;
+  // slow: one request in flight and one queued; the others are OVERLOADED
+  // at once, while those two take 2 s each.
+  std::vector<std::unique_ptr<Process>> curls;
+  for (int i = 0; i < 6; ++i) curls.push_back(StartCurl(s.url + "/slow", {"-d", "2000"}));
+  int ok = 0, overloaded = 0;
+  for (auto& curl : curls) {
+    HttpReply r = Parse(CurlOutput(*curl));
+    if (r.code == 200) ++ok;
+    if (r.code == 503) {
+      ++overloaded;
+      CHECK(r.headers["retry-after"] == "1");
+      CHECK(Json(r)["error"] == "OVERLOADED");
+    }
+  }
+  CHECK(ok >= 1);
+  CHECK(ok <= 2);
+  CHECK(overloaded >= 4);
+}
+
+TEST_CASE("A route added and changed with zserve ctl works without a restart", "[e2e][http]") {
+  HttpStack s;
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"ctl", "--controller", s.stack.admin_address()});
+    auto p = std::make_unique<Process>(kBinary, args, s.stack.dir() + "/ctl.err");
+    REQUIRE(p->Wait(milliseconds(10'000)) == 0);
+    return p->output();
+  };
+  CHECK(Curl(s.url + "/late", {"-d", "x"}).code == 404);
+  std::string created =
+      ctl({"create-endpoint", "late", "--backend", "echo", "--route", "/late", "--methods", "PUT"});
+  CHECK(created.find("route='/late' methods=PUT") != std::string::npos);
+  CHECK(Eventually([&] { return Curl(s.url + "/late", {"-X", "PUT", "-d", "x"}).code == 200; }));
+  CHECK(Curl(s.url + "/late", {"-d", "x"}).code == 405);  // POST is not in its methods
+  // Moved to another path, and its methods widened.
+  std::string updated =
+      ctl({"update-endpoint", "late", "--route", "/v2/late", "--methods", "get,post"});
+  CHECK(updated.find("~ endpoint late: route '/late' -> '/v2/late', methods PUT -> GET,POST") !=
+        std::string::npos);
+  CHECK(Eventually([&] { return Curl(s.url + "/v2/late", {"-d", "moved"}).body == "moved"; }));
+  CHECK(Curl(s.url + "/late", {"-X", "PUT", "-d", "x"}).code == 404);
+  std::string table = ctl({"get"});
+  CHECK(table.find("/v2/late") != std::string::npos);
+  // A route another endpoint has is refused, and says whose it is.
+  auto clash = std::make_unique<Process>(
+      kBinary,
+      std::vector<std::string>{"ctl", "--controller", s.stack.admin_address(), "update-endpoint",
+                               "late", "--route", "/echo"},
+      s.stack.dir() + "/clash.err");
+  CHECK(clash->Wait(milliseconds(10'000)) == 1);
+}
+
+TEST_CASE("Keep-alive serves several requests on one connection", "[e2e][http]") {
+  HttpStack s;
+  std::string err = s.stack.dir() + "/curl.err";
+  Process curl(kCurl,
+               {"-s", "-v", "--max-time", "15", "-d", "again", s.url + "/echo", s.url + "/echo"},
+               err);
+  CurlOutput(curl);
+  CHECK(curl.output() == "againagain");
+  std::ifstream in(err);
+  std::stringstream log;
+  log << in.rdbuf();
+  INFO(log.str());
+  CHECK(log.str().find("Re-using existing connection") != std::string::npos);
+}
+
+TEST_CASE("A short wrk run with 32 connections gets only 2xx answers", "[e2e][http]") {
+  HttpStack s;
+  std::string script = s.stack.dir() + "/post.lua";
+  WriteFile(script, "wrk.method = \"POST\"\nwrk.body = \"hello\"\n");
+  Process wrk(kWrk, {"-t2", "-c32", "-d2s", "-s", script, s.url + "/echo"});
+  wrk.WaitForLine("\n\n", milliseconds(30'000));  // reads until EOF
+  REQUIRE(wrk.Wait(milliseconds(30'000)) == 0);
+  const std::string& out = wrk.output();
+  INFO(out);
+  CHECK(out.find("Non-2xx") == std::string::npos);
+  CHECK(out.find("Socket errors") == std::string::npos);
+  size_t at = out.find(" requests in ");
+  REQUIRE(at != std::string::npos);
+  size_t start = out.rfind(' ', at - 1);
+  long requests = std::atol(out.c_str() + start + 1);
+  CHECK(requests > 100);
+}
+
+}  // namespace
+}  // namespace zserve::testing
