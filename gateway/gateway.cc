@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <optional>
 
 namespace zserve::gateway {
@@ -20,6 +21,12 @@ namespace {
 constexpr std::chrono::milliseconds kClientGrace{250};
 constexpr std::chrono::milliseconds kWaitMargin{1000};
 
+// civetweb writes the Date header with gmtime(), whose result lives in one
+// static buffer of libc: two request threads sending headers at once race on
+// it (ThreadSanitizer showed it under wrk). Header sends take turns; bodies
+// do not.
+std::mutex header_send_mutex;
+
 void Send(mg_connection* conn, const HttpResponse& r, bool head) {
   mg_response_header_start(conn, r.status);
   mg_response_header_add(conn, "Content-Type", r.content_type.c_str(), -1);
@@ -28,7 +35,10 @@ void Send(mg_connection* conn, const HttpResponse& r, bool head) {
   for (const auto& [name, value] : r.headers) {
     mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
   }
-  mg_response_header_send(conn);
+  {
+    std::lock_guard<std::mutex> lock(header_send_mutex);
+    mg_response_header_send(conn);
+  }
   if (!head && !r.body.empty()) mg_write(conn, r.body.data(), r.body.size());
 }
 
