@@ -167,9 +167,9 @@ class MdpWorker {
             }
             Strings reply{"", "MDPW01", kReply, (*m)[3], ""};
             for (size_t i = 5; i < m->size(); ++i) reply.push_back("mdp:" + (*m)[i]);
+            ++replies_;  // before the send: the caller may check as soon as it has the reply
             SendStrings(*socket, reply);
             last_sent = SteadyClock::now();
-            ++replies_;
           } else if (cmd == kDisconnect) {
             socket = Connect();  // a new socket, then READY again
             last_sent = SteadyClock::now();
