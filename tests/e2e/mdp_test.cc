@@ -16,6 +16,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "tests/e2e/roles.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
 #include "zserve/client.h"
@@ -27,50 +28,7 @@ using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 using Strings = std::vector<std::string>;
 
-constexpr milliseconds kHeartbeat(100);
-
-// Controller and broker as separate processes (as in reliability_test.cc),
-// plus native `zserve worker`s on demand.
-class Roles {
- public:
-  explicit Roles(const std::string& yaml) : dir_(MakeTempDir()) {
-    WriteFile(dir_ + "/deployment.yaml", yaml);
-    for (std::string* a : {&client_, &workers_, &admin_, &pub_}) {
-      *a = "tcp://127.0.0.1:" + std::to_string(FreePort());
-    }
-    controller_ = std::make_unique<Process>(
-        kBinary,
-        std::vector<std::string>{"controller", "--store", dir_ + "/controller.db", "--config",
-                                 dir_ + "/deployment.yaml", "--admin-bind", admin_, "--pub-bind",
-                                 pub_, "--metrics-bind", "127.0.0.1:0"},
-        log());
-    broker_ = std::make_unique<Process>(
-        kBinary,
-        std::vector<std::string>{"broker", "--client-bind", client_, "--worker-bind", workers_,
-                                 "--controller", admin_, "--controller-pub", pub_, "--heartbeat-ms",
-                                 std::to_string(kHeartbeat.count()), "--metrics-bind",
-                                 "127.0.0.1:0"},
-        log());
-  }
-
-  void StartNativeWorker(const std::string& backend) {
-    native_.push_back(std::make_unique<Process>(
-        kBinary,
-        std::vector<std::string>{"worker", "--backend", backend, "--handler", "echo", "--broker",
-                                 workers_, "--heartbeat-ms", std::to_string(kHeartbeat.count()),
-                                 "--replica-tag", backend + "-native"},
-        log()));
-  }
-
-  const std::string& client_address() const { return client_; }
-  const std::string& worker_address() const { return workers_; }
-  std::string log() const { return dir_ + "/roles.log"; }
-
- private:
-  std::string dir_, client_, workers_, admin_, pub_;
-  std::unique_ptr<Process> controller_, broker_;
-  std::vector<std::unique_ptr<Process>> native_;
-};
+constexpr milliseconds kHeartbeat(100);  // as the Roles processes' (RolesOptions)
 
 const std::string kReady("\x01", 1);
 const std::string kRequest("\x02", 1);
@@ -259,7 +217,7 @@ TEST_CASE("A DEALER MDP client adds frame 0 itself and may have several requests
 TEST_CASE("A backend of a native replica and an MDP replica uses both", "[e2e][mdp]") {
   Roles roles(kEchoYaml);
   zmq::context_t ctx;
-  roles.StartNativeWorker("echo");
+  roles.StartWorker("echo", "echo");
   MdpWorker worker(ctx, roles.worker_address(), "echo");
   auto client = Connect(roles.client_address());
   WaitForStatus(*client, [](const nlohmann::json& j) { return Replicas(j, "echo") == 2; });
@@ -369,7 +327,7 @@ TEST_CASE("A frozen MDP worker is declared dead and its request runs on another 
     client->Poll(milliseconds(0));
     return worker.requests() == 1;
   }));
-  roles.StartNativeWorker("echo");
+  roles.StartWorker("echo", "echo");
   client->Wait();
   REQUIRE(result.ok());
   CHECK(*result == "retry me");  // served by the native replica, not "mdp:"
@@ -382,7 +340,7 @@ TEST_CASE("An MDP worker that vanishes without DISCONNECT is declared dead and i
           "[e2e][mdp]") {
   Roles roles(kEchoYaml);
   zmq::context_t ctx;
-  roles.StartNativeWorker("echo");
+  roles.StartWorker("echo", "echo");
   auto client = Connect(roles.client_address());
   WaitForStatus(*client, [](const nlohmann::json& j) { return Replicas(j, "echo") == 1; });
   MdpWorker worker(ctx, roles.worker_address(), "echo", MdpWorker::OnRequest::kVanish);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/roles.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
 #include "zserve/client.h"
@@ -21,57 +22,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
-
-// Controller, broker and workers as separate processes, so that the test
-// knows every PID. Heartbeats every 100 ms, dead after 3 silent ones.
-class Roles {
- public:
-  explicit Roles(const std::string& yaml) : dir_(MakeTempDir()) {
-    WriteFile(dir_ + "/deployment.yaml", yaml);
-    for (std::string* a : {&client_, &workers_, &admin_, &pub_}) {
-      *a = "tcp://127.0.0.1:" + std::to_string(FreePort());
-    }
-    controller_ = std::make_unique<Process>(
-        kBinary,
-        std::vector<std::string>{"controller", "--store", dir_ + "/controller.db", "--config",
-                                 dir_ + "/deployment.yaml", "--admin-bind", admin_, "--pub-bind",
-                                 pub_, "--metrics-bind", "127.0.0.1:0"},
-        log());
-    StartBroker();
-  }
-
-  void StartBroker() {
-    broker_ = std::make_unique<Process>(
-        kBinary,
-        std::vector<std::string>{"broker", "--client-bind", client_, "--worker-bind", workers_,
-                                 "--controller", admin_, "--controller-pub", pub_, "--heartbeat-ms",
-                                 "100", "--metrics-bind", "127.0.0.1:0"},
-        log());
-  }
-
-  Process& StartWorker(const std::string& backend, const std::string& handler) {
-    workers_started_.push_back(std::make_unique<Process>(
-        kBinary,
-        std::vector<std::string>{"worker", "--backend", backend, "--handler", handler, "--broker",
-                                 workers_, "--heartbeat-ms", "100", "--replica-tag",
-                                 backend + "-" + std::to_string(workers_started_.size() + 1)},
-        log()));
-    return *workers_started_.back();
-  }
-
-  Process& broker() { return *broker_; }
-  void KillBroker() {
-    broker_->Signal(SIGKILL);
-    REQUIRE(broker_->Wait(milliseconds(5000)));
-  }
-  const std::string& client_address() const { return client_; }
-  std::string log() const { return dir_ + "/roles.log"; }
-
- private:
-  std::string dir_, client_, workers_, admin_, pub_;
-  std::unique_ptr<Process> controller_, broker_;
-  std::vector<std::unique_ptr<Process>> workers_started_;
-};
 
 TEST_CASE("A replica killed with kill -9 is declared dead and its request runs elsewhere",
           "[e2e][reliability]") {
@@ -150,7 +100,7 @@ endpoints:
     o.timeout = milliseconds(10'000);
     REQUIRE(client->Call("echo", "before", o).ok());
   }
-  roles.KillBroker();
+  REQUIRE(roles.KillBroker());
   roles.StartBroker();
   auto client = Connect(roles.client_address());
   // The new broker knows no replica until the worker registers again.
@@ -213,7 +163,7 @@ endpoints:
   WaitForStatus(*client,
                 [](const nlohmann::json& j) { return j["backends"]["slow"]["in_flight"] == 2; });
   auto killed_at = SteadyClock::now();
-  roles.KillBroker();
+  REQUIRE(roles.KillBroker());
   // The plain call fails at once, long before its 20 s deadline.
   while (lost.status().code() == StatusCode::kInternal) {
     client->Poll(milliseconds(100));
