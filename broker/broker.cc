@@ -15,6 +15,10 @@ namespace {
 
 // Messages read from one socket per loop turn, so no socket starves another.
 constexpr int kReadBurst = 256;
+// The most frames of a client message: ZSP has 3, MDP 4 to 5 (docs/security.md).
+constexpr size_t kMaxClientFrames = 8;
+// A worker's RESULTS: identity, header, one payload per batch item.
+constexpr size_t kMaxWorkerFrames = sc::kMaxBatchItems + 2;
 
 zmq::message_t ToMessage(const std::string& s) { return zmq::message_t(s.data(), s.size()); }
 
@@ -42,17 +46,31 @@ StatusOr<std::unique_ptr<Broker>> Broker::Create(const BrokerOptions& options) {
   }
   std::unique_ptr<Broker> b(new Broker(options));
   b->metrics_ = std::make_unique<BrokerMetrics>(options.metrics);
+  if (options.max_message_bytes < 1 || options.max_inflight_per_client < 1) {
+    return BadRequest("--max-message-bytes and --max-inflight-per-client must be at least 1");
+  }
+  StatusOr<std::unique_ptr<ZapHandler>> zap =
+      ZapHandler::ForServer("broker", options.curve_key, options.curve_allow_file, *options.context,
+                            b->log_, options.metrics);
+  if (!zap.ok()) return zap.status();
+  b->zap_ = std::move(zap).value();
+  if (Status s = SecureServer(b->clients_, options.curve_key, kDomainClient); !s.ok()) return s;
+  if (Status s = SecureServer(b->workers_, options.curve_key, kDomainWorker); !s.ok()) return s;
   try {
     ConfigureRouter(b->clients_);
     ConfigureRouter(b->workers_);
+    // A frame over the limit closes its connection inside ZeroMQ, before
+    // zserve sees it; smaller frames adding up to more are answered.
+    b->clients_.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
+    b->workers_.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     b->clients_.bind(options.client_bind);
     b->workers_.bind(options.worker_bind);
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("broker cannot bind: ") + e.what());
   }
-  StatusOr<std::unique_ptr<sc::ConfigSubscriber>> config =
-      sc::ConfigSubscriber::Create({options.controller_snapshot, options.controller_updates,
-                                    options.context, options.logger, options.snapshot_retry});
+  StatusOr<std::unique_ptr<sc::ConfigSubscriber>> config = sc::ConfigSubscriber::Create(
+      {options.controller_snapshot, options.controller_updates, options.context, options.logger,
+       options.snapshot_retry, options.curve_key, options.curve_controller_key});
   if (!config.ok()) return config.status();
   b->config_ = std::move(config).value();
   b->log_->info("broker listening: clients {} workers {}, controller {}",
@@ -125,6 +143,18 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
     log_->warn("client message with {} frames dropped", frames.size());
     return;
   }
+  if (Status limit = CheckClientLimits(frames); !limit.ok()) {
+    uint64_t request_id;
+    if (sc::PeekRequestId(View(frames[1]), &request_id)) {
+      Reply(frames[0], request_id, limit);
+    } else if (StatusOr<mdp::ClientRequest> m = mdp::DecodeClientRequest(frames); m.ok()) {
+      ReplyMdp(frames[0], m->service, limit);
+    } else {
+      metrics_->Dropped(Drop::kOverLimit);
+      log_->warn("client message dropped: {}", limit.message());
+    }
+    return;
+  }
   if (mdp::IsMdp(frames)) {
     HandleMdpClient(frames, now);
     return;
@@ -163,12 +193,49 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
          now);
 }
 
+Status Broker::CheckClientLimits(const Frames& frames) const {
+  if (frames.size() > kMaxClientFrames) {
+    return BadRequest("message of " + std::to_string(frames.size()) + " frames; at most " +
+                      std::to_string(kMaxClientFrames));
+  }
+  int64_t bytes = 0;
+  for (const zmq::message_t& f : frames) bytes += static_cast<int64_t>(f.size());
+  if (bytes > options_.max_message_bytes) {
+    return BadRequest("message of " + std::to_string(bytes) + " bytes; the broker takes at most " +
+                      std::to_string(options_.max_message_bytes) + " (--max-message-bytes)");
+  }
+  if (frames[1].size() > sc::kMaxHeaderBytes) {
+    return BadRequest("header of " + std::to_string(frames[1].size()) + " bytes; at most " +
+                      std::to_string(sc::kMaxHeaderBytes));
+  }
+  return Status::Ok();
+}
+
 void Broker::Accept(Incoming call, TimePoint now) {
+  // One connection may not hold the broker's capacity alone.
+  std::string connection(View(call.client));
+  uint32_t& held = client_inflight_[connection];
+  if (held >= options_.max_inflight_per_client) {
+    Status over = Overloaded(
+        "this connection has " + std::to_string(held) + " calls unanswered; the broker allows " +
+        std::to_string(options_.max_inflight_per_client) + " (--max-inflight-per-client)");
+    if (endpoints_.contains(std::string(call.endpoint))) {
+      (void)metrics_->Admitted(call.endpoint, "", over, now);
+    }
+    if (call.mdp) {
+      ReplyMdp(call.client, call.endpoint, over);
+    } else {
+      Reply(call.client, call.request_id, over);
+    }
+    return;
+  }
   uint64_t token = next_token_++;
   shadows_.clear();
   Status admitted = router_.Admit(token, call.endpoint, call.shard_key, call.timeout_ms, now,
                                   &admitted_backend_, call.priority, &shadows_);
   RequestTiming timing = metrics_->Admitted(call.endpoint, admitted_backend_, admitted, now);
+  if (admitted.ok()) ++held;
+  if (held == 0) client_inflight_.erase(connection);
   if (!admitted.ok()) {
     if (call.mdp) {
       ReplyMdp(call.client, call.endpoint, admitted);
@@ -264,7 +331,8 @@ std::string Broker::StatusJson() const {
   for (const auto& [name, e] : endpoints_) {
     j["endpoints"][name] = {{"traffic", e.traffic}, {"shadow", e.shadow}};
   }
-  j["counters"] = {{"malformed_controller", config_->malformed()}};
+  j["counters"] = {{"malformed_controller", config_->malformed()},
+                   {"auth_refusals", zap_ ? zap_->refusals() : 0}};
   for (const auto& [name, value] : metrics_->Counters()) j["counters"][name] = value;
   j["ready"] = metrics_->ready();
   j["not_ready_reason"] = metrics_->not_ready_reason();
@@ -288,6 +356,11 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
   if (frames.size() < 2) {
     metrics_->Dropped(Drop::kMalformedWorker);
     log_->warn("worker message with {} frames dropped", frames.size());
+    return;
+  }
+  if (frames.size() > kMaxWorkerFrames) {
+    metrics_->Dropped(Drop::kOverLimit);
+    log_->warn("worker message of {} frames dropped; at most {}", frames.size(), kMaxWorkerFrames);
     return;
   }
   std::string replica(View(frames[0]));
@@ -584,6 +657,10 @@ void Broker::Finish(uint64_t token, const Status& status, zmq::message_t payload
   auto it = slots_.find(token);
   if (it == slots_.end()) std::abort();  // router and slots out of step
   metrics_->Finished(it->second.timing, status.code(), it->second.shadow, Clock::now());
+  if (!it->second.shadow) {
+    auto held = client_inflight_.find(std::string(View(it->second.client)));
+    if (held != client_inflight_.end() && --held->second == 0) client_inflight_.erase(held);
+  }
   if (it->second.mdp) {
     ReplyMdp(it->second.client, it->second.service, status, std::move(payload));
   } else if (!it->second.shadow) {  // a shadow's reply goes nowhere

@@ -24,6 +24,7 @@
 
 #include "broker/broker_metrics.h"
 #include "broker/router.h"
+#include "common/curve.h"
 #include "common/liveness.h"
 #include "common/logging.h"
 #include "common/zmq_util.h"
@@ -42,9 +43,22 @@ struct BrokerOptions {
   HeartbeatOptions heartbeat;               // with each worker (docs/operations.md)
   prometheus::Registry* metrics = nullptr;  // borrowed; null: kept, not exported (docs/metrics.md)
   std::chrono::milliseconds snapshot_retry{1000};
+  // CURVE (docs/security.md): the broker's key pair, the allow-list of the
+  // clients and workers it lets in, and the controller's public key. Empty
+  // key: plain ZeroMQ.
+  KeyPair curve_key;
+  std::string curve_allow_file;
+  std::string curve_controller_key;
+  // Limits (docs/security.md). A client message larger than this in all is
+  // answered BAD_REQUEST; a single frame larger than this closes the
+  // connection (ZMQ_MAXMSGSIZE) and cannot be answered.
+  int64_t max_message_bytes = 64 << 20;
+  // Calls one client connection may have unanswered; more are OVERLOADED.
+  uint32_t max_inflight_per_client = 10'000;
 };
 
 class Broker {
+  friend class BrokerFuzzer;  // fuzz/broker_fuzzer.h drives the private handlers
  public:
   static StatusOr<std::unique_ptr<Broker>> Create(const BrokerOptions& options);
   ~Broker();
@@ -85,6 +99,8 @@ class Broker {
 
   explicit Broker(const BrokerOptions& options);
   void HandleClient(Frames& frames, TimePoint now);
+  // BAD_REQUEST if a client message breaks a limit of docs/security.md.
+  Status CheckClientLimits(const Frames& frames) const;
   void HandleStatus(const zmq::message_t& client, uint64_t request_id);
   // Admits a call, or answers it at once (NOT_FOUND, OVERLOADED).
   void Accept(Incoming call, TimePoint now);
@@ -126,12 +142,14 @@ class Broker {
   bool membership_changed_ = false;  // replicas or config changed: refresh readiness now
   uint64_t next_token_ = 1;
   std::unordered_map<uint64_t, Slot> slots_;
-  std::map<std::string, schemas::EndpointConfig> endpoints_;  // for STATUS
-  std::unordered_set<std::string> configured_backends_;       // for a log line
-  std::unordered_set<std::string> mdp_replicas_;              // registered MDP workers
-  std::vector<std::string> shadows_;                          // scratch for Admit
-  std::string admitted_backend_;                              // scratch for Admit
-  std::unique_ptr<BrokerMetrics> metrics_;                    // also STATUS's counters
+  std::map<std::string, schemas::EndpointConfig> endpoints_;   // for STATUS
+  std::unordered_set<std::string> configured_backends_;        // for a log line
+  std::unordered_set<std::string> mdp_replicas_;               // registered MDP workers
+  std::vector<std::string> shadows_;                           // scratch for Admit
+  std::string admitted_backend_;                               // scratch for Admit
+  std::unique_ptr<BrokerMetrics> metrics_;                     // also STATUS's counters
+  std::unordered_map<std::string, uint32_t> client_inflight_;  // unanswered calls by connection
+  std::unique_ptr<ZapHandler> zap_;                            // with CURVE only
 };
 
 }  // namespace zserve::broker

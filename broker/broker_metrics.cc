@@ -101,8 +101,8 @@ BrokerMetrics::BrokerMetrics(pm::Registry* registry)
       config_version_(RegisterFamily(pm::BuildGauge(), registry_, "zserve_broker_config_version",
                                      "Version of the configuration the broker holds")
                           .Add({})) {
-  const char* reasons[] = {"malformed_client", "malformed_worker", "unknown_result", "late_result",
-                           "undeliverable_reply"};
+  const char* reasons[] = {"malformed_client", "malformed_worker",    "unknown_result",
+                           "late_result",      "undeliverable_reply", "over_limit"};
   for (size_t i = 0; i < drops_.size(); ++i) drops_[i] = &dropped_.Add({{"reason", reasons[i]}});
 }
 
@@ -264,6 +264,7 @@ std::vector<std::pair<std::string, uint64_t>> BrokerMetrics::Counters() const {
           {"unknown_results", value(drops_[2])},
           {"late_results", value(drops_[3])},
           {"undeliverable_replies", value(drops_[4])},
+          {"over_limit_messages", value(drops_[5])},
           {"lost_replicas", value(&replicas_lost_)},
           {"unknown_endpoint_requests", value(&unknown_endpoint_)},
           {"shadow_requests", shadow_requests},

@@ -43,9 +43,10 @@ enum class Drop : uint8_t {
   kUnknownResult,
   kLateResult,
   kUndeliverableReply,
+  kOverLimit,  // over a limit of docs/security.md, and no request id to answer
 };
 
-inline constexpr size_t kStatusCodes = 9;  // StatusCode values 0..8
+inline constexpr size_t kStatusCodes = static_cast<size_t>(kLastStatusCode) + 1;
 
 // Requests and errors over the last minute, in one-second buckets.
 class RecentWindow {
@@ -167,7 +168,7 @@ class BrokerMetrics {
   prometheus::Counter& replicas_lost_;
   prometheus::Gauge& ready_gauge_;
   prometheus::Gauge& config_version_;
-  std::array<prometheus::Counter*, 5> drops_{};  // by Drop
+  std::array<prometheus::Counter*, 6> drops_{};  // by Drop
 
   StringMap<std::unique_ptr<EndpointMetrics>> endpoints_;
   StringMap<std::unique_ptr<BackendMetrics>> backends_;

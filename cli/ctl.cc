@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/curve_flags.h"
 #include "controller/admin_client.h"
 #include "controller/deployment_file.h"
 #include "schemas/codec.h"
@@ -154,11 +155,13 @@ struct CtlCommands::Args {
   std::string methods;
   bool json = false;
   std::string file;
+  CurveFlags curve;
 
   void AddConnectionFlags(CLI::App* app) {
     app->add_option("--controller", controller, "Controller admin address")
         ->envname("ZSERVE_CONTROLLER")
         ->capture_default_str();
+    curve.Add(app, kCurveController);
     app->add_option("--timeout", timeout_ms, "Milliseconds to wait for the controller")
         ->capture_default_str();
   }
@@ -303,8 +306,10 @@ int CtlCommands::Run() {
       request = std::move(r).value();
     }
   }
+  StatusOr<CurveKeys> keys = LoadCurveKeys(a.curve);
+  if (!keys.ok()) return Fail(what, keys.status());
   StatusOr<std::unique_ptr<controller::AdminClient>> client =
-      controller::AdminClient::Create(a.controller);
+      controller::AdminClient::Create(a.controller, keys->key, keys->controller_key);
   if (!client.ok()) return Fail(what, client.status());
   StatusOr<sc::AdminReply> reply =
       (*client)->CallOk(request, std::chrono::milliseconds(a.timeout_ms));

@@ -15,6 +15,7 @@
 #include "broker/broker.h"
 #include "cli/bench.h"
 #include "cli/ctl.h"
+#include "cli/curve_flags.h"
 #include "cli/supervisor.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
@@ -46,6 +47,7 @@ bool TakeSignals(SignalPipe& signals, const std::function<void()>& on_hup = {}) 
 
 struct CallArgs {
   std::string broker = "tcp://127.0.0.1:5555";
+  CurveFlags curve;
   std::string endpoint;
   std::string payload;
   bool payload_given = false;
@@ -60,8 +62,12 @@ int RunCall(const CallArgs& a) {
     payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
   if (a.timeout_ms < 0) return Fail(BadRequest("--timeout must be >= 0"), "call");
+  StatusOr<CurveKeys> keys = LoadCurveKeys(a.curve);
+  if (!keys.ok()) return Fail(keys.status(), "call");
   ClientOptions copts;
   copts.broker_address = a.broker;
+  copts.curve_key = keys->key;
+  copts.curve_server_key = keys->broker_key;
   StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
   if (!client.ok()) return Fail(client.status(), "call");
   CallOptions o;
@@ -94,9 +100,14 @@ std::string Join(const nlohmann::json& map) {
 
 // `ready_only`: exit 0 when the broker says it is ready, else 1 (a failed
 // STATUS, a broker not up, counts as not ready).
-int RunStatus(const std::string& broker, bool json, bool ready_only, int64_t timeout_ms) {
+int RunStatus(const std::string& broker, const CurveFlags& curve, bool json, bool ready_only,
+              int64_t timeout_ms) {
+  StatusOr<CurveKeys> keys = LoadCurveKeys(curve);
+  if (!keys.ok()) return Fail(keys.status(), "status");
   ClientOptions copts;
   copts.broker_address = broker;
+  copts.curve_key = keys->key;
+  copts.curve_server_key = keys->broker_key;
   StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
   if (!client.ok()) return Fail(client.status(), "status");
   StatusOr<std::string> r = (*client)->BrokerStatus(std::chrono::milliseconds(timeout_ms));
@@ -213,6 +224,8 @@ int main(int argc, char** argv) {
                    "Metrics HTTP HOST:PORT (port 0: free; empty: none)")
       ->envname("ZSERVE_METRICS_BIND")
       ->capture_default_str();
+  CurveFlags ctl_curve;
+  ctl_curve.Add(ctl_cmd, kCurveAllow);
   add_log_level(ctl_cmd);
 
   // broker
@@ -244,6 +257,20 @@ int main(int argc, char** argv) {
       ->add_option("--max-queued", bopts.router.max_total_queued,
                    "Broker-wide bound on queued requests")
       ->capture_default_str();
+  broker_cmd
+      ->add_option("--max-message-bytes", bopts.max_message_bytes,
+                   "Largest client message; a larger frame closes the connection")
+      ->envname("ZSERVE_MAX_MESSAGE_BYTES")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  broker_cmd
+      ->add_option("--max-inflight-per-client", bopts.max_inflight_per_client,
+                   "Unanswered calls one client connection may have")
+      ->envname("ZSERVE_MAX_INFLIGHT_PER_CLIENT")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100'000'000u));
+  CurveFlags broker_curve;
+  broker_curve.Add(broker_cmd, kCurveAllow | kCurveController);
   std::string broker_metrics = "127.0.0.1:9101";
   broker_cmd
       ->add_option("--metrics-bind", broker_metrics,
@@ -321,6 +348,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100));
   worker_cmd->add_option("--sleep-ms", builtin.sleep_ms, "sleep handler: default milliseconds")
       ->capture_default_str();
+  CurveFlags worker_curve;
+  worker_curve.Add(worker_cmd, kCurveBroker | kCurveController);
   add_log_level(worker_cmd);
 
   // http
@@ -349,6 +378,8 @@ int main(int argc, char** argv) {
   http_cmd->add_option("--max-body-bytes", hopts.max_body_bytes, "Largest request body")
       ->envname("ZSERVE_HTTP_MAX_BODY_BYTES")
       ->capture_default_str();
+  CurveFlags http_curve;
+  http_curve.Add(http_cmd, kCurveBroker | kCurveController);
   add_log_level(http_cmd);
 
   // call
@@ -362,6 +393,7 @@ int main(int argc, char** argv) {
   call_cmd->add_option("--broker", call.broker, "Broker client address")
       ->envname("ZSERVE_BROKER")
       ->capture_default_str();
+  call.curve.Add(call_cmd, kCurveBroker);
 
   // status
   std::string status_broker = "tcp://127.0.0.1:5555";
@@ -377,6 +409,10 @@ int main(int argc, char** argv) {
                        "Exit 0 if the broker is ready, 1 if not (for health checks)");
   status_cmd->add_option("--timeout", status_timeout, "Milliseconds to wait")
       ->capture_default_str();
+  CurveFlags status_curve;
+  status_curve.Add(status_cmd, kCurveBroker);
+
+  std::function<int()> run_keygen = AddKeygenCommand(app);
 
   std::function<int()> run_bench = AddBenchCommand(app);
 
@@ -391,9 +427,10 @@ int main(int argc, char** argv) {
   }
   if (call_cmd->parsed()) return RunCall(call);
   if (status_cmd->parsed()) {
-    return RunStatus(status_broker, status_json, status_ready, status_timeout);
+    return RunStatus(status_broker, status_curve, status_json, status_ready, status_timeout);
   }
   if (app.got_subcommand("bench")) return run_bench();
+  if (app.got_subcommand("keygen")) return run_keygen();
 
   SignalPipe& signals = SignalPipe::Install();
   zmq::context_t context(1);
@@ -402,6 +439,10 @@ int main(int argc, char** argv) {
     copts.context = &context;
     copts.logger = MakeLogger("controller", log_level);
     copts.metrics = &registry;
+    StatusOr<CurveKeys> keys = LoadCurveKeys(ctl_curve);
+    if (!keys.ok()) return Fail(keys.status(), "controller");
+    copts.curve_key = keys->key;
+    copts.curve_allow_file = keys->allow_file;
     StatusOr<std::unique_ptr<controller::Controller>> c = controller::Controller::Create(copts);
     if (!c.ok()) return Fail(c.status(), "controller");
     auto metrics = ServeMetrics(ctl_metrics, &registry, copts.logger);
@@ -418,6 +459,11 @@ int main(int argc, char** argv) {
     bopts.logger = MakeLogger("broker", log_level);
     bopts.heartbeat.interval = std::chrono::milliseconds(broker_heartbeat_ms);
     bopts.metrics = &registry;
+    StatusOr<CurveKeys> keys = LoadCurveKeys(broker_curve);
+    if (!keys.ok()) return Fail(keys.status(), "broker");
+    bopts.curve_key = keys->key;
+    bopts.curve_allow_file = keys->allow_file;
+    bopts.curve_controller_key = keys->controller_key;
     StatusOr<std::unique_ptr<broker::Broker>> b = broker::Broker::Create(bopts);
     if (!b.ok()) return Fail(b.status(), "broker");
     broker::Broker* broker = b->get();
@@ -439,6 +485,11 @@ int main(int argc, char** argv) {
   if (http_cmd->parsed()) {
     hopts.context = &context;
     hopts.logger = MakeLogger("http", log_level);
+    StatusOr<CurveKeys> keys = LoadCurveKeys(http_curve);
+    if (!keys.ok()) return Fail(keys.status(), "http");
+    hopts.curve_key = keys->key;
+    hopts.curve_broker_key = keys->broker_key;
+    hopts.curve_controller_key = keys->controller_key;
     StatusOr<std::unique_ptr<gateway::Gateway>> g = gateway::Gateway::Create(hopts);
     if (!g.ok()) return Fail(g.status(), "http");
     hopts.logger->info("http gateway listening on http://{}", (*g)->address());
@@ -455,6 +506,13 @@ int main(int argc, char** argv) {
                                  : worker::LoadPluginHandler(plugin_path, plugin_arg);
     if (!handler.ok()) return Fail(handler.status(), "worker");
     wopts.metrics = &registry;
+    // The controller's key only when it follows the controller.
+    if (wopts.controller_address.empty()) worker_curve.which &= ~unsigned{kCurveController};
+    StatusOr<CurveKeys> keys = LoadCurveKeys(worker_curve);
+    if (!keys.ok()) return Fail(keys.status(), "worker");
+    wopts.curve_key = keys->key;
+    wopts.curve_broker_key = keys->broker_key;
+    wopts.curve_controller_key = keys->controller_key;
     StatusOr<std::unique_ptr<Worker>> w = Worker::Create(wopts, std::move(handler).value());
     if (!w.ok()) return Fail(w.status(), "worker");
     auto metrics = ServeMetrics(worker_metrics, &registry, MakeLogger("worker", log_level));

@@ -1,5 +1,6 @@
 #include "zserve/client.h"
 
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <set>
@@ -7,6 +8,7 @@
 #include <utility>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
 
@@ -24,6 +26,9 @@ class Client::Impl {
 
   Status Init() {
     if (options_.default_timeout.count() <= 0) return BadRequest("default_timeout must be > 0");
+    if (Status s = SecureClient(socket_, options_.curve_key, options_.curve_server_key); !s.ok()) {
+      return s;
+    }
     try {
       socket_.set(zmq::sockopt::linger, 0);
       socket_.set(zmq::sockopt::sndhwm, 100'000);
@@ -33,7 +38,8 @@ class Client::Impl {
       // fail fast (or are sent again, if idempotent) instead of waiting for
       // their deadlines.
       std::string monitor = "inproc://zserve-client-monitor";
-      if (zmq_socket_monitor(socket_.handle(), monitor.c_str(), ZMQ_EVENT_DISCONNECTED) != 0) {
+      if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
+                             ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
         return Internal("zmq_socket_monitor failed");
       }
       monitor_.set(zmq::sockopt::linger, 0);
@@ -47,6 +53,14 @@ class Client::Impl {
 
   void CallAsync(std::string_view endpoint, std::string_view payload, const CallOptions& o,
                  Callback done) {
+    if (payload.size() > options_.max_payload_bytes) {
+      ready_.emplace_back(
+          std::move(done),
+          BadRequest("payload of " + std::to_string(payload.size()) + " bytes; at most " +
+                     std::to_string(options_.max_payload_bytes) +
+                     " (ClientOptions::max_payload_bytes)"));
+      return;
+    }
     auto timeout = o.timeout.count() > 0 ? o.timeout : options_.default_timeout;
     if (timeout.count() > UINT32_MAX) timeout = std::chrono::milliseconds(UINT32_MAX);
     uint64_t id = next_id_++;
@@ -103,7 +117,7 @@ class Client::Impl {
         if (e.num() != EINTR) throw;  // a broken context is a bug: fail loudly
       }
       while (RecvFrames(socket_, &frames_)) done += HandleReply();
-      while (RecvFrames(monitor_, &frames_)) done += HandleDisconnect();
+      while (RecvFrames(monitor_, &frames_)) done += HandleMonitorEvent();
       done += ExpireGuards(Clock::now());
       if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) != 0) break;
       if (Clock::now() >= end || (pending_.empty() && wake_fd < 0)) break;
@@ -126,12 +140,18 @@ class Client::Impl {
 
   // The broker connection dropped: what it held is lost. Idempotent calls
   // are sent again (ZeroMQ delivers them once it has reconnected); the others
-  // fail now, since they may or may not have run.
-  size_t HandleDisconnect() {
+  // fail now, since they may or may not have run. Or the broker refused our
+  // CURVE key: every call fails, none ran.
+  size_t HandleMonitorEvent() {
+    uint16_t event = 0;
+    if (!frames_.empty() && frames_[0].size() >= sizeof event) {
+      std::memcpy(&event, frames_[0].data(), sizeof event);
+    }
+    const bool refused = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
     size_t n = 0;
     std::vector<uint64_t> failed;
     for (auto& [id, p] : pending_) {
-      if (p.resend) {
+      if (p.resend && !refused) {
         zmq::message_t frames[2] = {
             zmq::message_t(p.resend->header.data(), p.resend->header.size()),
             zmq::message_t(p.resend->payload.data(), p.resend->payload.size())};
@@ -144,7 +164,10 @@ class Client::Impl {
       Callback done = std::move(it->second.done);
       guards_.erase({it->second.guard, id});
       pending_.erase(it);
-      done(Unavailable("lost the connection to the broker; the call may or may not have run"));
+      done(refused ? PermissionDenied("the broker refused this client's CURVE key (not in its "
+                                      "allow-list as a client)")
+                   : Unavailable("lost the connection to the broker; the call may or may not "
+                                 "have run"));
       ++n;
     }
     return n;

@@ -22,12 +22,14 @@ std::string_view StatusCodeName(StatusCode code) {
       return "UNAVAILABLE";
     case StatusCode::kInternal:
       return "INTERNAL";
+    case StatusCode::kPermissionDenied:
+      return "PERMISSION_DENIED";
   }
   return "UNKNOWN";
 }
 
 bool StatusCodeFromInt(int64_t value, StatusCode* code) {
-  if (value < 0 || value > static_cast<int64_t>(StatusCode::kInternal)) return false;
+  if (value < 0 || value > static_cast<int64_t>(kLastStatusCode)) return false;
   *code = static_cast<StatusCode>(value);
   return true;
 }

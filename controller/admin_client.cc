@@ -1,5 +1,6 @@
 #include "controller/admin_client.h"
 
+#include "common/curve.h"
 #include "common/zmq_util.h"
 
 namespace zserve::controller {
@@ -11,8 +12,10 @@ Status ReplyStatus(const sc::AdminReply& reply) {
   return Status(reply.code, reply.message);
 }
 
-StatusOr<std::unique_ptr<AdminClient>> AdminClient::Create(const std::string& address) {
-  std::unique_ptr<AdminClient> c(new AdminClient(address));
+StatusOr<std::unique_ptr<AdminClient>> AdminClient::Create(const std::string& address,
+                                                           const KeyPair& curve_key,
+                                                           const std::string& curve_server_key) {
+  std::unique_ptr<AdminClient> c(new AdminClient(address, curve_key, curve_server_key));
   if (Status s = c->Connect(); !s.ok()) return s;
   return c;
 }
@@ -20,6 +23,7 @@ StatusOr<std::unique_ptr<AdminClient>> AdminClient::Create(const std::string& ad
 Status AdminClient::Connect() {
   try {
     socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+    if (Status s = SecureClient(*socket_, curve_key_, curve_server_key_); !s.ok()) return s;
     socket_->set(zmq::sockopt::linger, 0);
     socket_->connect(address_);
   } catch (const zmq::error_t& e) {

@@ -13,6 +13,7 @@
 #include <zmq.hpp>
 
 #include "schemas/codec.h"
+#include "zserve/curve.h"
 #include "zserve/status.h"
 
 namespace zserve::controller {
@@ -20,7 +21,11 @@ namespace zserve::controller {
 class AdminClient {
  public:
   // `address`: the controller's admin ROUTER, e.g. "tcp://127.0.0.1:5557".
-  static StatusOr<std::unique_ptr<AdminClient>> Create(const std::string& address);
+  // With `curve_key`, over CURVE to the controller with public key
+  // `curve_server_key` (docs/security.md).
+  static StatusOr<std::unique_ptr<AdminClient>> Create(const std::string& address,
+                                                       const KeyPair& curve_key = {},
+                                                       const std::string& curve_server_key = "");
 
   // Sends `request` (its request_id is assigned here) and waits for the
   // reply. A refused command is a reply with a non-OK code (see Check); a
@@ -34,10 +39,15 @@ class AdminClient {
                                        std::chrono::milliseconds timeout);
 
  private:
-  explicit AdminClient(std::string address) : address_(std::move(address)) {}
+  AdminClient(std::string address, KeyPair curve_key, std::string curve_server_key)
+      : address_(std::move(address)),
+        curve_key_(std::move(curve_key)),
+        curve_server_key_(std::move(curve_server_key)) {}
   Status Connect();
 
   std::string address_;
+  KeyPair curve_key_;
+  std::string curve_server_key_;
   zmq::context_t context_{1};
   std::unique_ptr<zmq::socket_t> socket_;
   uint64_t next_id_ = 1;

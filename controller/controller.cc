@@ -38,6 +38,14 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
       return r.status();
     }
   }
+  StatusOr<std::unique_ptr<ZapHandler>> zap =
+      ZapHandler::ForServer("controller", options.curve_key, options.curve_allow_file,
+                            *options.context, c->log_, options.metrics);
+  if (!zap.ok()) return zap.status();
+  c->zap_ = std::move(zap).value();
+  for (zmq::socket_t* socket : {&c->admin_, &c->pub_}) {
+    if (Status s = SecureServer(*socket, options.curve_key, kDomainController); !s.ok()) return s;
+  }
   try {
     ConfigureRouter(c->admin_);
     c->pub_.set(zmq::sockopt::linger, 0);
@@ -88,7 +96,7 @@ StatusOr<std::vector<std::string>> Controller::Commit(sc::ConfigState next,
   return changes;
 }
 
-std::string Controller::HandleAdminCommand(std::string_view header) {
+std::string Controller::HandleAdminCommand(std::string_view header, bool admin) {
   StatusOr<sc::AdminRequest> request = sc::DecodeAdminRequest(header);
   if (!request.ok()) {
     if (metrics_) metrics_->Malformed();
@@ -96,7 +104,11 @@ std::string Controller::HandleAdminCommand(std::string_view header) {
   }
   sc::AdminReply reply;
   reply.request_id = request->request_id;
-  StatusOr<sc::ConfigState> next = ApplyAdminRequest(store_->state(), *request);
+  StatusOr<sc::ConfigState> next =
+      admin ? ApplyAdminRequest(store_->state(), *request)
+            : StatusOr<sc::ConfigState>(PermissionDenied(
+                  std::string(sc::CommandName(request->command)) +
+                  " needs a key with the admin role in the controller's allow-list"));
   Status status = next.status();
   if (next.ok() && request->command != sc::Command::kGetState) {
     std::string what = std::string(sc::CommandName(request->command));
@@ -161,7 +173,8 @@ void Controller::HandleAdmin(Frames& frames) {
     reply = sc::EncodeSnapshot(sc::Command::kSnapshot, {store_->version(), store_->state()});
     if (metrics_) metrics_->SnapshotServed();
   } else if (sc::IsAdminCommand(*command)) {
-    reply = HandleAdminCommand(View(frames[1]));
+    bool admin = options_.curve_key.empty() || PeerHasRole(frames[1], Role::kAdmin);
+    reply = HandleAdminCommand(View(frames[1]), admin);
   } else {
     reply = sc::EncodeError(
         BadRequest("the controller does not serve " + std::string(sc::CommandName(*command))));

@@ -19,6 +19,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/logging.h"
 #include "common/zmq_util.h"
 #include "controller/config_store.h"
@@ -36,6 +37,10 @@ struct ControllerOptions {
   Logger logger;                      // required
   std::chrono::milliseconds heartbeat{1000};
   prometheus::Registry* metrics = nullptr;  // borrowed; null: no metrics (docs/metrics.md)
+  // CURVE (docs/security.md): this controller's key pair and the allow-list
+  // of the keys it lets in. Empty: plain ZeroMQ.
+  KeyPair curve_key;
+  std::string curve_allow_file;
 };
 
 class Controller {
@@ -57,7 +62,9 @@ class Controller {
   explicit Controller(const ControllerOptions& options);
   void HandleAdmin(Frames& frames);
   void Publish(zserve::schemas::Command command);
-  std::string HandleAdminCommand(std::string_view header);
+  // `admin`: the sender may change the config (it has the admin role, or
+  // CURVE is off).
+  std::string HandleAdminCommand(std::string_view header, bool admin);
   // Validated `next` committed, published and logged; `what` names the cause.
   StatusOr<std::vector<std::string>> Commit(schemas::ConfigState next, const std::string& what);
 
@@ -67,6 +74,7 @@ class Controller {
   zmq::socket_t pub_;    // PUB
   std::unique_ptr<ConfigStore> store_;
   std::unique_ptr<ControllerMetrics> metrics_;  // null: no metrics
+  std::unique_ptr<ZapHandler> zap_;             // with CURVE only
 };
 
 }  // namespace zserve::controller

@@ -87,6 +87,8 @@ StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayOptions& options
   sopts.updates_address = options.controller_updates_address;
   sopts.context = options.context;
   sopts.logger = options.logger;
+  sopts.curve_key = options.curve_key;
+  sopts.curve_server_key = options.curve_controller_key;
   StatusOr<std::unique_ptr<schemas::ConfigSubscriber>> config =
       schemas::ConfigSubscriber::Create(sopts);
   if (!config.ok()) return config.status();
@@ -119,6 +121,9 @@ Status Gateway::StartIo() {
     ClientOptions copts;
     copts.broker_address = options_.broker_address;
     copts.grace = kClientGrace;
+    copts.curve_key = options_.curve_key;
+    copts.curve_server_key = options_.curve_broker_key;
+    copts.max_payload_bytes = options_.max_body_bytes;
     StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
     if (!client.ok()) {
       started.set_value(client.status());

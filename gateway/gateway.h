@@ -53,6 +53,11 @@ struct GatewayOptions {
   int threads = 64;                   // HTTP requests (connections) served at once
   size_t max_body_bytes = 16 * 1024 * 1024;
   std::chrono::milliseconds keep_alive_timeout{5000};  // an idle connection is closed after
+  // CURVE (docs/security.md): the gateway's key pair (a client key for the
+  // broker, any listed key for the controller) and the servers' public keys.
+  KeyPair curve_key;
+  std::string curve_broker_key;
+  std::string curve_controller_key;
 };
 
 class Gateway {

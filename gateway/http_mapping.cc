@@ -87,6 +87,8 @@ int HttpStatusOf(StatusCode code) {
       return 503;
     case StatusCode::kInternal:
       return 500;
+    case StatusCode::kPermissionDenied:
+      return 403;
   }
   return 500;
 }

@@ -881,13 +881,42 @@ StatusOr<AdminReply> DecodeAdminReply(std::string_view header) {
 }
 
 bool PeekRequestId(std::string_view header, uint64_t* request_id) {
-  msgpack::object_handle handle;
-  Command command;
-  if (!Parse(header, kMaxHeaderBytes, &handle, &command).ok()) return false;
-  if (command != Command::kRequest && command != Command::kStatus) return false;
-  const msgpack::object& o = handle.get();
-  if (o.via.array.size < 3) return false;
-  return ArrayReader::ReadUint(o.via.array.ptr[2], "request_id", UINT64_MAX, request_id).ok();
+  // Reads only the first bytes, [version, command, request_id, ...: an array
+  // header and three unsigned integers, so that a header too large or too
+  // broken to decode as a whole is still answered.
+  size_t at = 0;
+  auto take = [&](size_t n, uint64_t* value) {
+    if (header.size() - at < n) return false;
+    *value = 0;
+    for (size_t i = 0; i < n; ++i) *value = *value << 8 | static_cast<uint8_t>(header[at++]);
+    return true;
+  };
+  auto read_uint = [&](uint64_t* value) {
+    uint64_t marker;
+    if (!take(1, &marker)) return false;
+    if (marker <= 0x7f) {
+      *value = marker;
+      return true;
+    }
+    if (marker < 0xcc || marker > 0xcf) return false;
+    return take(size_t{1} << (marker - 0xcc), value);
+  };
+  uint64_t marker, count, version, command;
+  if (!take(1, &marker)) return false;
+  if (marker >= 0x90 && marker <= 0x9f) {
+    count = marker & 0x0f;
+  } else if (marker == 0xdc || marker == 0xdd) {
+    if (!take(marker == 0xdc ? 2 : 4, &count)) return false;
+  } else {
+    return false;
+  }
+  if (count < 3 || !read_uint(&version) || version != kProtocolVersion) return false;
+  if (!read_uint(&command)) return false;
+  if (command != static_cast<uint64_t>(Command::kRequest) &&
+      command != static_cast<uint64_t>(Command::kStatus)) {
+    return false;
+  }
+  return read_uint(request_id);
 }
 
 }  // namespace zserve::schemas

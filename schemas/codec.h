@@ -159,7 +159,7 @@ StatusOr<AdminRequest> DecodeAdminRequest(std::string_view header);
 StatusOr<AdminReply> DecodeAdminReply(std::string_view header);
 
 // Best effort for error replies: the request_id of a REQUEST or STATUS header
-// that is otherwise malformed, if one can be read.
+// that is otherwise malformed or too large, if its first bytes give one.
 bool PeekRequestId(std::string_view header, uint64_t* request_id);
 
 }  // namespace zserve::schemas

@@ -1,5 +1,7 @@
 #include "schemas/config_subscriber.h"
 
+#include "common/curve.h"
+
 namespace zserve::schemas {
 
 namespace {
@@ -18,6 +20,9 @@ StatusOr<std::unique_ptr<ConfigSubscriber>> ConfigSubscriber::Create(
     return Internal("ConfigSubscriberOptions needs a context and a logger");
   }
   std::unique_ptr<ConfigSubscriber> s(new ConfigSubscriber(o));
+  for (zmq::socket_t* socket : {&s->updates_, &s->snapshots_}) {
+    if (Status c = SecureClient(*socket, o.curve_key, o.curve_server_key); !c.ok()) return c;
+  }
   try {
     s->updates_.set(zmq::sockopt::linger, 0);
     s->snapshots_.set(zmq::sockopt::linger, 0);

@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
+#include "zserve/curve.h"
 
 namespace zserve::schemas {
 
@@ -29,6 +30,10 @@ struct ConfigSubscriberOptions {
   zmq::context_t* context = nullptr;                      // required, borrowed
   Logger logger;                                          // required
   std::chrono::milliseconds snapshot_retry{1000};
+  // CURVE (docs/security.md): this process's key pair and the controller's
+  // public key; empty: plain ZeroMQ.
+  KeyPair curve_key;
+  std::string curve_server_key;
 };
 
 class ConfigSubscriber {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "common/curve.h"
 #include "common/logging.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
@@ -78,7 +79,8 @@ class Worker::Impl {
     reconnect_backoff_ = options_.heartbeat_interval;
     if (!options_.controller_address.empty()) {
       StatusOr<std::unique_ptr<sc::ConfigSubscriber>> config = sc::ConfigSubscriber::Create(
-          {options_.controller_address, options_.controller_updates_address, &context_, log_});
+          {options_.controller_address, options_.controller_updates_address, &context_, log_,
+           std::chrono::milliseconds(1000), options_.curve_key, options_.curve_controller_key});
       if (!config.ok()) return config.status();
       config_ = std::move(config).value();
     }
@@ -112,6 +114,7 @@ class Worker::Impl {
       };
       if (wake_fd < 0) items.pop_back();
       if (connected_) items.push_back({broker_.handle(), 0, ZMQ_POLLIN, 0});
+      if (connected_ && monitor_) items.push_back({monitor_.handle(), 0, ZMQ_POLLIN, 0});
       if (config_) config_->AddPollItems(&items);
       // The next timer: a heartbeat to send, the broker's silence, a
       // reconnection, a snapshot retry, or the drain's end.
@@ -141,6 +144,15 @@ class Worker::Impl {
           log_->warn("{} results dropped: no broker connection", frames.size() - 1);
         } else if (!SendToBroker(frames, now)) {
           log_->warn("{} results not sent: broker unreachable", frames.size() - 1);
+        }
+      }
+      while (connected_ && monitor_ && RecvFrames(monitor_, &frames)) {
+        if (!refusal_logged_) {
+          log_->error(
+              "the broker refused this worker's CURVE key {}: it must be in the broker's "
+              "allow-list with role worker (docs/security.md); retrying",
+              options_.curve_key.public_key);
+          refusal_logged_ = true;
         }
       }
       while (connected_ && RecvFrames(broker_, &frames)) {
@@ -212,10 +224,26 @@ class Worker::Impl {
   Status Connect() {
     try {
       broker_ = zmq::socket_t(context_, zmq::socket_type::dealer);
+      if (Status s = SecureClient(broker_, options_.curve_key, options_.curve_broker_key);
+          !s.ok()) {
+        return s;
+      }
       broker_.set(zmq::sockopt::linger, 0);
       broker_.set(zmq::sockopt::sndhwm, 100'000);
       broker_.set(zmq::sockopt::rcvhwm, 100'000);
       broker_.connect(options_.broker_address);
+      if (!options_.curve_key.empty()) {
+        // Tells us when the broker refuses our key: its log says so too,
+        // but ours is where the operator of this worker looks.
+        std::string address = "inproc://zserve-worker-monitor-" + std::to_string(++monitors_);
+        if (zmq_socket_monitor(broker_.handle(), address.c_str(),
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+          return Internal("zmq_socket_monitor failed");
+        }
+        monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
+        monitor_.set(zmq::sockopt::linger, 0);
+        monitor_.connect(address);
+      }
     } catch (const zmq::error_t& e) {
       return Unavailable(std::string("worker cannot connect: ") + e.what());
     }
@@ -414,6 +442,9 @@ class Worker::Impl {
   Logger log_;
   zmq::context_t context_;
   zmq::socket_t broker_;   // I/O thread only
+  zmq::socket_t monitor_;  // PAIR: broker_'s handshake refusals (with CURVE only)
+  uint64_t monitors_ = 0;  // monitor endpoints made, for unique names
+  bool refusal_logged_ = false;
   zmq::socket_t results_;  // I/O thread only
   std::string results_address_;
   int drain_fd_ = -1;

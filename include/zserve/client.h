@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 
+#include "zserve/curve.h"
 #include "zserve/status.h"
 
 namespace zserve {
@@ -34,6 +35,14 @@ struct ClientOptions {
   // How long past a deadline the client waits for the broker's own answer
   // before it answers DEADLINE_EXCEEDED itself (the broker may be gone).
   std::chrono::milliseconds grace{250};
+  // CURVE (docs/security.md): this client's key pair and the broker's public
+  // key. Empty: plain ZeroMQ. A broker that refuses the key fails the calls
+  // with PERMISSION_DENIED.
+  KeyPair curve_key;
+  std::string curve_server_key;
+  // A payload larger than this is refused here with BAD_REQUEST (the broker's
+  // --max-message-bytes, whose default this is, would refuse it too).
+  size_t max_payload_bytes = 64 << 20;
 };
 
 struct CallOptions {

@@ -26,7 +26,10 @@ enum class StatusCode : uint8_t {
   kBadRequest = 6,        // malformed request or input
   kUnavailable = 7,       // cannot reach a peer (broker, controller)
   kInternal = 8,          // a bug or an unexpected library failure
+  kPermissionDenied = 9,  // the peer's CURVE key lacks the role (docs/security.md)
 };
+// The highest value: codes are 0..kLastStatusCode.
+inline constexpr StatusCode kLastStatusCode = StatusCode::kPermissionDenied;
 
 // "OK", "NOT_FOUND", ... as printed by the CLI and written in PROTOCOL.md.
 std::string_view StatusCodeName(StatusCode code);
@@ -63,6 +66,9 @@ inline Status HandlerError(std::string m) { return {StatusCode::kHandlerError, s
 inline Status BadRequest(std::string m) { return {StatusCode::kBadRequest, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status PermissionDenied(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
 
 // Either a value or a non-OK Status.
 template <typename T>

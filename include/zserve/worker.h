@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "zserve/curve.h"
 #include "zserve/handler.h"
 #include "zserve/status.h"
 
@@ -51,6 +52,13 @@ struct WorkerOptions {
   // included: zserve_replica_starts_total starts there (`zserve up` passes
   // it as --start-count).
   uint64_t start_count = 1;
+  // CURVE (docs/security.md): this replica's key pair, the broker's public
+  // key and (with controller_address) the controller's. Empty key: plain
+  // ZeroMQ. A broker that refuses the key never registers the replica; the
+  // worker logs it.
+  KeyPair curve_key;
+  std::string curve_broker_key;
+  std::string curve_controller_key;
 };
 
 class Worker {

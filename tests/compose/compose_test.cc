@@ -35,8 +35,11 @@
 #include <vector>
 
 #include "tests/e2e/process.h"
+#include "tests/e2e/roles.h"
 #include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
 #include "zserve/client.h"
+#include "zserve/curve.h"
 
 namespace {
 
@@ -371,7 +374,9 @@ struct Service {
   Invocation main;                    // its command
   std::optional<Invocation> health;   // its health check, when it runs zserve
   std::map<std::string, Bind> binds;  // by option: "--admin-bind" -> *:5557
-  bool serves() const { return zserve && !main.path.empty(); }
+  bool serves() const { return zserve && !main.path.empty() && !one_shot(); }
+  // `zserve keygen --set`: writes the keys and exits.
+  bool one_shot() const { return zserve && !main.path.empty() && main.path[0] == "keygen"; }
   std::string command() const { return main.path.empty() ? "" : main.path[0]; }
   bool scalable() const { return command() == "worker"; }
 };
@@ -459,11 +464,28 @@ Problems CheckCommands(const YAML::Node& compose) {
     if (!s.zserve) continue;
     any = true;
     const std::string where = "service " + s.name;
+    if (s.one_shot()) {
+      if (s.node["restart"].as<std::string>("") != "no") {
+        problems.push_back(where + ": runs `zserve keygen` but restarts (restart: \"no\")");
+      }
+      continue;
+    }
     if (!s.serves()) continue;  // reported by the parse
     const std::string command = s.command();
     if (command != "controller" && command != "broker" && command != "worker") {
       problems.push_back(where + ": runs `zserve " + command +
                          "`; a compose service is one controller, broker or worker");
+    }
+    // CURVE is on in compose (docs/security.md): every server has a key
+    // from the keys service's volume, and waits for it to be written.
+    if (Value(s.main, "--curve-key").empty()) {
+      problems.push_back(where + ": CURVE is off (no --curve-key / ZSERVE_CURVE_KEY)");
+    }
+    const YAML::Node depends = YAML::Clone(s.node["depends_on"]);
+    const YAML::Node on_keys = depends.IsMap() ? depends["keys"] : YAML::Node();
+    if (!on_keys.IsDefined() || !on_keys.IsMap() ||
+        on_keys["condition"].as<std::string>("") != "service_completed_successfully") {
+      problems.push_back(where + ": does not wait for the keys service to complete");
     }
     std::set<std::string> env_names;
     for (const auto& [name, o] : OptionsOf(s.main.path)) env_names.insert(o.env);
@@ -1130,34 +1152,77 @@ TEST_CASE("the workers serve the backends of the mounted deployment file", "[com
   CHECK_NO_PROBLEMS(CheckDeployment(ComposeConfig(), Deployment()));
 }
 
-TEST_CASE("the mounted deployment file serves under zserve up and passes the broker health check",
+TEST_CASE("the mounted deployment file serves with CURVE keys and passes the broker health check",
           "[compose]") {
   const std::string path = MountedFile("controller", "--config");
   const YAML::Node deployment = YAML::LoadFile(path);
-  Stack stack(ReadFile(path));
-  INFO(stack.log());
-  REQUIRE(stack.ready());
-
-  // The broker's health check, pointed at this stack's broker.
+  // The keys service's command, writing into a directory of this test; the
+  // containers' key paths point there.
   std::vector<Service> services = Services();
+  const Service* keygen = FindService(services, "keys");
+  REQUIRE(keygen != nullptr);
+  REQUIRE(keygen->one_shot());
+  const std::string container_keys = Value(keygen->main, "--set");
+  REQUIRE(!container_keys.empty());
+  const std::string keys = MakeTempDir() + "/keys";
+  std::vector<std::string> keygen_args = keygen->main.args;
+  std::replace(keygen_args.begin(), keygen_args.end(), container_keys, keys);
+  REQUIRE(Run(kBinary, keygen_args).code == 0);
+  auto local = [&](std::string arg) {
+    if (StartsWith(arg, container_keys)) arg = keys + arg.substr(container_keys.size());
+    return arg;
+  };
+  // Controller, broker and workers with the keys each compose service names.
+  auto curve_args = [&](const std::string& service, std::vector<std::string> options) {
+    const Service* s = FindService(services, service);
+    REQUIRE(s != nullptr);
+    std::vector<std::string> args;
+    for (const std::string& option : options) {
+      std::string value = Value(s->main, option);
+      REQUIRE(!value.empty());
+      args.push_back(option);
+      args.push_back(local(value));
+    }
+    return args;
+  };
+  RolesOptions ro;
+  ro.controller_args = curve_args("controller", {"--curve-key", "--curve-allow"});
+  ro.broker_args = curve_args("broker", {"--curve-key", "--curve-allow", "--curve-controller-key"});
+  Roles roles(ReadFile(path), ro);
+  INFO(ReadFile(roles.log()));
+  for (const auto& kv : deployment["backends"]) {
+    const std::string backend = kv.first.as<std::string>();
+    for (int i = 0; i < kv.second["num_replicas"].as<int>(1); ++i) {
+      roles.StartWorker(backend, kv.second["handler"].as<std::string>(backend),
+                        curve_args("worker", {"--curve-key", "--curve-broker-key"}));
+    }
+  }
+
+  // The broker's health check, pointed at this broker.
   const Service* broker = FindService(services, "broker");
   REQUIRE(broker != nullptr);
   REQUIRE(broker->health);
   auto health_check = [&](const std::string& address) {
     std::vector<std::string> args = broker->health->args;
-    for (size_t i = 0; i + 1 < args.size(); ++i) {
-      if (args[i] == "--broker") args[i + 1] = address;
+    for (size_t i = 0; i < args.size(); ++i) {
+      args[i] = local(args[i]);
+      if (i > 0 && args[i - 1] == "--broker") args[i] = address;
     }
     return Run(kBinary, args, std::chrono::seconds(30));
   };
-  Output ready = health_check(stack.client_address());
-  INFO(ready.out << ready.err);
-  CHECK(ready.code == 0);
+  REQUIRE(Eventually([&] { return health_check(roles.client_address()).code == 0; },
+                     std::chrono::milliseconds(30'000), std::chrono::milliseconds(200)));
   Output nobody = health_check("tcp://127.0.0.1:" + std::to_string(FreePort()));
   CHECK(nobody.code == 1);
 
   zserve::ClientOptions o;
-  o.broker_address = stack.client_address();
+  o.broker_address = roles.client_address();
+  zserve::StatusOr<zserve::KeyPair> client_key = zserve::LoadKeyPair(keys + "/client.key");
+  zserve::StatusOr<std::string> broker_key = zserve::LoadPublicKey(keys + "/broker.key.pub");
+  REQUIRE(client_key.ok());
+  REQUIRE(broker_key.ok());
+  o.curve_key = *client_key;
+  o.curve_server_key = *broker_key;
   std::unique_ptr<zserve::Client> client = std::move(zserve::Client::Create(o)).value();
   for (const auto& kv : deployment["endpoints"]) {
     const std::string endpoint = kv.first.as<std::string>();
@@ -1208,6 +1273,18 @@ TEST_CASE("the checks report broken files", "[compose]") {
     INFO("problems:\n  " << Join(p, "\n  "));
     CHECK(Reported(p, {"service worker", "requires --backend"}));
     CHECK(Reported(p, {"service broker", "status --ready"}));
+  }
+  SECTION("a server without CURVE, one not waiting for its keys, a restarting keygen") {
+    services["worker-dense"]["environment"].remove("ZSERVE_CURVE_KEY");
+    services["worker-dense"]["environment"].remove("ZSERVE_CURVE_BROKER_KEY");
+    services["worker-dense"]["environment"].remove("ZSERVE_CURVE_CONTROLLER_KEY");
+    services["broker"]["depends_on"].remove("keys");
+    services["keys"]["restart"] = "always";
+    Problems p = CheckCommands(compose);
+    INFO("problems:\n  " << Join(p, "\n  "));
+    CHECK(Reported(p, {"service worker-dense", "CURVE is off"}));
+    CHECK(Reported(p, {"service broker", "keys service"}));
+    CHECK(Reported(p, {"service keys", "restarts"}));
   }
   SECTION("an address of the wrong role, service or interface") {
     services["worker"]["environment"]["ZSERVE_WORKER_BROKER"] = "tcp://broker:5555";  // clients'

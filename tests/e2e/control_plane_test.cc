@@ -31,11 +31,6 @@ constexpr milliseconds kAdminTimeout{5000};
 
 std::string Address(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 std::unique_ptr<AdminClient> Admin(const std::string& address) {
   StatusOr<std::unique_ptr<AdminClient>> c = AdminClient::Create(address);
   REQUIRE(c.ok());
@@ -158,7 +153,7 @@ TEST_CASE("zserve ctl runs each admin command and refuses bad ones with exit cod
   CHECK(*ctl({"create-backend", "bad/name"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"create-backend", "mlp"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"set-traffic", "classify", "mlp"})->Wait(milliseconds(0)) == 1);
-  std::string errors = Slurp(err);
+  std::string errors = ReadFile(err);
   CHECK_THAT(errors, Catch::Contains("still in the traffic policy of endpoint 'classify'"));
   CHECK_THAT(errors, Catch::Contains("traffic weights must sum to 1"));
   CHECK_THAT(errors, Catch::Contains("shadow fraction of 'mlp_v2' must be in [0, 1]"));
@@ -232,7 +227,7 @@ TEST_CASE("zserve apply converges to the file and a second apply is a no-op", "[
   // A typo: refused with line and field, nothing changed.
   p = apply("backends:\n  a: {handler: echo}\n  c:\n    handler: echo\n    num_replica: 3\n");
   CHECK(*p->Wait(milliseconds(0)) == 1);
-  CHECK_THAT(Slurp(dir + "/apply.err"), Catch::Contains("d.yaml:5: unknown key 'num_replica'"));
+  CHECK_THAT(ReadFile(dir + "/apply.err"), Catch::Contains("d.yaml:5: unknown key 'num_replica'"));
   auto admin = Admin(c.admin());
   auto state = admin->CallOk(Req(Command::kGetState), kAdminTimeout);
   REQUIRE(state.ok());

@@ -39,11 +39,6 @@ endpoints:
     backend: textops
 )";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // Runs `zserve ctl ARGS...` against the stack; it must succeed.
 void Ctl(const Stack& stack, std::vector<std::string> args) {
   args.insert(args.begin(), {"ctl", "--controller", stack.admin_address()});

@@ -51,6 +51,8 @@ inline int FreePort() { return PickFreeLoopbackPort(); }
 // A fresh directory under the system temp dir.
 std::string MakeTempDir();
 void WriteFile(const std::string& path, const std::string& text);
+// The whole file; empty if it cannot be read.
+std::string ReadFile(const std::string& path);
 
 }  // namespace zserve::testing
 

@@ -12,10 +12,17 @@ Roles::Roles(const std::string& yaml, RolesOptions options)
   for (std::string* a : {&client_, &workers_, &admin_, &pub_}) {
     *a = "tcp://127.0.0.1:" + std::to_string(FreePort());
   }
-  std::vector<std::string> args{"controller",   "--store",    dir_ + "/controller.db",
-                                "--config",     dir_ + "/deployment.yaml",
-                                "--admin-bind", admin_,       "--pub-bind",
-                                pub_,           "--metrics-bind", "127.0.0.1:0"};
+  std::vector<std::string> args{"controller",
+                                "--store",
+                                dir_ + "/controller.db",
+                                "--config",
+                                dir_ + "/deployment.yaml",
+                                "--admin-bind",
+                                admin_,
+                                "--pub-bind",
+                                pub_,
+                                "--metrics-bind",
+                                "127.0.0.1:0"};
   args.insert(args.end(), options_.controller_args.begin(), options_.controller_args.end());
   controller_ = std::make_unique<Process>(kBinary, args, log());
   StartBroker();
@@ -24,11 +31,19 @@ Roles::Roles(const std::string& yaml, RolesOptions options)
 Roles::~Roles() = default;
 
 void Roles::StartBroker() {
-  std::vector<std::string> args{"broker",         "--client-bind",    client_,
-                                "--worker-bind",  workers_,         "--controller",
-                                admin_,           "--controller-pub", pub_,
-                                "--heartbeat-ms", std::to_string(options_.heartbeat.count()),
-                                "--metrics-bind", "127.0.0.1:0"};
+  std::vector<std::string> args{"broker",
+                                "--client-bind",
+                                client_,
+                                "--worker-bind",
+                                workers_,
+                                "--controller",
+                                admin_,
+                                "--controller-pub",
+                                pub_,
+                                "--heartbeat-ms",
+                                std::to_string(options_.heartbeat.count()),
+                                "--metrics-bind",
+                                "127.0.0.1:0"};
   args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
   broker_ = std::make_unique<Process>(kBinary, args, log());
 }
@@ -40,9 +55,14 @@ bool Roles::KillBroker() {
 
 Process& Roles::StartWorker(const std::string& backend, const std::string& handler,
                             const std::vector<std::string>& extra_args) {
-  std::vector<std::string> args{"worker",       "--backend", backend,
-                                "--handler",    handler,     "--broker",
-                                workers_,       "--heartbeat-ms",
+  std::vector<std::string> args{"worker",
+                                "--backend",
+                                backend,
+                                "--handler",
+                                handler,
+                                "--broker",
+                                workers_,
+                                "--heartbeat-ms",
                                 std::to_string(options_.heartbeat.count()),
                                 "--replica-tag",
                                 backend + "-" + std::to_string(workers_started_.size() + 1)};

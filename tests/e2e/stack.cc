@@ -92,11 +92,6 @@ std::string Stack::http_url() const {
   return "";
 }
 
-std::string Stack::log() const {
-  std::ifstream in(dir_ + "/stack.log");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string Stack::log() const { return ReadFile(dir_ + "/stack.log"); }
 
 }  // namespace zserve::testing

@@ -66,6 +66,7 @@ TEST_CASE("Each typed error maps to its HTTP status", "[gateway]") {
   CHECK(gw::HttpStatusOf(StatusCode::kBadRequest) == 400);
   CHECK(gw::HttpStatusOf(StatusCode::kUnavailable) == 503);
   CHECK(gw::HttpStatusOf(StatusCode::kInternal) == 500);
+  CHECK(gw::HttpStatusOf(StatusCode::kPermissionDenied) == 403);
 }
 
 TEST_CASE("An error body is JSON with the error type and message", "[gateway]") {
