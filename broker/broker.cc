@@ -164,7 +164,13 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
   StatusOr<sc::RequestHeader> req = sc::DecodeRequest(header);
   if (!req.ok()) {
     if (StatusOr<uint64_t> status_id = sc::DecodeStatusRequest(header); status_id.ok()) {
-      HandleStatus(client, *status_id);
+      if (frames.size() != 2) {
+        Reply(
+            client, *status_id,
+            BadRequest("STATUS takes no payload frame, got " + std::to_string(frames.size() - 2)));
+      } else {
+        HandleStatus(client, *status_id);
+      }
       return;
     }
     uint64_t request_id;
@@ -382,8 +388,10 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
       return;
     case sc::Command::kReady: {
       StatusOr<sc::ReadyHeader> ready = sc::DecodeReady(header);
-      Status s = ready.ok() ? router_.AddReplica(replica, ready->backend, ready->capacity)
-                            : ready.status();
+      Status s = !ready.ok() ? ready.status()
+                 : frames.size() != 2
+                     ? BadRequest("READY takes no payload frame")
+                     : router_.AddReplica(replica, ready->backend, ready->capacity);
       if (!s.ok()) {
         metrics_->Dropped(Drop::kMalformedWorker);
         log_->warn("READY refused: {}", s.message());

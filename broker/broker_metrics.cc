@@ -222,12 +222,15 @@ void BrokerMetrics::Refresh(const Router& router, TimePoint now, bool force) {
   next_refresh_ = now + kRefreshEvery;
   StringMap<size_t> live;
   for (const BackendStatus& s : router.Backends()) {
+    live[s.name] = s.replicas;
+    // Label values come from the configuration: a backend that only READY
+    // named has no series (STATUS shows it).
+    if (!s.configured && !backends_.contains(s.name)) continue;
     BackendMetrics& b = Backend(s.name);
     b.queued->Set(static_cast<double>(s.queued));
     b.in_flight->Set(static_cast<double>(s.in_flight));
     b.replicas->Set(static_cast<double>(s.replicas));
     b.desired_replicas->Set(static_cast<double>(s.desired_replicas));
-    live[s.name] = s.replicas;
   }
   std::string reason;
   if (!has_config_) reason = "no configuration yet";

@@ -36,6 +36,7 @@ void Router::ApplyConfig(const schemas::ConfigState& state) {
     Backend& b = GetBackend(name);
     b.config = config;
     b.configured = true;
+    b.ever_configured = true;
   }
   // Capacities and batch windows may have changed.
   for (auto& [name, b] : backends_) MarkDirty(b);
@@ -429,7 +430,8 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
   auto rit = replicas_.find(replica_id);
   if (rit == replicas_.end()) return out;
   const std::string id = rit->first;
-  Backend& b = GetBackend(rit->second.backend);
+  const std::string backend = rit->second.backend;
+  Backend& b = GetBackend(backend);
   std::deque<uint64_t> pinned = std::move(rit->second.pinned);
   std::erase(b.replicas, id);
   replicas_.erase(rit);
@@ -463,6 +465,14 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
       entries_.erase(*tok);
       out.failed.push_back(*tok);
     }
+  }
+  if (!b.ever_configured && b.replicas.empty() && b.queued == 0) {
+    // Named by READY only, and now empty (no token points at it): forget it,
+    // so that READYs with ever new names cannot grow the broker's state.
+    std::erase(dirty_, &b);
+    std::erase_if(held_, [&b](const std::pair<TimePoint, Backend*>& h) { return h.second == &b; });
+    backends_.erase(backend);
+    return out;
   }
   MarkDirty(b);
   return out;

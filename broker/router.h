@@ -141,7 +141,7 @@ class Router {
   struct Backend;
   struct Replica;
   struct Entry {
-    Backend* backend;  // backends_ never erases, and its nodes don't move
+    Backend* backend;  // backends_ erases no backend a token points at; nodes don't move
     TimePoint deadline;
     TimePoint enqueued;
     State state = State::kQueued;
@@ -166,8 +166,9 @@ class Router {
     size_t shared_queued = 0;              // live tokens in `queues`
     uint32_t high_streak = 0;
     std::vector<std::string> replicas;
-    bool dirty = false;  // in dirty_
-    bool held = false;   // a partial batch waits for its window (in held_)
+    bool dirty = false;            // in dirty_
+    bool held = false;             // a partial batch waits for its window (in held_)
+    bool ever_configured = false;  // else named by READY only: forgotten when empty
   };
   struct Endpoint {
     TrafficPolicy policy;

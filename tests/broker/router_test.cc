@@ -147,6 +147,30 @@ TEST_CASE("A replica registered twice is refused", "[broker]") {
   CHECK(StatusOf(r, "be").replicas == 1);
 }
 
+TEST_CASE("A backend only READY named is forgotten with its last replica", "[broker]") {
+  Router r(Seeded());
+  r.ApplyConfig(OneBackend({}));
+  auto names = [&r] {
+    std::vector<std::string> out;
+    for (const BackendStatus& b : r.Backends()) out.push_back(b.name);
+    return out;
+  };
+  REQUIRE(r.AddReplica("g1", "ghost", 0).ok());
+  REQUIRE(r.AddReplica("g2", "ghost", 0).ok());
+  CHECK(names() == std::vector<std::string>{"be", "ghost"});
+  (void)r.RemoveReplica("g1");
+  CHECK(StatusOf(r, "ghost").replicas == 1);
+  (void)r.RemoveReplica("g2");
+  CHECK(names() == std::vector<std::string>{"be"});
+  // A configured backend stays without replicas.
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  (void)r.RemoveReplica("w1");
+  CHECK(names() == std::vector<std::string>{"be"});
+  // The name can come back.
+  REQUIRE(r.AddReplica("g3", "ghost", 0).ok());
+  CHECK(StatusOf(r, "ghost").replicas == 1);
+}
+
 TEST_CASE("A replica never holds more than max_concurrent_queries", "[broker]") {
   Router r(Seeded());
   const zserve::TimePoint t0 = zserve::Clock::now();

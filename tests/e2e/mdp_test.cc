@@ -16,6 +16,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "tests/e2e/raw_socket.h"
 #include "tests/e2e/roles.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
@@ -26,7 +27,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
-using Strings = std::vector<std::string>;
 
 constexpr milliseconds kHeartbeat(100);  // as the Roles processes' (RolesOptions)
 
@@ -35,26 +35,6 @@ const std::string kRequest("\x02", 1);
 const std::string kReply("\x03", 1);
 const std::string kHeartbeatCmd("\x04", 1);
 const std::string kDisconnect("\x05", 1);
-
-void SendStrings(zmq::socket_t& s, const Strings& parts) {
-  for (size_t i = 0; i < parts.size(); ++i) {
-    s.send(zmq::buffer(parts[i]),
-           i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-  }
-}
-
-// One whole message, or nullopt if none arrives within `limit`.
-std::optional<Strings> RecvStrings(zmq::socket_t& s, milliseconds limit) {
-  zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, limit) == 0) return std::nullopt;
-  Strings out;
-  while (true) {
-    zmq::message_t m;
-    if (!s.recv(m, zmq::recv_flags::none)) return std::nullopt;
-    out.emplace_back(m.to_string());
-    if (!m.more()) return out;
-  }
-}
 
 // An MDP/Client call on a REQ socket (which adds and strips frame 0): the
 // reply's frames 1.. ("MDPC01", service, body...), or nullopt on no reply.

@@ -21,6 +21,7 @@
 
 #include "controller/admin_client.h"
 #include "schemas/codec.h"
+#include "tests/e2e/raw_socket.h"
 #include "tests/e2e/roles.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
@@ -339,26 +340,14 @@ endpoints:
 }
 
 // A raw DEALER to the broker's client port; the reply's frames, or none.
-std::vector<std::string> RawCall(const std::string& address, const std::vector<std::string>& parts,
-                                 milliseconds limit = milliseconds(5000)) {
+Strings RawCall(const std::string& address, const Strings& parts,
+                milliseconds limit = milliseconds(5000)) {
   zmq::context_t ctx(1);
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
   s.set(zmq::sockopt::linger, 0);
   s.connect(address);
-  for (size_t i = 0; i < parts.size(); ++i) {
-    s.send(zmq::buffer(parts[i]),
-           i + 1 < parts.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-  }
-  std::vector<std::string> out;
-  zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
-  if (zmq::poll(&item, 1, limit) == 0) return out;
-  while (true) {
-    zmq::message_t m;
-    if (!s.recv(m)) break;
-    out.push_back(m.to_string());
-    if (!m.more()) break;
-  }
-  return out;
+  SendStrings(s, parts);
+  return RecvStrings(s, limit).value_or(Strings());
 }
 
 TEST_CASE("The broker answers messages over its size limits with BAD_REQUEST",

@@ -1,0 +1,1113 @@
+// Hostile input (issue #9) against real processes: the controller, the broker
+// and one `zserve worker` (echo) run as `zserve` processes, and the test
+// speaks to the broker's client and worker ports from raw ZeroMQ DEALER
+// sockets. Each table row is a message built with the real encoders of
+// schemas/codec.h and then corrupted (or written byte by byte), and the
+// outcome a user or an operator sees: an error REPLY with a status code and a
+// message, or no reply and a STATUS counter (schemas/PROTOCOL.md §4.1, §6).
+// After every row a normal call must still succeed and the broker still run.
+//
+// "No reply" is checked without waiting for silence: the ROUTER keeps each
+// connection's messages in order, so a probe sent after the hostile message
+// on the same socket is answered after it. On the client port the probe is a
+// STATUS (its reply must be the next message, and shows the counters); on
+// the worker port it is a HEARTBEAT from a connection the broker does not
+// know, answered DISCONNECT (§4.2).
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <msgpack.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <zmq.hpp>
+
+#include "schemas/codec.h"
+#include "tests/e2e/process.h"
+#include "tests/e2e/raw_socket.h"
+#include "tests/e2e/stack.h"
+#include "tests/e2e/test_client.h"
+#include "zserve/client.h"
+
+namespace zserve::testing {
+namespace {
+
+namespace sc = zserve::schemas;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+using Counters = std::map<std::string, uint64_t>;
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+// The bound on any one answer the test waits for.
+constexpr milliseconds kWait(5000);
+// A normal call during or right after a flood is answered within this.
+constexpr milliseconds kResponsive(2000);
+constexpr uint64_t kHostileId = 42;
+const std::string kMiB(1 << 20, 'x');
+
+const char* kYaml = R"(
+backends:
+  echo: {handler: echo}
+  raw: {handler: echo}
+  twin: {handler: echo}
+  flood: {handler: echo}
+  mdp: {handler: echo}
+endpoints:
+  echo: {backend: echo}
+  raw: {backend: raw}
+  twin: {backend: twin}
+)";
+
+// Controller, broker and one echo worker as separate processes (as in
+// reliability_test.cc); the backends other than echo are served by the
+// test's raw sockets.
+class Roles {
+ public:
+  Roles() : dir_(MakeTempDir()), metrics_port_(FreePort()) {
+    WriteFile(dir_ + "/deployment.yaml", kYaml);
+    for (std::string* a : {&client_, &workers_, &admin_, &pub_}) {
+      *a = "tcp://127.0.0.1:" + std::to_string(FreePort());
+    }
+    controller_ = std::make_unique<Process>(
+        kBinary,
+        Strings{"controller", "--store", dir_ + "/controller.db", "--config",
+                dir_ + "/deployment.yaml", "--admin-bind", admin_, "--pub-bind", pub_,
+                "--metrics-bind", "127.0.0.1:0"},
+        log());
+    broker_ = std::make_unique<Process>(
+        kBinary,
+        Strings{"broker", "--client-bind", client_, "--worker-bind", workers_, "--controller",
+                admin_, "--controller-pub", pub_, "--metrics-bind",
+                "127.0.0.1:" + std::to_string(metrics_port_)},
+        log());
+    worker_ = std::make_unique<Process>(kBinary,
+                                        Strings{"worker", "--backend", "echo", "--handler", "echo",
+                                                "--broker", workers_, "--replica-tag", "echo-1"},
+                                        log());
+    client_lib_ = Connect(client_);
+    WaitForStatus(*client_lib_, [](const nlohmann::json& j) {
+      return j["backends"].contains("echo") && j["backends"]["echo"]["replicas"] == 1;
+    });
+  }
+
+  const std::string& client_address() const { return client_; }
+  const std::string& worker_address() const { return workers_; }
+  std::string log() const { return dir_ + "/roles.log"; }
+  Client& client() { return *client_lib_; }
+
+  // What the broker's /metrics says of one series; nullopt if it is absent.
+  std::optional<double> Metric(const std::string& series) {
+    Process curl("/usr/bin/curl",
+                 {"-s", "--max-time", "5",
+                  "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"});
+    REQUIRE(curl.Wait(milliseconds(10'000)).has_value());
+    const std::string& out = curl.output();
+    REQUIRE(out.find("\nzserve_broker_ready ") != std::string::npos);  // scraped
+    size_t at = out.find("\n" + series + " ");
+    if (at == std::string::npos) return std::nullopt;
+    return std::stod(out.substr(at + series.size() + 2));
+  }
+
+  // What a user sees after any hostile row: the broker runs and serves.
+  void CheckHealthy() {
+    INFO("broker log: " << log());
+    REQUIRE_FALSE(broker_->Wait(milliseconds(0)).has_value());
+    CallOptions o;
+    o.timeout = kWait;
+    StatusOr<std::string> r = client_lib_->Call("echo", "still serving", o);
+    REQUIRE(r.ok());
+    CHECK(*r == "still serving");
+  }
+
+ private:
+  std::string dir_, client_, workers_, admin_, pub_;
+  int metrics_port_;
+  std::unique_ptr<Process> controller_, broker_, worker_;
+  std::unique_ptr<Client> client_lib_;
+};
+
+// For failure messages: each frame, cut short, with bytes outside ASCII in hex.
+std::string Show(const std::optional<Strings>& frames) {
+  if (!frames) return "(nothing)";
+  std::string out = "[";
+  for (const std::string& f : *frames) {
+    out += " \"";
+    for (size_t i = 0; i < f.size() && i < 64; ++i) {
+      auto c = static_cast<unsigned char>(f[i]);
+      if (c >= 0x20 && c < 0x7f) {
+        out += static_cast<char>(c);
+      } else {
+        static const char* kHex = "0123456789abcdef";
+        out += std::string("\\x") + kHex[c >> 4] + kHex[c & 15];
+      }
+    }
+    out += f.size() > 64 ? "...\"" : "\"";
+  }
+  return out + " ]";
+}
+
+zmq::socket_t Dealer(zmq::context_t& ctx, const std::string& address) {
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.connect(address);
+  return s;
+}
+
+// MessagePack written by hand, for headers the encoders never make.
+std::string Pack(const std::function<void(Packer&)>& fill) {
+  msgpack::sbuffer buf;
+  Packer p(buf);
+  fill(p);
+  return std::string(buf.data(), buf.size());
+}
+
+void Str(Packer& p, std::string_view s) {
+  p.pack_str(static_cast<uint32_t>(s.size()));
+  p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+std::string Request(uint64_t id, const std::string& endpoint = "echo",
+                    const std::string& method = "__call__") {
+  return sc::EncodeRequest({id, endpoint, method, 0, "", 0});
+}
+
+// An encoded header with byte `at` replaced: the version (1) or the command
+// (2) of a header of up to 15 elements, which sit in positive fixints.
+std::string Patch(std::string header, size_t at, uint8_t byte) {
+  REQUIRE(header.size() > at);
+  REQUIRE(static_cast<uint8_t>(header[at]) < 0x80);
+  header[at] = static_cast<char>(byte);
+  return header;
+}
+
+std::string Ready(const std::string& backend, const std::string& tag, uint32_t capacity = 1) {
+  return sc::EncodeReady({backend, tag, capacity});
+}
+
+std::string Results(const std::vector<sc::ResultItem>& items) { return sc::EncodeResults(items); }
+
+const std::string kHeartbeat = sc::EncodeSimple(sc::Command::kHeartbeat);
+const std::string kDisconnect = sc::EncodeSimple(sc::Command::kDisconnect);
+const Strings kMdpDisconnect{"", "MDPW01", std::string("\x05", 1)};
+
+// A raw DEALER on the client port, with STATUS as the probe.
+class RawClient {
+ public:
+  RawClient(zmq::context_t& ctx, const std::string& address) : s_(Dealer(ctx, address)) {}
+
+  void SendStrings(const Strings& frames) { testing::SendStrings(s_, frames); }
+  std::optional<Strings> RecvStrings(milliseconds limit = kWait) {
+    return testing::RecvStrings(s_, limit);
+  }
+
+  // Asks STATUS. Its reply must be the next message on this connection, so
+  // that nothing was answered to what was sent before it: each message that
+  // comes first fails the row (and is skipped).
+  nlohmann::json Status() {
+    const uint64_t id = next_id_++;
+    SendStrings({sc::EncodeStatusRequest(id)});
+    while (true) {
+      std::optional<Strings> m = RecvStrings();
+      INFO("waiting for the STATUS reply, got " << Show(m));
+      REQUIRE(m);
+      StatusOr<sc::ReplyHeader> reply =
+          m->size() == 2 ? sc::DecodeReply((*m)[0]) : BadRequest("not a REPLY");
+      if (reply.ok() && reply->request_id == id) {
+        REQUIRE(reply->code == StatusCode::kOk);
+        return nlohmann::json::parse((*m)[1]);
+      }
+      FAIL_CHECK("a message came before the STATUS reply");
+    }
+  }
+
+  Counters GetCounters() {
+    Counters out;
+    const nlohmann::json status = Status();
+    for (const auto& [name, value] : status["counters"].items()) {
+      out[name] = value.get<uint64_t>();
+    }
+    return out;
+  }
+
+ private:
+  zmq::socket_t s_;
+  uint64_t next_id_ = 1'000'000;
+};
+
+// Every counter as before, but `counter` (if any) grown by `count`.
+void CheckCounters(const Counters& before, const Counters& after, const std::string& counter,
+                   uint64_t count) {
+  if (!counter.empty()) REQUIRE(before.contains(counter));
+  for (const auto& [name, value] : before) {
+    INFO("counter " << name);
+    CHECK(after.at(name) == value + (name == counter ? count : 0));
+  }
+}
+
+// A worker written against PROTOCOL.md §4.2 with a raw DEALER: it skips the
+// broker's HEARTBEATs and sends its own while it waits, so that the broker
+// keeps it (3 silent seconds at the default interval).
+class RawWorker {
+ public:
+  RawWorker(zmq::context_t& ctx, const std::string& address) : s_(Dealer(ctx, address)) {}
+
+  void SendStrings(const Strings& frames) {
+    testing::SendStrings(s_, frames);
+    last_sent_ = SteadyClock::now();
+  }
+
+  // READY, answered at once with a HEARTBEAT.
+  void Register(const std::string& backend, const std::string& tag, uint32_t capacity = 1) {
+    SendStrings({Ready(backend, tag, capacity)});
+    std::optional<Strings> m = testing::RecvStrings(s_, kWait);
+    INFO("READY answered with " << Show(m));
+    REQUIRE(m);
+    REQUIRE(*m == Strings{kHeartbeat});
+  }
+
+  // The next message other than a HEARTBEAT, within `limit`.
+  std::optional<Strings> Next(milliseconds limit = kWait) {
+    auto end = SteadyClock::now() + limit;
+    while (true) {
+      if (SteadyClock::now() - last_sent_ > milliseconds(300)) SendStrings({kHeartbeat});
+      auto left = std::chrono::duration_cast<milliseconds>(end - SteadyClock::now());
+      if (left.count() <= 0) return std::nullopt;
+      std::optional<Strings> m = testing::RecvStrings(s_, std::min(left, milliseconds(50)));
+      if (m && *m != Strings{kHeartbeat}) return m;
+    }
+  }
+
+  // The tokens of a BATCH within `limit`; empty if none came.
+  std::vector<uint64_t> NextBatch(milliseconds limit) {
+    std::optional<Strings> m = Next(limit);
+    if (!m) return {};
+    INFO("expected a BATCH, got " << Show(m));
+    REQUIRE(!m->empty());
+    StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch((*m)[0]);
+    REQUIRE(batch.ok());
+    REQUIRE(batch->size() + 1 == m->size());
+    std::vector<uint64_t> tokens;
+    for (const sc::BatchItem& item : *batch) tokens.push_back(item.token);
+    return tokens;
+  }
+
+  // Answers one token OK with `payload`.
+  void Answer(uint64_t token, const std::string& payload) {
+    SendStrings({Results({{token, StatusCode::kOk, ""}}), payload});
+  }
+
+ private:
+  zmq::socket_t s_;
+  SteadyClock::time_point last_sent_ = SteadyClock::now();
+};
+
+// The outcome of a row as a user or operator sees it.
+struct Expect {
+  // An error reply (ZSP REPLY, or an MDP error for an MDP request) with this
+  // code and a message containing `text`; nullopt: no reply.
+  std::optional<StatusCode> code;
+  std::string text;
+  // The STATUS counter that grows, and by how much; empty: none.
+  std::string counter;
+  uint64_t count = 1;
+};
+
+Expect Refused(StatusCode code, std::string text, std::string counter = "") {
+  return {code, std::move(text), std::move(counter), 1};
+}
+Expect Dropped(std::string counter, uint64_t count = 1) {
+  return {std::nullopt, "", std::move(counter), count};
+}
+
+struct ClientRow {
+  const char* name;
+  Strings frames;  // as the DEALER sends them
+  Expect expect;
+};
+
+// Failures here fail the row; the table goes on.
+void CheckErrorReply(const ClientRow& row, const std::optional<Strings>& m) {
+  INFO("reply: " << Show(m));
+  if (!m) {
+    FAIL_CHECK("no reply");
+    return;
+  }
+  if (!row.frames.empty() && row.frames[0].empty()) {
+    // MDP: "", "MDPC01", service, "ERROR <CODE>: <message>", "<CODE>".
+    if (m->size() != 5) {
+      FAIL_CHECK("not an MDP error reply");
+      return;
+    }
+    CHECK((*m)[0].empty());
+    CHECK((*m)[1] == "MDPC01");
+    CHECK((*m)[2] == row.frames[2]);
+    CHECK((*m)[4] == StatusCodeName(*row.expect.code));
+    CHECK_THAT((*m)[3],
+               Catch::StartsWith("ERROR " + std::string(StatusCodeName(*row.expect.code))));
+    CHECK_THAT((*m)[3], Catch::Contains(row.expect.text));
+    return;
+  }
+  StatusOr<sc::ReplyHeader> reply =
+      m->size() == 2 ? sc::DecodeReply((*m)[0]) : BadRequest("not a REPLY");
+  if (!reply.ok()) {
+    FAIL_CHECK("not a REPLY");
+    return;
+  }
+  CHECK(reply->request_id == kHostileId);
+  CHECK(reply->code == *row.expect.code);
+  CHECK_THAT(reply->message, Catch::Contains(row.expect.text));
+  CHECK((*m)[1].empty());
+}
+
+void RunClientRow(Roles& roles, RawClient& raw, const ClientRow& row) {
+  INFO("row: " << row.name);
+  Counters before = raw.GetCounters();
+  raw.SendStrings(row.frames);
+  if (row.expect.code) CheckErrorReply(row, raw.RecvStrings());
+  Counters after = raw.GetCounters();  // also: nothing else was answered
+  CheckCounters(before, after, row.expect.counter, row.expect.count);
+  roles.CheckHealthy();
+}
+
+std::vector<ClientRow> ClientRows() {
+  const std::string payload = "payload";
+  const std::string request = Request(kHostileId);
+  std::string big_endpoint = Request(kHostileId, kMiB);
+  std::string big_method = Request(kHostileId, "echo", kMiB);
+  auto request_with = [](const std::function<void(Packer&)>& fields) {
+    return Pack([&](Packer& p) {
+      p.pack_array(8);
+      p.pack(uint64_t{1});
+      p.pack(uint64_t{1});
+      fields(p);
+    });
+  };
+  return {
+      // Frame shapes.
+      {"one frame that is a bare payload", {"hello"}, Dropped("malformed_client")},
+      {"empty header frame then a payload", {"", payload}, Dropped("malformed_client")},
+      {"one empty frame", {""}, Dropped("malformed_client")},
+      {"header that is not MessagePack",
+       {std::string("\xc1", 1), payload},
+       Dropped("malformed_client")},
+      {"header that is a MessagePack map",
+       {Pack([](Packer& p) { p.pack_map(0); }), payload},
+       Dropped("malformed_client")},
+      {"header that is a MessagePack string",
+       {Pack([](Packer& p) { Str(p, "REQUEST"); }), payload},
+       Dropped("malformed_client")},
+      {"header array of one element",
+       {Pack([](Packer& p) {
+          p.pack_array(1);
+          p.pack(uint64_t{1});
+        }),
+        payload},
+       Dropped("malformed_client")},
+      {"REQUEST header of 2 elements: no request id",
+       {Pack([](Packer& p) {
+          p.pack_array(2);
+          p.pack(uint64_t{1});
+          p.pack(uint64_t{1});
+        }),
+        payload},
+       Dropped("malformed_client")},
+      {"REQUEST header of 3 elements",
+       {Pack([](Packer& p) {
+          p.pack_array(3);
+          p.pack(uint64_t{1});
+          p.pack(uint64_t{1});
+          p.pack(kHostileId);
+        }),
+        payload},
+       Refused(StatusCode::kBadRequest, "REQUEST header has 3 elements, needs 8")},
+      {"REQUEST with a string request id",
+       {request_with([](Packer& p) {
+          Str(p, "42");
+          Str(p, "echo");
+          Str(p, "__call__");
+          p.pack(uint32_t{0});
+          Str(p, "");
+          p.pack(int32_t{0});
+        }),
+        payload},
+       Dropped("malformed_client")},
+      {"REQUEST with an integer endpoint",
+       {request_with([](Packer& p) {
+          p.pack(kHostileId);
+          p.pack(uint64_t{7});
+          Str(p, "__call__");
+          p.pack(uint32_t{0});
+          Str(p, "");
+          p.pack(int32_t{0});
+        }),
+        payload},
+       Refused(StatusCode::kBadRequest, "field 'endpoint' must be a string")},
+      {"REQUEST with a negative timeout",
+       {request_with([](Packer& p) {
+          p.pack(kHostileId);
+          Str(p, "echo");
+          Str(p, "__call__");
+          p.pack(int32_t{-5});
+          Str(p, "");
+          p.pack(int32_t{0});
+        }),
+        payload},
+       Refused(StatusCode::kBadRequest, "field 'timeout_ms' must be an unsigned integer")},
+      {"REQUEST with a priority beyond int32",
+       {request_with([](Packer& p) {
+          p.pack(kHostileId);
+          Str(p, "echo");
+          Str(p, "__call__");
+          p.pack(uint32_t{0});
+          Str(p, "");
+          p.pack(uint64_t{1} << 40);
+        }),
+        payload},
+       Refused(StatusCode::kBadRequest, "field 'priority' is out of range")},
+      {"REQUEST with trailing bytes after the header",
+       {request + std::string(1, '\0'), payload},
+       Refused(StatusCode::kBadRequest, "trailing bytes")},
+      {"REQUEST header cut short",
+       {request.substr(0, request.size() - 4), payload},
+       Refused(StatusCode::kBadRequest, "not valid MessagePack")},
+      // Version and command.
+      {"REQUEST of protocol version 2",
+       {Patch(request, 1, 2), payload},
+       Dropped("malformed_client")},
+      {"REQUEST of protocol version 0",
+       {Patch(request, 1, 0), payload},
+       Dropped("malformed_client")},
+      {"unknown command 99", {Patch(request, 2, 99), payload}, Dropped("malformed_client")},
+      {"READY sent by a client", {Ready("echo", "client-1")}, Dropped("malformed_client")},
+      {"RESULTS sent by a client",
+       {Results({{kHostileId, StatusCode::kOk, ""}}), payload},
+       Dropped("malformed_client")},
+      {"HEARTBEAT sent by a client", {kHeartbeat}, Dropped("malformed_client")},
+      {"REPLY sent by a client",
+       {sc::EncodeReply({kHostileId, StatusCode::kOk, ""}), payload},
+       Dropped("malformed_client")},
+      // Payload frames.
+      {"REQUEST with no payload frame",
+       {request},
+       Refused(StatusCode::kBadRequest, "exactly one payload frame, got 0")},
+      {"REQUEST with two payload frames",
+       {request, payload, payload},
+       Refused(StatusCode::kBadRequest, "exactly one payload frame, got 2")},
+      {"STATUS with a payload frame",
+       {sc::EncodeStatusRequest(kHostileId), payload},
+       Refused(StatusCode::kBadRequest, "payload")},
+      // Names and sizes.
+      {"REQUEST with an empty endpoint",
+       {Request(kHostileId, ""), payload},
+       Refused(StatusCode::kBadRequest, "field 'endpoint' is empty")},
+      {"REQUEST with an empty method",
+       {Request(kHostileId, "echo", ""), payload},
+       Refused(StatusCode::kBadRequest, "field 'method' is empty")},
+      {"REQUEST with a space in the endpoint",
+       {Request(kHostileId, "ec ho"), payload},
+       Refused(StatusCode::kBadRequest, "endpoint")},
+      {"REQUEST with a 200 byte endpoint",
+       {Request(kHostileId, std::string(200, 'e')), payload},
+       Refused(StatusCode::kBadRequest, "field 'endpoint' is 200 bytes, more than 128")},
+      {"REQUEST with a 1 MiB endpoint",
+       {big_endpoint, payload},
+       Refused(StatusCode::kBadRequest, "65536")},  // the header limit (PROTOCOL.md §3)
+      {"REQUEST with a 1 MiB method",
+       {big_method, payload},
+       Refused(StatusCode::kBadRequest, "65536")},
+      {"REQUEST for an endpoint that does not exist",
+       {Request(kHostileId, "nope"), payload},
+       Refused(StatusCode::kNotFound, "no endpoint named 'nope'", "unknown_endpoint_requests")},
+      // Majordomo (PROTOCOL.md §7.2) on the client port.
+      {"MDP client message without a service frame", {"", "MDPC01"}, Dropped("malformed_client")},
+      {"MDP worker protocol on the client port",
+       {"", "MDPW01", "echo", payload},
+       Dropped("malformed_client")},
+      {"MDP with an unknown protocol frame",
+       {"", "MDPC02", "echo", payload},
+       Dropped("malformed_client")},
+      {"MDP request with no body frame",
+       {"", "MDPC01", "echo"},
+       Refused(StatusCode::kBadRequest, "exactly one body frame, got 0")},
+      {"MDP request with two body frames",
+       {"", "MDPC01", "echo", payload, payload},
+       Refused(StatusCode::kBadRequest, "exactly one body frame, got 2")},
+      {"MDP request for a service that does not exist",
+       {"", "MDPC01", "nope", payload},
+       Refused(StatusCode::kNotFound, "no endpoint named 'nope'", "unknown_endpoint_requests")},
+      {"MDP request for a 1 MiB service name",
+       {"", "MDPC01", kMiB, payload},
+       Refused(StatusCode::kNotFound, "no endpoint named", "unknown_endpoint_requests")},
+      {"MDP mmi.service with no body frame",
+       {"", "MDPC01", "mmi.service"},
+       Refused(StatusCode::kBadRequest, "mmi.service takes one body frame")},
+  };
+}
+
+TEST_CASE("Hostile client messages are refused with BAD_REQUEST or dropped and counted",
+          "[e2e][hostile]") {
+  Roles roles;
+  zmq::context_t ctx;
+  RawClient raw(ctx, roles.client_address());
+  for (const ClientRow& row : ClientRows()) RunClientRow(roles, raw, row);
+  // The operator's view in Prometheus matches STATUS.
+  Counters counters = raw.GetCounters();
+  CHECK(roles.Metric("zserve_broker_dropped_messages_total{reason=\"malformed_client\"}") ==
+        static_cast<double>(counters.at("malformed_client")));
+  CHECK(counters.at("malformed_client") > 10);
+}
+
+TEST_CASE("A request id reused while the first is in flight is answered once for each request",
+          "[e2e][hostile]") {
+  // PROTOCOL.md §4.1: request ids MUST be unique among a client's requests in
+  // flight. The broker does not hold the client to it: it names each request
+  // by its own token, so both are served and each gets exactly one REPLY,
+  // both carrying the reused id.
+  Roles roles;
+  zmq::context_t ctx;
+  RawWorker a(ctx, roles.worker_address());
+  a.Register("raw", "raw-a", /*capacity=*/2);
+  RawClient raw(ctx, roles.client_address());
+  WaitForStatus(roles.client(),
+                [](const nlohmann::json& j) { return j["backends"]["raw"]["replicas"] == 1; });
+  Counters before = raw.GetCounters();
+  raw.SendStrings({Request(7, "raw"), "first"});
+  std::vector<uint64_t> first = a.NextBatch(kWait);
+  REQUIRE(first.size() == 1);
+  raw.SendStrings({Request(7, "raw"), "second"});
+  std::vector<uint64_t> second = a.NextBatch(kWait);
+  REQUIRE(second.size() == 1);
+  CHECK(first[0] != second[0]);
+  a.Answer(second[0], "answer to second");
+  a.Answer(first[0], "answer to first");
+  Strings payloads;
+  for (int i = 0; i < 2; ++i) {
+    std::optional<Strings> m = raw.RecvStrings();
+    INFO("reply " << i << ": " << Show(m));
+    REQUIRE(m);
+    REQUIRE(m->size() == 2);
+    StatusOr<sc::ReplyHeader> reply = sc::DecodeReply((*m)[0]);
+    REQUIRE(reply.ok());
+    CHECK(reply->request_id == 7);
+    CHECK(reply->code == StatusCode::kOk);
+    payloads.push_back((*m)[1]);
+  }
+  CHECK(payloads == Strings{"answer to second", "answer to first"});
+  CheckCounters(before, raw.GetCounters(), "", 0);  // and no third reply came
+  roles.CheckHealthy();
+}
+
+struct WorkerRow {
+  const char* name;
+  Strings frames;
+  // The broker's first message back, if it answers at all.
+  std::optional<Strings> answer;
+  std::string counter;  // empty: none grows
+  uint64_t count = 1;
+};
+
+// A row from a connection the broker does not know as a replica.
+void RunWorkerRow(Roles& roles, zmq::context_t& ctx, RawClient& raw, const WorkerRow& row) {
+  INFO("row: " << row.name);
+  Counters before = raw.GetCounters();
+  zmq::socket_t w = Dealer(ctx, roles.worker_address());
+  SendStrings(w, row.frames);
+  if (row.answer) {
+    std::optional<Strings> m = RecvStrings(w, kWait);
+    INFO("answer: " << Show(m));
+    CHECK(m == row.answer);
+  }
+  // The probe: still not a replica, and nothing else was answered.
+  SendStrings(w, {kHeartbeat});
+  std::optional<Strings> m = RecvStrings(w, kWait);
+  INFO("answer to the HEARTBEAT probe: " << Show(m));
+  CHECK(m == Strings{kDisconnect});
+  CheckCounters(before, raw.GetCounters(), row.counter, row.count);
+  roles.CheckHealthy();
+}
+
+std::vector<WorkerRow> WorkerRows() {
+  const std::string ready = Ready("raw", "raw-x");
+  const std::string one_result = Results({{1, StatusCode::kOk, ""}});
+  const std::string mdp_ready("\x01", 1);
+  return {
+      {"one frame that is a bare payload", {"hello"}, {}, "malformed_worker"},
+      {"empty header frame then a payload", {"", "payload"}, {}, "malformed_worker"},
+      {"header that is not MessagePack", {std::string("\xc1", 1)}, {}, "malformed_worker"},
+      {"header that is a MessagePack map",
+       {Pack([](Packer& p) { p.pack_map(0); })},
+       {},
+       "malformed_worker"},
+      {"READY header of 3 elements",
+       {Pack([](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{16});
+         Str(p, "raw");
+       })},
+       {},
+       "malformed_worker"},
+      {"READY with an integer backend",
+       {Pack([](Packer& p) {
+         p.pack_array(5);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{16});
+         p.pack(uint64_t{3});
+         Str(p, "raw-x");
+         p.pack(uint32_t{1});
+       })},
+       {},
+       "malformed_worker"},
+      {"READY with a negative capacity",
+       {Pack([](Packer& p) {
+         p.pack_array(5);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{16});
+         Str(p, "raw");
+         Str(p, "raw-x");
+         p.pack(int32_t{-1});
+       })},
+       {},
+       "malformed_worker"},
+      {"READY of protocol version 2", {Patch(ready, 1, 2)}, {}, "malformed_worker"},
+      {"unknown command 99", {Patch(ready, 2, 99)}, {}, "malformed_worker"},
+      {"READY with a trailing payload frame", {ready, "payload"}, {}, "malformed_worker"},
+      {"READY for a backend that is not a name",
+       {Ready("no spaces", "raw-x")},
+       {},
+       "malformed_worker"},
+      {"READY with a 1 MiB backend name", {Ready(kMiB, "raw-x")}, {}, "malformed_worker"},
+      {"READY with a 1 MiB replica tag", {Ready("raw", kMiB)}, {}, "malformed_worker"},
+      {"REQUEST sent by a worker", {Request(kHostileId), "payload"}, {}, "malformed_worker"},
+      {"STATUS sent by a worker", {sc::EncodeStatusRequest(kHostileId)}, {}, "malformed_worker"},
+      {"BATCH sent by a worker",
+       {sc::EncodeBatch({{1, "__call__", 100}}), "payload"},
+       {},
+       "malformed_worker"},
+      {"RESULTS before READY", {one_result, "payload"}, Strings{kDisconnect}, "unknown_results"},
+      {"malformed RESULTS before READY", {one_result}, Strings{kDisconnect}, "unknown_results"},
+      {"DISCONNECT before READY", {kDisconnect}, Strings{kDisconnect}, ""},
+      // Majordomo (PROTOCOL.md §7.3) on the worker port.
+      {"MDP worker message without a command", {"", "MDPW01"}, {}, "malformed_worker"},
+      {"MDP worker command byte 0x09", {"", "MDPW01", "\x09"}, {}, "malformed_worker"},
+      {"MDP command of two bytes", {"", "MDPW01", "\x01\x01", "raw"}, {}, "malformed_worker"},
+      {"MDP READY without a service frame", {"", "MDPW01", mdp_ready}, {}, "malformed_worker"},
+      {"MDP READY with two service frames",
+       {"", "MDPW01", mdp_ready, "raw", "raw"},
+       {},
+       "malformed_worker"},
+      {"MDP client protocol on the worker port",
+       {"", "MDPC01", mdp_ready, "raw"},
+       {},
+       "malformed_worker"},
+      {"MDP READY for an mmi service",
+       {"", "MDPW01", mdp_ready, "mmi.service"},
+       kMdpDisconnect,
+       "malformed_worker"},
+      {"MDP READY for a service that is not a name",
+       {"", "MDPW01", mdp_ready, "no spaces"},
+       kMdpDisconnect,
+       "malformed_worker"},
+      {"MDP READY for a 1 MiB service name",
+       {"", "MDPW01", mdp_ready, kMiB},
+       kMdpDisconnect,
+       "malformed_worker"},
+      {"MDP REPLY before READY",
+       {"", "MDPW01", "\x03", "1", "", "payload"},
+       kMdpDisconnect,
+       "unknown_results"},
+      {"MDP REPLY without the empty frame",
+       {"", "MDPW01", "\x03", "1", "payload"},
+       {},
+       "malformed_worker"},
+      {"MDP REQUEST sent by a worker",
+       {"", "MDPW01", "\x02", "1", "", "payload"},
+       kMdpDisconnect,
+       "malformed_worker"},
+      {"MDP HEARTBEAT with a trailing frame",
+       {"", "MDPW01", "\x04", "payload"},
+       {},
+       "malformed_worker"},
+      {"MDP HEARTBEAT before READY", {"", "MDPW01", "\x04"}, kMdpDisconnect, ""},
+  };
+}
+
+TEST_CASE("Hostile messages from unregistered workers are dropped and counted", "[e2e][hostile]") {
+  Roles roles;
+  zmq::context_t ctx;
+  RawClient raw(ctx, roles.client_address());
+  for (const WorkerRow& row : WorkerRows()) RunWorkerRow(roles, ctx, raw, row);
+  Counters counters = raw.GetCounters();
+  CHECK(roles.Metric("zserve_broker_dropped_messages_total{reason=\"malformed_worker\"}") ==
+        static_cast<double>(counters.at("malformed_worker")));
+  CHECK(roles.Metric("zserve_broker_dropped_messages_total{reason=\"unknown_result\"}") ==
+        static_cast<double>(counters.at("unknown_results")));
+  // None of them became a replica.
+  nlohmann::json j = raw.Status();
+  CHECK(j["backends"]["raw"]["replicas"] == 0);
+  CHECK(j["backends"]["mdp"]["replicas"] == 0);
+}
+
+// Rows about a call in flight on one of two registered replicas: the
+// `owner`, which the broker sent it to, and the `other`.
+enum class From { kOwner, kOther };
+
+struct InFlightRow {
+  const char* name;
+  From from;
+  // The messages sent, given the token of the call in flight.
+  std::function<std::vector<Strings>(uint64_t token)> messages;
+  std::string counter;
+  uint64_t count = 1;
+  // True: the messages answer the call with payload "owner"; else the owner
+  // answers it afterwards, properly.
+  bool answers = false;
+};
+
+std::vector<InFlightRow> InFlightRows() {
+  using Msgs = std::vector<Strings>;
+  auto ok = [](uint64_t t) { return sc::ResultItem{t, StatusCode::kOk, ""}; };
+  return {
+      {"RESULTS from a worker the call was not sent to", From::kOther,
+       [ok](uint64_t t) {
+         return Msgs{{Results({ok(t)}), "hijacked"}};
+       },
+       "unknown_results"},
+      {"RESULTS for a token never dispatched", From::kOther,
+       [ok](uint64_t t) {
+         return Msgs{{Results({ok(t + 1'000'000)}), "made up"}};
+       },
+       "unknown_results"},
+      {"RESULTS with one item and no payload frame", From::kOwner,
+       [ok](uint64_t t) { return Msgs{{Results({ok(t)})}}; }, "malformed_worker"},
+      {"RESULTS with one item and two payload frames", From::kOwner,
+       [ok](uint64_t t) {
+         return Msgs{{Results({ok(t)}), "owner", "extra"}};
+       },
+       "malformed_worker"},
+      {"RESULTS with two items and one payload frame", From::kOwner,
+       [ok](uint64_t t) {
+         return Msgs{{Results({ok(t), ok(t + 1'000'000)}), "owner"}};
+       },
+       "malformed_worker"},
+      {"RESULTS with no items", From::kOwner,
+       [](uint64_t) {
+         return Msgs{{Pack([](Packer& p) {
+           p.pack_array(3);
+           p.pack(uint64_t{1});
+           p.pack(uint64_t{18});
+           p.pack_array(0);
+         })}};
+       },
+       "malformed_worker"},
+      {"RESULTS with a status that is no status code", From::kOwner,
+       [](uint64_t t) {
+         return Msgs{{Pack([t](Packer& p) {
+                        p.pack_array(3);
+                        p.pack(uint64_t{1});
+                        p.pack(uint64_t{18});
+                        p.pack_array(1);
+                        p.pack_array(3);
+                        p.pack(t);
+                        p.pack(uint64_t{200});
+                        Str(p, "");
+                      }),
+                      "owner"}};
+       },
+       "malformed_worker"},
+      {"RESULTS of protocol version 2", From::kOwner,
+       [ok](uint64_t t) {
+         return Msgs{{Patch(Results({ok(t)}), 1, 2), "owner"}};
+       },
+       "malformed_worker"},
+      {"a second READY from the owner", From::kOwner,
+       [](uint64_t) { return Msgs{{Ready("raw", "raw-again")}}; }, "malformed_worker"},
+      {"MDP REPLY from a ZSP replica", From::kOwner,
+       [](uint64_t t) {
+         return Msgs{{"", "MDPW01", "\x03", std::to_string(t), "", "owner"}};
+       },
+       "malformed_worker"},
+      {"RESULTS answering one token twice in one message", From::kOwner,
+       [ok](uint64_t t) {
+         return Msgs{{Results({ok(t), ok(t)}), "owner", "again"}};
+       },
+       "unknown_results", 1, /*answers=*/true},
+      {"RESULTS answering one token twice in two messages", From::kOwner,
+       [ok](uint64_t t) {
+         return Msgs{{Results({ok(t)}), "owner"}, {Results({ok(t)}), "again"}};
+       },
+       "unknown_results", 1, /*answers=*/true},
+  };
+}
+
+// The client's one REPLY for request `id`: OK with `payload`.
+void CheckOneAnswer(RawClient& raw, uint64_t id, const std::string& payload) {
+  std::optional<Strings> m = raw.RecvStrings();
+  INFO("reply: " << Show(m));
+  REQUIRE(m);
+  REQUIRE(m->size() == 2);
+  StatusOr<sc::ReplyHeader> reply = sc::DecodeReply((*m)[0]);
+  REQUIRE(reply.ok());
+  CHECK(reply->request_id == id);
+  CHECK(reply->code == StatusCode::kOk);
+  CHECK((*m)[1] == payload);
+}
+
+void RunInFlightRow(Roles& roles, RawClient& raw, RawWorker& a, RawWorker& b, uint64_t id,
+                    const InFlightRow& row) {
+  INFO("row: " << row.name);
+  raw.SendStrings({Request(id, "raw"), "call"});
+  // Whichever replica the broker picks is the owner.
+  RawWorker* owner = nullptr;
+  std::vector<uint64_t> tokens;
+  REQUIRE(Eventually(
+      [&] {
+        for (RawWorker* w : {&a, &b}) {
+          tokens = w->NextBatch(milliseconds(20));
+          if (!tokens.empty()) {
+            owner = w;
+            return true;
+          }
+        }
+        return false;
+      },
+      kWait, milliseconds(0)));
+  REQUIRE(tokens.size() == 1);
+  RawWorker* other = owner == &a ? &b : &a;
+  Counters before = raw.GetCounters();
+  for (const Strings& m : row.messages(tokens[0]))
+    (row.from == From::kOwner ? owner : other)->SendStrings(m);
+  if (row.answers) CheckOneAnswer(raw, id, "owner");
+  // Once the counter shows every message read, each STATUS reply being the
+  // next message means no (other) answer was sent.
+  Counters after;
+  REQUIRE(Eventually([&] {
+    after = raw.GetCounters();
+    return after.at(row.counter) >= before.at(row.counter) + row.count;
+  }));
+  CheckCounters(before, after, row.counter, row.count);
+  if (!row.answers) {
+    owner->Answer(tokens[0], "owner");
+    CheckOneAnswer(raw, id, "owner");
+    CheckCounters(after, raw.GetCounters(), "", 0);
+  }
+  // Both are still replicas.
+  CHECK(raw.Status()["backends"]["raw"]["replicas"] == 2);
+  roles.CheckHealthy();
+}
+
+TEST_CASE("Results for calls in flight from the wrong worker or malformed are dropped and counted",
+          "[e2e][hostile]") {
+  Roles roles;
+  zmq::context_t ctx;
+  RawWorker a(ctx, roles.worker_address());
+  RawWorker b(ctx, roles.worker_address());
+  a.Register("raw", "raw-a");
+  b.Register("raw", "raw-b");
+  RawClient raw(ctx, roles.client_address());
+  WaitForStatus(roles.client(),
+                [](const nlohmann::json& j) { return j["backends"]["raw"]["replicas"] == 2; });
+  uint64_t id = 100;
+  for (const InFlightRow& row : InFlightRows()) RunInFlightRow(roles, raw, a, b, ++id, row);
+}
+
+TEST_CASE("Bad REPLYs of a registered MDP worker are dropped and a second READY removes it",
+          "[e2e][hostile]") {
+  Roles roles;
+  zmq::context_t ctx;
+  RawClient raw(ctx, roles.client_address());
+  zmq::socket_t m = Dealer(ctx, roles.worker_address());
+  const std::string ready("\x01", 1), reply("\x03", 1), heartbeat("\x04", 1);
+  SendStrings(m, {"", "MDPW01", ready, "mdp"});
+  std::optional<Strings> got = RecvStrings(m, kWait);
+  REQUIRE(got);
+  REQUIRE(*got == Strings{"", "MDPW01", heartbeat});
+  WaitForStatus(roles.client(),
+                [](const nlohmann::json& j) { return j["backends"]["mdp"]["replicas"] == 1; });
+  struct Row {
+    const char* name;
+    Strings frames;
+    std::string counter;
+  };
+  const std::vector<Row> rows = {
+      {"MDP REPLY for an address that is no token",
+       {"", "MDPW01", reply, "abc", "", "x"},
+       "unknown_results"},
+      {"MDP REPLY for a token with a leading zero",
+       {"", "MDPW01", reply, "007", "", "x"},
+       "unknown_results"},
+      {"MDP REPLY for a token beyond uint64",
+       {"", "MDPW01", reply, "99999999999999999999", "", "x"},
+       "unknown_results"},
+      {"MDP REPLY for a token never dispatched",
+       {"", "MDPW01", reply, "123456789", "", "x"},
+       "unknown_results"},
+      {"ZSP RESULTS from an MDP replica for a token never dispatched",
+       {Results({{123456789, StatusCode::kOk, ""}}), "x"},
+       "unknown_results"},
+  };
+  for (const Row& row : rows) {
+    INFO("row: " << row.name);
+    Counters before = raw.GetCounters();
+    SendStrings(m, row.frames);
+    Counters after;
+    REQUIRE(Eventually([&] {
+      after = raw.GetCounters();
+      return after.at(row.counter) > before.at(row.counter);
+    }));
+    CheckCounters(before, after, row.counter, 1);
+    CHECK(raw.Status()["backends"]["mdp"]["replicas"] == 1);
+    roles.CheckHealthy();
+  }
+  // RFC 7: a second READY is refused with DISCONNECT and the replica removed.
+  Counters before = raw.GetCounters();
+  SendStrings(m, {"", "MDPW01", ready, "mdp"});
+  got = RecvStrings(m, kWait);
+  while (got && *got == Strings{"", "MDPW01", heartbeat}) got = RecvStrings(m, kWait);
+  INFO("answer to the second READY: " << Show(got));
+  REQUIRE(got);
+  CHECK(*got == kMdpDisconnect);
+  nlohmann::json j = raw.Status();
+  CHECK(j["backends"]["mdp"]["replicas"] == 0);
+  Counters after = raw.GetCounters();
+  CheckCounters(before, after, "malformed_worker", 1);
+  roles.CheckHealthy();
+}
+
+TEST_CASE("Two workers READY with one replica tag are two replicas and both serve",
+          "[e2e][hostile]") {
+  // The tag names a replica in logs and worker metrics only; the broker knows
+  // a replica by its connection (PROTOCOL.md §4.2).
+  Roles roles;
+  zmq::context_t ctx;
+  RawWorker c(ctx, roles.worker_address());
+  RawWorker d(ctx, roles.worker_address());
+  c.Register("twin", "same-tag");
+  d.Register("twin", "same-tag");  // accepted: a HEARTBEAT at once
+  RawClient raw(ctx, roles.client_address());
+  CHECK(raw.Status()["backends"]["twin"]["replicas"] == 2);
+  // Capacity 1 each: two calls in flight take one replica each.
+  raw.SendStrings({Request(1, "twin"), "one"});
+  raw.SendStrings({Request(2, "twin"), "two"});
+  std::vector<uint64_t> from_c = c.NextBatch(kWait);
+  std::vector<uint64_t> from_d = d.NextBatch(kWait);
+  REQUIRE(from_c.size() == 1);
+  REQUIRE(from_d.size() == 1);
+  c.Answer(from_c[0], "c");
+  d.Answer(from_d[0], "d");
+  std::set<std::string> answers;
+  for (int i = 0; i < 2; ++i) {
+    std::optional<Strings> m = raw.RecvStrings();
+    REQUIRE(m);
+    REQUIRE(m->size() == 2);
+    answers.insert((*m)[1]);
+  }
+  CHECK(answers == std::set<std::string>{"c", "d"});
+  roles.CheckHealthy();
+}
+
+constexpr int kFlood = 10'000;
+
+// A normal call, timed.
+milliseconds TimedCall(Roles& roles) {
+  auto start = SteadyClock::now();
+  roles.CheckHealthy();
+  return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - start);
+}
+
+TEST_CASE(
+    "A flood of READY on one connection registers one replica and the broker stays responsive",
+    "[e2e][hostile]") {
+  Roles roles;
+  zmq::context_t ctx;
+  RawClient raw(ctx, roles.client_address());
+  Counters before = raw.GetCounters();
+  zmq::socket_t f = Dealer(ctx, roles.worker_address());
+  for (int i = 0; i < kFlood; ++i) SendStrings(f, {Ready("flood", "flood-1", 0)});
+  CHECK(TimedCall(roles) < kResponsive);
+  // The first READY registers; each of the others is refused and counted.
+  Counters after;
+  REQUIRE(Eventually([&] {
+    after = raw.GetCounters();
+    return after.at("malformed_worker") >= before.at("malformed_worker") + kFlood - 1;
+  }));
+  CheckCounters(before, after, "malformed_worker", kFlood - 1);
+  nlohmann::json j = raw.Status();
+  CHECK(j["backends"]["flood"]["replicas"] == 1);
+  CHECK(TimedCall(roles) < kResponsive);
+}
+
+constexpr int kConnections = 100;
+
+// kConnections connections send kFlood READY between them, for the backend
+// that `backend(i)` names, and then leave with DISCONNECT.
+void FloodFromMany(Roles& roles, zmq::context_t& ctx, RawClient& raw,
+                   const std::function<std::string(int)>& backend) {
+  Counters before = raw.GetCounters();
+  std::vector<zmq::socket_t> sockets;
+  for (int i = 0; i < kConnections; ++i) sockets.push_back(Dealer(ctx, roles.worker_address()));
+  for (int n = 0; n < kFlood / kConnections; ++n) {
+    for (int i = 0; i < kConnections; ++i) {
+      SendStrings(sockets[i], {Ready(backend(i), "many-" + std::to_string(i), 0)});
+    }
+  }
+  CHECK(TimedCall(roles) < kResponsive);
+  // One replica per connection, however many READY it sent.
+  REQUIRE(Eventually([&] {
+    return raw.GetCounters().at("malformed_worker") >=
+           before.at("malformed_worker") + kFlood - kConnections;
+  }));
+  nlohmann::json j = raw.Status();
+  size_t replicas = 0;
+  for (const auto& [name, b] : j["backends"].items()) {
+    if (name != "echo") replicas += b["replicas"].get<size_t>();
+  }
+  CHECK(replicas == kConnections);
+  CheckCounters(before, raw.GetCounters(), "malformed_worker", kFlood - kConnections);
+  // Each leaves: drained at once (it holds nothing) and removed.
+  for (zmq::socket_t& s : sockets) SendStrings(s, {kDisconnect});
+  for (zmq::socket_t& s : sockets) {
+    std::optional<Strings> m;
+    do {
+      m = RecvStrings(s, kWait);
+    } while (m && *m == Strings{kHeartbeat});
+    REQUIRE(m);
+    CHECK(*m == Strings{kDisconnect});
+  }
+  CHECK(TimedCall(roles) < kResponsive);
+}
+
+TEST_CASE("A flood of READY from many connections keeps one replica per connection",
+          "[e2e][hostile]") {
+  Roles roles;
+  zmq::context_t ctx;
+  RawClient raw(ctx, roles.client_address());
+  FloodFromMany(roles, ctx, raw, [](int) { return std::string("flood"); });
+  nlohmann::json j = raw.Status();
+  CHECK(j["backends"]["flood"]["replicas"] == 0);
+  CHECK(j["backends"].size() == 5);  // the configured ones
+}
+
+TEST_CASE("Backends that only hostile READYs named leave STATUS with their last replica",
+          "[e2e][hostile]") {
+  // Workers may register for a backend the config does not name (PROTOCOL.md
+  // §7.3); once the last of them is gone, such a backend is forgotten, so that
+  // READYs with ever new names cannot grow the broker's state or its metric
+  // series (docs/metrics.md: label values come from the configuration).
+  Roles roles;
+  zmq::context_t ctx;
+  RawClient raw(ctx, roles.client_address());
+  FloodFromMany(roles, ctx, raw, [](int i) { return "ghost-" + std::to_string(i); });
+  nlohmann::json j = raw.Status();
+  CHECK(j["backends"].size() == 5);  // the configured ones
+  CHECK_FALSE(roles.Metric("zserve_broker_live_replicas{backend=\"ghost-0\"}").has_value());
+}
+
+}  // namespace
+}  // namespace zserve::testing
