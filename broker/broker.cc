@@ -449,7 +449,9 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
     const sc::ResultItem& item = (*results)[i];
     switch (router_.Complete(replica, item.token)) {
       case Completion::kDeliver:
-        Finish(item.token, Status(item.code, item.message), std::move(frames[i + 2]));
+        // An error carries no payload (PROTOCOL.md 4.1), whatever the worker sent.
+        Finish(item.token, Status(item.code, item.message),
+               item.code == StatusCode::kOk ? std::move(frames[i + 2]) : zmq::message_t());
         break;
       case Completion::kLate:
         metrics_->Dropped(Drop::kLateResult);

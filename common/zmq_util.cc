@@ -10,15 +10,20 @@ Status SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
   for (size_t i = 0; i < frames.size(); ++i) {
     auto flags = zmq::send_flags::dontwait;
     if (i + 1 < frames.size()) flags = flags | zmq::send_flags::sndmore;
-    try {
-      if (!socket.send(frames[i], flags)) {
-        // EAGAIN. Only the first frame can fail this way: once the first part
-        // is queued, ZeroMQ accepts the rest of the message.
-        return Unavailable("peer is at its high-water mark");
+    while (true) {
+      try {
+        if (!socket.send(frames[i], flags)) {
+          // EAGAIN. Only the first frame can fail this way: once the first
+          // part is queued, ZeroMQ accepts the rest of the message.
+          return Unavailable("peer is at its high-water mark");
+        }
+        break;
+      } catch (const zmq::error_t& e) {
+        // A signal (SIGTERM, SIGCHLD) during the call: nothing was sent.
+        if (e.num() == EINTR) continue;
+        if (e.num() == EHOSTUNREACH) return Unavailable("peer is gone");
+        return Internal(std::string("zmq send failed: ") + e.what());
       }
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EHOSTUNREACH) return Unavailable("peer is gone");
-      return Internal(std::string("zmq send failed: ") + e.what());
     }
   }
   return Status::Ok();
@@ -28,7 +33,15 @@ bool RecvFrames(zmq::socket_t& socket, Frames* frames) {
   frames->clear();
   while (true) {
     zmq::message_t msg;
-    if (!socket.recv(msg, zmq::recv_flags::dontwait)) return !frames->empty();
+    zmq::recv_result_t got;
+    try {
+      got = socket.recv(msg, zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      // A signal during the call (found by fuzzing): nothing was taken.
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    if (!got) return !frames->empty();
     bool more = msg.more();
     frames->push_back(std::move(msg));
     if (!more) return true;
@@ -39,7 +52,13 @@ int BoundPort(const zmq::socket_t& socket) {
   std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
   auto colon = endpoint.rfind(':');
   if (colon == std::string::npos) return 0;
-  return std::stoi(endpoint.substr(colon + 1));
+  // Not every endpoint ends in a port (inproc://name): 0 then.
+  int port = 0;
+  for (char c : endpoint.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return 0;
+    port = port * 10 + (c - '0');
+  }
+  return port;
 }
 
 int PickFreeLoopbackPort() {

@@ -1,5 +1,7 @@
 #include "schemas/codec.h"
 
+#include <algorithm>
+#include <cstring>
 #include <limits>
 #include <msgpack.hpp>
 #include <type_traits>
@@ -144,8 +146,14 @@ Status Parse(std::string_view header, size_t max_bytes, msgpack::object_handle* 
   }
   try {
     // Bounds keep a few hostile bytes from making the parser allocate much.
-    const size_t max_array = max_bytes > kMaxHeaderBytes ? kMaxStateEntries : kMaxBatchItems + 8;
-    const msgpack::unpack_limit limits(/*array=*/max_array, /*map=*/100'000,
+    // The parser allocates a container's elements when it reads its count,
+    // so no count may exceed what the bytes can hold (an element takes at
+    // least one byte, a map entry two): "\xdf\x00\x01\x86\xa0" would
+    // otherwise cost megabytes per nesting level (found by fuzz_codec).
+    const size_t max_items = max_bytes > kMaxHeaderBytes ? kMaxStateEntries : kMaxBatchItems + 8;
+    const size_t max_array = std::min(header.size(), max_items);
+    const size_t max_map = std::min<size_t>(header.size() / 2, 100'000);
+    const msgpack::unpack_limit limits(/*array=*/max_array, /*map=*/max_map,
                                        /*str=*/max_bytes, /*bin=*/max_bytes, /*ext=*/0,
                                        /*depth=*/8);
     size_t offset = 0;
@@ -220,11 +228,21 @@ std::string Build(Command command, uint32_t extra, size_t reserve, Fn&& body) {
   return Take(buf);
 }
 
+// A float64, as PROTOCOL.md says. Not pack_double: it writes whole values as
+// integers, and casts 2^64 to uint64_t, which is undefined (fuzz_codec).
+void PackFloat64(Packer& p, double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  char buf[9] = {static_cast<char>(0xcb)};
+  for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+  p.pack_bin_body(buf, sizeof buf);  // appends the bytes as they are
+}
+
 void PackWeights(Packer& p, const std::map<std::string, double>& m) {
   p.pack_map(static_cast<uint32_t>(m.size()));
   for (const auto& [k, v] : m) {
     PackString(p, k);
-    p.pack_double(v);
+    PackFloat64(p, v);
   }
 }
 
@@ -322,6 +340,9 @@ Status ReadWeights(const msgpack::object& o, std::string_view field,
       d = v.via.f64;
     } else if (v.type == msgpack::type::POSITIVE_INTEGER) {
       d = static_cast<double>(v.via.u64);
+    } else if (v.type == msgpack::type::NEGATIVE_INTEGER) {
+      // As an older encoder (msgpack-c's pack_double) writes -1.0.
+      d = static_cast<double>(v.via.i64);
     } else {
       return ArrayReader::Type(field, "a map of numbers");
     }
@@ -891,6 +912,8 @@ bool PeekRequestId(std::string_view header, uint64_t* request_id) {
     for (size_t i = 0; i < n; ++i) *value = *value << 8 | static_cast<uint8_t>(header[at++]);
     return true;
   };
+  // A non-negative integer in any of its encodings: fixint, uint 8..64, or
+  // int 8..64 with a value >= 0 (the full decoder takes those too).
   auto read_uint = [&](uint64_t* value) {
     uint64_t marker;
     if (!take(1, &marker)) return false;
@@ -898,8 +921,13 @@ bool PeekRequestId(std::string_view header, uint64_t* request_id) {
       *value = marker;
       return true;
     }
-    if (marker < 0xcc || marker > 0xcf) return false;
-    return take(size_t{1} << (marker - 0xcc), value);
+    if (marker >= 0xcc && marker <= 0xcf) return take(size_t{1} << (marker - 0xcc), value);
+    if (marker >= 0xd0 && marker <= 0xd3) {
+      const size_t n = size_t{1} << (marker - 0xd0);
+      if (!take(n, value)) return false;
+      return (*value >> (8 * n - 1)) == 0;  // the sign bit clear
+    }
+    return false;
   };
   uint64_t marker, count, version, command;
   if (!take(1, &marker)) return false;

@@ -530,6 +530,14 @@ TEST_CASE("PeekRequestId reads the id of a REQUEST whose other fields are invali
   id = 0;
   CHECK(sc::PeekRequestId(sc::EncodeStatusRequest(5), &id));
   CHECK(id == 5);
+
+  // Non-negative signed encodings, which the decoder accepts (fuzz_codec):
+  // STATUS as [int8 1, int8 3, int16 300].
+  id = 0;
+  CHECK(sc::PeekRequestId(std::string("\x93\xd0\x01\xd0\x03\xd1\x01\x2c", 8), &id));
+  CHECK(id == 300);
+  id = 0;
+  CHECK_FALSE(sc::PeekRequestId(std::string("\x93\xd0\x01\xd0\x03\xd0\xff", 7), &id));
 }
 
 TEST_CASE("PeekRequestId gives up on headers without a readable id", "[schemas]") {

@@ -1,0 +1,243 @@
+// libFuzzer target: every decoder of schemas/codec.h on the whole input,
+// taken as one header frame.
+//
+// Decoders must not crash, leak or throw on any bytes. A header one of them
+// accepts must survive decode -> encode -> decode unchanged (aborts
+// otherwise), its re-encoding must be stable, and it must agree with
+// PeekCommand (no decoder accepts another command's header) and with
+// PeekRequestId (a best effort: when it reads an id, it is the right one).
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "schemas/codec.h"
+#include "schemas/config.h"
+
+namespace zserve::schemas {
+namespace {
+
+[[noreturn]] void Fail(std::string_view what, const std::string& why) {
+  std::fprintf(stderr, "fuzz_codec: %.*s: %s\n", static_cast<int>(what.size()), what.data(),
+               why.c_str());
+  std::abort();
+}
+
+bool HasNaN(const std::map<std::string, double>& m) {
+  for (const auto& [k, v] : m) {
+    if (std::isnan(v)) return true;
+  }
+  return false;
+}
+
+bool HasNaN(const ConfigState& s) {
+  for (const auto& [name, e] : s.endpoints) {
+    if (HasNaN(e.traffic) || HasNaN(e.shadow)) return true;
+  }
+  return false;
+}
+
+bool HasNaN(const AdminRequest& r) {
+  return HasNaN(r.weights) || HasNaN(r.state) ||
+         (r.endpoint.traffic && HasNaN(*r.endpoint.traffic)) ||
+         (r.endpoint.shadow && HasNaN(*r.endpoint.shadow));
+}
+
+// Field-by-field equality of the headers that have no operator==. NaN
+// weights compare unequal, so a state with one is compared by its encoding
+// only (the stability check below).
+bool Same(const RequestHeader& a, const RequestHeader& b) {
+  return a.request_id == b.request_id && a.endpoint == b.endpoint && a.method == b.method &&
+         a.timeout_ms == b.timeout_ms && a.shard_key == b.shard_key && a.priority == b.priority;
+}
+bool Same(const ReplyHeader& a, const ReplyHeader& b) {
+  return a.request_id == b.request_id && a.code == b.code && a.message == b.message;
+}
+bool Same(const ReadyHeader& a, const ReadyHeader& b) {
+  return a.backend == b.backend && a.replica_tag == b.replica_tag && a.capacity == b.capacity;
+}
+bool Same(const std::vector<BatchItem>& a, const std::vector<BatchItem>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].token != b[i].token || a[i].method != b[i].method ||
+        a[i].timeout_ms != b[i].timeout_ms) {
+      return false;
+    }
+  }
+  return true;
+}
+bool Same(const std::vector<ResultItem>& a, const std::vector<ResultItem>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].token != b[i].token || a[i].code != b[i].code || a[i].message != b[i].message) {
+      return false;
+    }
+  }
+  return true;
+}
+bool Same(const ErrorHeader& a, const ErrorHeader& b) {
+  return a.code == b.code && a.message == b.message;
+}
+bool Same(uint64_t a, uint64_t b) { return a == b; }
+bool Same(const Snapshot& a, const Snapshot& b) {
+  return a.version == b.version && (HasNaN(a.state) || a.state == b.state);
+}
+bool Same(const AdminRequest& a, const AdminRequest& b) { return HasNaN(a) || a == b; }
+bool Same(const AdminReply& a, const AdminReply& b) { return HasNaN(a.state) || a == b; }
+
+// decode(encode(x)) == x, and encode(decode(encode(x))) == encode(x).
+template <typename T, typename Decode, typename Encode>
+void RoundTrip(std::string_view what, const StatusOr<T>& first, Decode decode, Encode encode) {
+  if (!first.ok()) return;
+  const std::string bytes = encode(*first);
+  StatusOr<T> second = decode(bytes);
+  if (!second.ok()) Fail(what, "its re-encoding does not decode: " + second.status().ToString());
+  if (!Same(*first, *second)) Fail(what, "decode(encode(x)) differs from x");
+  if (encode(*second) != bytes) Fail(what, "encode(decode(encode(x))) differs from encode(x)");
+}
+
+// The decoders, by number; each checks what it accepts.
+constexpr int kDecoders = 11;
+
+// Whether decoder `i` is the one for headers of `command`.
+bool DecoderOf(int i, Command command) {
+  switch (i) {
+    case 0:
+      return command == Command::kRequest;
+    case 1:
+      return command == Command::kReply;
+    case 2:
+      return command == Command::kStatus;
+    case 3:
+      return command == Command::kReady;
+    case 4:
+      return command == Command::kBatch;
+    case 5:
+      return command == Command::kResults;
+    case 6:
+      return command == Command::kSnapshot || command == Command::kUpdate;
+    case 7:
+      return command == Command::kControllerHeartbeat;
+    case 8:
+      return command == Command::kError;
+    case 9:
+      return IsAdminCommand(command);
+    default:
+      return command == Command::kAdminReply;
+  }
+}
+
+// Runs decoder `i`; true if it accepted the header.
+bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
+  switch (i) {
+    case 0: {
+      StatusOr<RequestHeader> r = DecodeRequest(h);
+      if (r.ok()) {
+        if (has_id && peeked_id != r->request_id) Fail("REQUEST", "PeekRequestId disagrees");
+        if (!ValidateName("endpoint", r->endpoint).ok() || !ValidateMethod(r->method).ok()) {
+          Fail("REQUEST", "decoded an invalid endpoint or method");
+        }
+      }
+      RoundTrip("REQUEST", r, DecodeRequest, EncodeRequest);
+      return r.ok();
+    }
+    case 1: {
+      StatusOr<ReplyHeader> r = DecodeReply(h);
+      RoundTrip("REPLY", r, DecodeReply, EncodeReply);
+      return r.ok();
+    }
+    case 2: {
+      StatusOr<uint64_t> r = DecodeStatusRequest(h);
+      if (r.ok() && has_id && peeked_id != *r) Fail("STATUS", "PeekRequestId disagrees");
+      RoundTrip("STATUS", r, DecodeStatusRequest, EncodeStatusRequest);
+      return r.ok();
+    }
+    case 3: {
+      StatusOr<ReadyHeader> r = DecodeReady(h);
+      if (r.ok() && !ValidateName("backend", r->backend).ok()) {
+        Fail("READY", "decoded an invalid backend name");
+      }
+      RoundTrip("READY", r, DecodeReady, EncodeReady);
+      return r.ok();
+    }
+    case 4: {
+      StatusOr<std::vector<BatchItem>> r = DecodeBatch(h);
+      if (r.ok() && (r->empty() || r->size() > kMaxBatchItems)) {
+        Fail("BATCH", "decoded " + std::to_string(r->size()) + " items");
+      }
+      RoundTrip("BATCH", r, DecodeBatch, EncodeBatch);
+      return r.ok();
+    }
+    case 5: {
+      StatusOr<std::vector<ResultItem>> r = DecodeResults(h);
+      RoundTrip("RESULTS", r, DecodeResults, EncodeResults);
+      return r.ok();
+    }
+    case 6: {
+      StatusOr<Snapshot> r = DecodeSnapshot(h);
+      if (!r.ok()) return false;
+      const Command command = *PeekCommand(h);
+      RoundTrip("SNAPSHOT", r, DecodeSnapshot,
+                [command](const Snapshot& s) { return EncodeSnapshot(command, s); });
+      (void)Validate(r->state);
+      return true;
+    }
+    case 7: {
+      StatusOr<uint64_t> r = DecodeControllerHeartbeat(h);
+      RoundTrip("CONTROLLER_HEARTBEAT", r, DecodeControllerHeartbeat, EncodeControllerHeartbeat);
+      return r.ok();
+    }
+    case 8: {
+      StatusOr<ErrorHeader> r = DecodeError(h);
+      if (r.ok() && r->code == StatusCode::kOk) Fail("ERROR", "decoded status OK");
+      RoundTrip("ERROR", r, DecodeError,
+                [](const ErrorHeader& e) { return EncodeError(Status(e.code, e.message)); });
+      return r.ok();
+    }
+    case 9: {
+      StatusOr<AdminRequest> r = DecodeAdminRequest(h);
+      if (r.ok() && !IsAdminCommand(r->command)) Fail("admin", "not an admin command");
+      RoundTrip("admin", r, DecodeAdminRequest, EncodeAdminRequest);
+      return r.ok();
+    }
+    default: {
+      StatusOr<AdminReply> r = DecodeAdminReply(h);
+      RoundTrip("ADMIN_REPLY", r, DecodeAdminReply, EncodeAdminReply);
+      return r.ok();
+    }
+  }
+}
+
+// Each header goes to the decoder of the command PeekCommand reads, and to
+// one more picked by its length (each decoder must refuse other commands;
+// running all eleven on every input would parse it eleven times).
+void Run(std::string_view h) {
+  StatusOr<Command> peek = PeekCommand(h);
+  if (peek.ok()) {
+    (void)CommandName(*peek);
+    (void)IsAdminCommand(*peek);
+  }
+  uint64_t peeked_id = 0;
+  const bool has_id = PeekRequestId(h, &peeked_id);
+  const int extra = static_cast<int>(h.size() % kDecoders);
+  for (int i = 0; i < kDecoders; ++i) {
+    const bool own = peek.ok() && DecoderOf(i, *peek);
+    if (!own && i != extra) continue;
+    const bool accepted = Decode(i, h, has_id, peeked_id);
+    if (accepted && !own) {
+      Fail("decoders",
+           "decoder " + std::to_string(i) + " accepts a header PeekCommand reads as " +
+               (peek.ok() ? std::string(CommandName(*peek)) : peek.status().ToString()));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace zserve::schemas
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  zserve::schemas::Run(std::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
