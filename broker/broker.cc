@@ -15,8 +15,9 @@ namespace {
 
 // Messages read from one socket per loop turn, so no socket starves another.
 constexpr int kReadBurst = 256;
-// The most frames of a client message: ZSP has 3, MDP 4 to 5 (docs/security.md).
-constexpr size_t kMaxClientFrames = 8;
+// The most frames of a client message: a REQUESTS of the most calls
+// (docs/security.md).
+constexpr size_t kMaxClientFrames = sc::kMaxCallsPerMessage + 2;
 // A worker's RESULTS: identity, header, one payload per batch item.
 constexpr size_t kMaxWorkerFrames = sc::kMaxBatchItems + 2;
 
@@ -128,6 +129,7 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       Finish(token, DeadlineExceeded("deadline passed before a result"));
     }
     SendDispatches(now);
+    FlushReplies();
     // Readiness follows replica and config changes at once; gauges otherwise
     // refresh on their own period.
     metrics_->Refresh(router_, now, /*force=*/membership_changed_);
@@ -161,6 +163,10 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
   }
   const zmq::message_t& client = frames[0];
   std::string_view header = View(frames[1]);
+  if (sc::PeekCommandFast(header) == sc::Command::kRequests) {
+    HandleRequests(frames, header, now);
+    return;
+  }
   StatusOr<sc::RequestHeader> req = sc::DecodeRequest(header);
   if (!req.ok()) {
     if (StatusOr<uint64_t> status_id = sc::DecodeStatusRequest(header); status_id.ok()) {
@@ -231,7 +237,7 @@ void Broker::Accept(Incoming call, TimePoint now) {
     if (call.mdp) {
       ReplyMdp(call.client, call.endpoint, over);
     } else {
-      Reply(call.client, call.request_id, over);
+      Reply(call.client, call.request_id, over, {}, call.batched);
     }
     return;
   }
@@ -246,7 +252,7 @@ void Broker::Accept(Incoming call, TimePoint now) {
     if (call.mdp) {
       ReplyMdp(call.client, call.endpoint, admitted);
     } else {
-      Reply(call.client, call.request_id, admitted);
+      Reply(call.client, call.request_id, admitted, {}, call.batched);
     }
     return;
   }
@@ -268,7 +274,37 @@ void Broker::Accept(Incoming call, TimePoint now) {
                              .payload = std::move(call.payload),
                              .timing = timing,
                              .mdp = call.mdp,
+                             .batched = call.batched,
                              .service = call.mdp ? std::string(call.endpoint) : std::string()});
+}
+
+void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint now) {
+  StatusOr<std::vector<sc::RequestHeader>> calls = sc::DecodeRequests(header);
+  if (!calls.ok()) {
+    // Which part is broken is unknown, so no call of it can be answered.
+    metrics_->Dropped(Drop::kMalformedClient);
+    log_->warn("malformed REQUESTS dropped: {}", calls.status().message());
+    return;
+  }
+  if (calls->size() != frames.size() - 2) {
+    Status bad = BadRequest("REQUESTS has " + std::to_string(calls->size()) + " calls but " +
+                            std::to_string(frames.size() - 2) + " payload frames");
+    for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, bad, {}, true);
+    return;
+  }
+  for (size_t i = 0; i < calls->size(); ++i) {
+    sc::RequestHeader& c = (*calls)[i];
+    Accept({.client = Copy(frames[0]),
+            .request_id = c.request_id,
+            .endpoint = c.endpoint,
+            .method = std::move(c.method),
+            .shard_key = c.shard_key,
+            .timeout_ms = c.timeout_ms,
+            .priority = c.priority,
+            .payload = std::move(frames[i + 2]),
+            .batched = true},
+           now);
+  }
 }
 
 void Broker::HandleMdpClient(Frames& frames, TimePoint now) {
@@ -674,13 +710,26 @@ void Broker::Finish(uint64_t token, const Status& status, zmq::message_t payload
   if (it->second.mdp) {
     ReplyMdp(it->second.client, it->second.service, status, std::move(payload));
   } else if (!it->second.shadow) {  // a shadow's reply goes nowhere
-    Reply(it->second.client, it->second.request_id, status, std::move(payload));
+    Reply(it->second.client, it->second.request_id, status, std::move(payload), it->second.batched);
   }
   slots_.erase(it);
 }
 
 void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
-                   zmq::message_t payload) {
+                   zmq::message_t payload, bool batched) {
+  if (batched) {
+    auto [at, added] =
+        reply_batch_index_.try_emplace(std::string(View(client)), reply_batch_count_);
+    if (added) {
+      if (reply_batches_.size() == reply_batch_count_) reply_batches_.emplace_back();
+      reply_batches_[reply_batch_count_++].client = Copy(client);
+    }
+    ReplyBatch& b = reply_batches_[at->second];
+    b.headers.push_back({request_id, status.code(), status.message()});
+    b.payloads.push_back(std::move(payload));
+    if (b.headers.size() == sc::kMaxCallsPerMessage) SendReplies(b);
+    return;
+  }
   zmq::message_t frames[3] = {
       Copy(client), ToMessage(sc::EncodeReply({request_id, status.code(), status.message()})),
       std::move(payload)};
@@ -688,6 +737,28 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
     metrics_->Dropped(Drop::kUndeliverableReply);
     log_->debug("reply to request {} undeliverable: client gone", request_id);
   }
+}
+
+void Broker::SendReplies(ReplyBatch& b) {
+  if (b.headers.empty()) return;
+  std::string header = sc::EncodeReplies(b.headers);
+  Frames frames;
+  frames.reserve(b.payloads.size() + 2);
+  frames.push_back(Copy(b.client));
+  frames.push_back(ToMessage(header));
+  for (zmq::message_t& p : b.payloads) frames.push_back(std::move(p));
+  if (!SendFrames(clients_, frames).ok()) {
+    for (size_t i = 0; i < b.headers.size(); ++i) metrics_->Dropped(Drop::kUndeliverableReply);
+    log_->debug("{} replies undeliverable: client gone", b.headers.size());
+  }
+  b.headers.clear();
+  b.payloads.clear();
+}
+
+void Broker::FlushReplies() {
+  for (size_t i = 0; i < reply_batch_count_; ++i) SendReplies(reply_batches_[i]);
+  reply_batch_count_ = 0;
+  reply_batch_index_.clear();
 }
 
 void Broker::SendToWorker(const std::string& replica, std::string header) {

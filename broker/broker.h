@@ -82,6 +82,7 @@ class Broker {
     bool shadow = false;       // a shadow copy: no client to answer
     RequestTiming timing{};    // for its metrics
     bool mdp = false;          // from an MDP client: answered in MDP framing
+    bool batched = false;      // from REQUESTS: answered in REPLIES
     std::string service{};     // MDP: the service (endpoint) the reply names
   };
   // A decoded call from a client, ZSP or MDP, before admission.
@@ -95,6 +96,13 @@ class Broker {
     int32_t priority = 0;
     zmq::message_t payload{};
     bool mdp = false;
+    bool batched = false;  // one of a REQUESTS
+  };
+  // The REPLIES of this loop turn to one client connection.
+  struct ReplyBatch {
+    zmq::message_t client;
+    std::vector<schemas::ReplyHeader> headers;
+    Frames payloads;
   };
 
   explicit Broker(const BrokerOptions& options);
@@ -102,6 +110,11 @@ class Broker {
   // BAD_REQUEST if a client message breaks a limit of docs/security.md.
   Status CheckClientLimits(const Frames& frames) const;
   void HandleStatus(const zmq::message_t& client, uint64_t request_id);
+  // A REQUESTS: each call admitted as a REQUEST would be, answered in REPLIES.
+  void HandleRequests(Frames& frames, std::string_view header, TimePoint now);
+  // Sends the REPLIES queued by Reply(batched) in this loop turn.
+  void FlushReplies();
+  void SendReplies(ReplyBatch& batch);
   // Admits a call, or answers it at once (NOT_FOUND, OVERLOADED).
   void Accept(Incoming call, TimePoint now);
   void HandleMdpClient(Frames& frames, TimePoint now);
@@ -122,8 +135,9 @@ class Broker {
   void RemoveReplica(const std::string& replica, std::string_view why, bool lost);
   // The final answer for a token: to its client, or (a shadow) counted only.
   void Finish(uint64_t token, const Status& status, zmq::message_t payload = zmq::message_t());
+  // `batched`: queued for this turn's REPLIES to the client, else sent now.
   void Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
-             zmq::message_t payload = zmq::message_t());
+             zmq::message_t payload = zmq::message_t(), bool batched = false);
   void SendToWorker(const std::string& replica, std::string header);
   // HEARTBEAT or DISCONNECT in the replica's protocol.
   void SendHeartbeat(const std::string& replica);
@@ -150,6 +164,9 @@ class Broker {
   std::unique_ptr<BrokerMetrics> metrics_;                     // also STATUS's counters
   std::unordered_map<std::string, uint32_t> client_inflight_;  // unanswered calls by connection
   std::unique_ptr<ZapHandler> zap_;                            // with CURVE only
+  std::vector<ReplyBatch> reply_batches_;  // [0, reply_batch_count_) in use this turn
+  size_t reply_batch_count_ = 0;
+  std::unordered_map<std::string, size_t> reply_batch_index_;  // connection -> batch
 };
 
 }  // namespace zserve::broker

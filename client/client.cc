@@ -67,13 +67,43 @@ class Client::Impl {
     sc::RequestHeader h{id,          std::string(endpoint),
                         o.method,    static_cast<uint32_t>(timeout.count()),
                         o.shard_key, o.priority};
-    std::string header = sc::EncodeRequest(h);
-    zmq::message_t frames[2] = {zmq::message_t(header.data(), header.size()),
-                                zmq::message_t(payload.data(), payload.size())};
     // An idempotent call keeps its frames, to send again after a lost connection.
     std::optional<Resend> resend;
-    if (o.idempotent) resend = Resend{std::move(header), std::string(payload)};
-    Send(id, frames, timeout, std::move(done), std::move(resend));
+    if (o.idempotent) resend = Resend{sc::EncodeRequest(h), std::string(payload)};
+    TimePoint guard = Clock::now() + timeout + options_.grace;
+    pending_.emplace(id, Pending{std::move(done), guard, std::move(resend)});
+    guards_.emplace(guard, id);
+    // Queued: calls made before the next Poll go out together (REQUESTS).
+    queued_bytes_ += 32 + h.endpoint.size() + h.method.size() + h.shard_key.size();
+    queued_.push_back(std::move(h));
+    queued_payloads_.emplace_back(payload.data(), payload.size());
+    if (queued_.size() == sc::kMaxCallsPerMessage || queued_bytes_ > kMaxQueuedHeaderBytes) Flush();
+  }
+
+  // Sends the queued calls: one REQUEST, or one REQUESTS for several. If the
+  // broker cannot be reached they fail at once with UNAVAILABLE.
+  void Flush() {
+    if (queued_.empty()) return;
+    std::string header =
+        queued_.size() == 1 ? sc::EncodeRequest(queued_[0]) : sc::EncodeRequests(queued_);
+    Frames frames;
+    frames.reserve(queued_.size() + 1);
+    frames.emplace_back(header.data(), header.size());
+    for (zmq::message_t& p : queued_payloads_) frames.push_back(std::move(p));
+    Status sent = SendFrames(socket_, frames);
+    if (!sent.ok()) {
+      for (const sc::RequestHeader& h : queued_) {
+        auto it = pending_.find(h.request_id);
+        if (it == pending_.end()) continue;
+        ready_.emplace_back(std::move(it->second.done),
+                            Unavailable("cannot send to the broker: " + sent.message()));
+        guards_.erase({it->second.guard, it->first});
+        pending_.erase(it);
+      }
+    }
+    queued_.clear();
+    queued_payloads_.clear();
+    queued_bytes_ = 0;
   }
 
   StatusOr<std::string> BrokerStatus(std::chrono::milliseconds timeout) {
@@ -98,8 +128,12 @@ class Client::Impl {
   // timeout < 0: until at least one callback ran (or nothing is pending,
   // or `wake_fd` >= 0 is readable).
   size_t Poll(std::chrono::milliseconds timeout, int wake_fd = -1) {
+    Flush();
     size_t done = RunReady();
-    if (done > 0 || (pending_.empty() && wake_fd < 0)) return done;
+    if (done > 0 || (pending_.empty() && wake_fd < 0)) {
+      Flush();  // what the callbacks called
+      return done;
+    }
     TimePoint end = timeout.count() < 0 ? TimePoint::max() : Clock::now() + timeout;
     while (done == 0) {
       TimePoint now = Clock::now();
@@ -108,6 +142,7 @@ class Client::Impl {
                       ? std::chrono::milliseconds(-1)
                       : std::max(std::chrono::ceil<std::chrono::milliseconds>(wake - now),
                                  std::chrono::milliseconds(0));
+      Flush();
       zmq::pollitem_t items[3] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                                   {monitor_.handle(), 0, ZMQ_POLLIN, 0},
                                   {nullptr, wake_fd, ZMQ_POLLIN, 0}};
@@ -119,6 +154,7 @@ class Client::Impl {
       while (RecvFrames(socket_, &frames_)) done += HandleReply();
       while (RecvFrames(monitor_, &frames_)) done += HandleMonitorEvent();
       done += ExpireGuards(Clock::now());
+      Flush();  // what the callbacks called
       if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) != 0) break;
       if (Clock::now() >= end || (pending_.empty() && wake_fd < 0)) break;
     }
@@ -148,6 +184,7 @@ class Client::Impl {
       std::memcpy(&event, frames_[0].data(), sizeof event);
     }
     const bool refused = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    Flush();  // queued calls are treated as sent
     size_t n = 0;
     std::vector<uint64_t> failed;
     for (auto& [id, p] : pending_) {
@@ -186,19 +223,31 @@ class Client::Impl {
     guards_.emplace(guard, id);
   }
 
+  // A REPLY, or REPLIES with one payload frame per reply; anything else is
+  // not of this protocol and ignored.
   size_t HandleReply() {
-    if (frames_.size() != 2) return 0;  // not a REPLY of this protocol: ignore
-    StatusOr<sc::ReplyHeader> reply = sc::DecodeReply(View(frames_[0]));
-    if (!reply.ok()) return 0;
-    auto it = pending_.find(reply->request_id);
+    if (frames_.size() < 2) return 0;
+    if (frames_.size() == 2) {
+      StatusOr<sc::ReplyHeader> reply = sc::DecodeReply(View(frames_[0]));
+      if (reply.ok()) return Deliver(*reply, frames_[1]);
+    }
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies(View(frames_[0]));
+    if (!replies.ok() || replies->size() != frames_.size() - 1) return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < replies->size(); ++i) n += Deliver((*replies)[i], frames_[i + 1]);
+    return n;
+  }
+
+  size_t Deliver(sc::ReplyHeader& reply, const zmq::message_t& payload) {
+    auto it = pending_.find(reply.request_id);
     if (it == pending_.end()) return 0;  // answered already (local deadline)
     Callback done = std::move(it->second.done);
     guards_.erase({it->second.guard, it->first});
     pending_.erase(it);
-    if (reply->code == StatusCode::kOk) {
-      done(std::string(View(frames_[1])));
+    if (reply.code == StatusCode::kOk) {
+      done(std::string(View(payload)));
     } else {
-      done(Status(reply->code, std::move(reply->message)));
+      done(Status(reply.code, std::move(reply.message)));
     }
     return 1;
   }
@@ -233,6 +282,12 @@ class Client::Impl {
   zmq::socket_t socket_;
   zmq::socket_t monitor_;  // PAIR: the socket monitor's events
   uint64_t next_id_ = 1;
+  // Calls made since the last Flush, not sent yet (their callbacks are in
+  // pending_ already).
+  static constexpr size_t kMaxQueuedHeaderBytes = 32 * 1024;
+  std::vector<sc::RequestHeader> queued_;
+  Frames queued_payloads_;
+  size_t queued_bytes_ = 0;
   Frames frames_;
   std::unordered_map<uint64_t, Pending> pending_;
   std::set<std::pair<TimePoint, uint64_t>> guards_;

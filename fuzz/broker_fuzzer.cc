@@ -299,6 +299,7 @@ void BrokerFuzzer::Tail() {
     b.Finish(token, DeadlineExceeded("deadline passed before a result"));
   }
   b.SendDispatches(now_);
+  b.FlushReplies();
   b.metrics_->Refresh(b.router_, now_, b.membership_changed_);
   b.membership_changed_ = false;
   Collect();
@@ -386,13 +387,25 @@ void BrokerFuzzer::CheckToClient(const Frames& m) const {
     }
     return;
   }
-  if (m.size() != 2) Fail("a REPLY with " + std::to_string(m.size()) + " frames");
-  StatusOr<sc::ReplyHeader> reply = sc::DecodeReply(View(m[0]));
-  if (!reply.ok()) Fail("the broker sent a REPLY it cannot decode: " + reply.status().ToString());
+  // A REPLY, or REPLIES with one payload frame per reply.
+  std::vector<sc::ReplyHeader> replies;
+  if (sc::PeekCommandFast(View(m[0])) == sc::Command::kReplies) {
+    StatusOr<std::vector<sc::ReplyHeader>> r = sc::DecodeReplies(View(m[0]));
+    if (!r.ok()) Fail("the broker sent REPLIES it cannot decode: " + r.status().ToString());
+    if (r->size() != m.size() - 1) Fail("REPLIES whose replies and payloads differ in number");
+    replies = std::move(r).value();
+  } else {
+    if (m.size() != 2) Fail("a REPLY with " + std::to_string(m.size()) + " frames");
+    StatusOr<sc::ReplyHeader> r = sc::DecodeReply(View(m[0]));
+    if (!r.ok()) Fail("the broker sent a REPLY it cannot decode: " + r.status().ToString());
+    replies.push_back(std::move(r).value());
+  }
   // PROTOCOL.md 4.1: the payload is empty unless the status is OK, even when
   // a worker's RESULTS carries one with an error item (found here first).
-  if (reply->code != StatusCode::kOk && m[1].size() != 0) {
-    Fail("an error REPLY with a payload");
+  for (size_t i = 0; i < replies.size(); ++i) {
+    if (replies[i].code != StatusCode::kOk && m[i + 1].size() != 0) {
+      Fail("an error REPLY with a payload");
+    }
   }
 }
 

@@ -55,6 +55,14 @@ bool Same(const RequestHeader& a, const RequestHeader& b) {
 bool Same(const ReplyHeader& a, const ReplyHeader& b) {
   return a.request_id == b.request_id && a.code == b.code && a.message == b.message;
 }
+template <typename T>
+bool Same(const std::vector<T>& a, const std::vector<T>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!Same(a[i], b[i])) return false;
+  }
+  return true;
+}
 bool Same(const ReadyHeader& a, const ReadyHeader& b) {
   return a.backend == b.backend && a.replica_tag == b.replica_tag && a.capacity == b.capacity;
 }
@@ -99,7 +107,7 @@ void RoundTrip(std::string_view what, const StatusOr<T>& first, Decode decode, E
 }
 
 // The decoders, by number; each checks what it accepts.
-constexpr int kDecoders = 11;
+constexpr int kDecoders = 13;
 
 // Whether decoder `i` is the one for headers of `command`.
 bool DecoderOf(int i, Command command) {
@@ -124,8 +132,12 @@ bool DecoderOf(int i, Command command) {
       return command == Command::kError;
     case 9:
       return IsAdminCommand(command);
-    default:
+    case 10:
       return command == Command::kAdminReply;
+    case 11:
+      return command == Command::kRequests;
+    default:
+      return command == Command::kReplies;
   }
 }
 
@@ -202,9 +214,25 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
       RoundTrip("admin", r, DecodeAdminRequest, EncodeAdminRequest);
       return r.ok();
     }
-    default: {
+    case 10: {
       StatusOr<AdminReply> r = DecodeAdminReply(h);
       RoundTrip("ADMIN_REPLY", r, DecodeAdminReply, EncodeAdminReply);
+      return r.ok();
+    }
+    case 11: {
+      StatusOr<std::vector<RequestHeader>> r = DecodeRequests(h);
+      if (r.ok() && (r->empty() || r->size() > kMaxCallsPerMessage)) {
+        Fail("REQUESTS", "accepted 0 or too many calls");
+      }
+      if (r.ok() && PeekCommandFast(h) != Command::kRequests) {
+        Fail("REQUESTS", "PeekCommandFast disagrees");
+      }
+      RoundTrip("REQUESTS", r, DecodeRequests, EncodeRequests);
+      return r.ok();
+    }
+    default: {
+      StatusOr<std::vector<ReplyHeader>> r = DecodeReplies(h);
+      RoundTrip("REPLIES", r, DecodeReplies, EncodeReplies);
       return r.ok();
     }
   }
@@ -212,7 +240,7 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
 
 // Each header goes to the decoder of the command PeekCommand reads, and to
 // one more picked by its length (each decoder must refuse other commands;
-// running all eleven on every input would parse it eleven times).
+// running all of them on every input would parse it thirteen times).
 void Run(std::string_view h) {
   StatusOr<Command> peek = PeekCommand(h);
   if (peek.ok()) {

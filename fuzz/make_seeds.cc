@@ -80,6 +80,10 @@ void CodecSeeds() {
   Write(t, "request", sc::EncodeRequest({7, "echo", "__call__", 250, "user-1", 1}));
   Write(t, "reply", sc::EncodeReply({7, StatusCode::kOk, ""}));
   Write(t, "reply_error", sc::EncodeReply({8, StatusCode::kOverloaded, "queue full"}));
+  Write(t, "requests",
+        sc::EncodeRequests({{7, "echo", "__call__", 250, "user-1", 1}, {8, "b", "m", 0, "", 0}}));
+  Write(t, "replies",
+        sc::EncodeReplies({{7, StatusCode::kOk, ""}, {8, StatusCode::kNotFound, "nope"}}));
   Write(t, "status", sc::EncodeStatusRequest(9));
   Write(t, "ready", sc::EncodeReady({"echo", "host-1", 4}));
   Write(t, "batch", sc::EncodeBatch({{1, "__call__", 100}, {2, "predict", 0}}));
@@ -199,6 +203,16 @@ void BrokerClientSeeds() {
             .Answer()
             .bytes());
   Write(t, "status", Ops().Own({"c1", sc::EncodeStatusRequest(5)}).Status().bytes());
+  Write(t, "requests",
+        Ops()
+            .Own({"c1",
+                  sc::EncodeRequests({{1, "ep", "__call__", 0, "", 0},
+                                      {2, "nope", "__call__", 0, "", 0},
+                                      {3, "ep", "__call__", 0, "k", 1}}),
+                  "a", "b", "c"})
+            .Own({"c1", sc::EncodeRequests({{4, "ep", "__call__", 0, "", 0}}), "x", "y"})
+            .Answer()
+            .bytes());
   Write(t, "mdp",
         Ops()
             .Own({"c1", "", "MDPC01", "ep", "body"})

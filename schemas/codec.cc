@@ -110,6 +110,8 @@ bool KnownCommand(uint64_t c) {
     case Command::kRequest:
     case Command::kReply:
     case Command::kStatus:
+    case Command::kRequests:
+    case Command::kReplies:
     case Command::kReady:
     case Command::kBatch:
     case Command::kResults:
@@ -497,6 +499,10 @@ std::string_view CommandName(Command command) {
       return "REPLY";
     case Command::kStatus:
       return "STATUS";
+    case Command::kRequests:
+      return "REQUESTS";
+    case Command::kReplies:
+      return "REPLIES";
     case Command::kReady:
       return "READY";
     case Command::kBatch:
@@ -550,22 +556,52 @@ StatusOr<Command> PeekCommand(std::string_view header) {
   return command;
 }
 
+namespace {
+
+// The fields of a REQUEST after its command, also one call of REQUESTS.
+void PackRequestFields(Packer& p, const RequestHeader& h) {
+  p.pack(h.request_id);
+  PackString(p, h.endpoint);
+  PackString(p, h.method);
+  p.pack(h.timeout_ms);
+  PackString(p, h.shard_key);
+  p.pack(h.priority);
+}
+
+void PackReplyFields(Packer& p, const ReplyHeader& h) {
+  p.pack(h.request_id);
+  PackCodeAndMessage(p, h.code, h.message);
+}
+
+}  // namespace
+
 std::string EncodeRequest(const RequestHeader& h) {
   return Build(Command::kRequest, 6, 64 + h.endpoint.size() + h.method.size() + h.shard_key.size(),
-               [&h](Packer& p) {
-                 p.pack(h.request_id);
-                 PackString(p, h.endpoint);
-                 PackString(p, h.method);
-                 p.pack(h.timeout_ms);
-                 PackString(p, h.shard_key);
-                 p.pack(h.priority);
-               });
+               [&h](Packer& p) { PackRequestFields(p, h); });
 }
 
 std::string EncodeReply(const ReplyHeader& h) {
-  return Build(Command::kReply, 3, 32 + h.message.size(), [&h](Packer& p) {
-    p.pack(h.request_id);
-    PackCodeAndMessage(p, h.code, h.message);
+  return Build(Command::kReply, 3, 32 + h.message.size(),
+               [&h](Packer& p) { PackReplyFields(p, h); });
+}
+
+std::string EncodeRequests(const std::vector<RequestHeader>& calls) {
+  return Build(Command::kRequests, 1, 16 + 48 * calls.size(), [&calls](Packer& p) {
+    p.pack_array(static_cast<uint32_t>(calls.size()));
+    for (const RequestHeader& h : calls) {
+      p.pack_array(6);
+      PackRequestFields(p, h);
+    }
+  });
+}
+
+std::string EncodeReplies(const std::vector<ReplyHeader>& replies) {
+  return Build(Command::kReplies, 1, 16 + 16 * replies.size(), [&replies](Packer& p) {
+    p.pack_array(static_cast<uint32_t>(replies.size()));
+    for (const ReplyHeader& h : replies) {
+      p.pack_array(3);
+      PackReplyFields(p, h);
+    }
   });
 }
 
@@ -624,39 +660,92 @@ std::string EncodeError(const Status& status) {
                [&status](Packer& p) { PackCodeAndMessage(p, status.code(), status.message()); });
 }
 
+namespace {
+
+// The request fields from element `at` on: REQUEST's from 2, a REQUESTS
+// call's from 0.
+Status ReadRequestFields(const ArrayReader& r, uint32_t at, RequestHeader* h) {
+  uint64_t timeout = 0;
+  int64_t priority = 0;
+  Status s = r.Uint(at, "request_id", UINT64_MAX, &h->request_id);
+  if (s.ok()) s = r.Str(at + 1, "endpoint", kMaxNameBytes, &h->endpoint);
+  if (s.ok()) s = r.Str(at + 2, "method", kMaxNameBytes, &h->method);
+  if (s.ok()) s = r.Uint(at + 3, "timeout_ms", UINT32_MAX, &timeout);
+  if (s.ok()) s = r.Str(at + 4, "shard_key", kMaxNameBytes, &h->shard_key);
+  if (s.ok()) s = r.Int(at + 5, "priority", INT32_MIN, INT32_MAX, &priority);
+  if (!s.ok()) return s;
+  if (h->endpoint.empty()) return BadRequest("field 'endpoint' is empty");
+  if (h->method.empty()) return BadRequest("field 'method' is empty");
+  if (Status v = ValidateName("endpoint", h->endpoint); !v.ok()) return v;
+  if (Status v = ValidateMethod(h->method); !v.ok()) return v;
+  h->timeout_ms = static_cast<uint32_t>(timeout);
+  h->priority = static_cast<int32_t>(priority);
+  return Status::Ok();
+}
+
+Status ReadReplyFields(const ArrayReader& r, uint32_t at, ReplyHeader* h) {
+  Status s = r.Uint(at, "request_id", UINT64_MAX, &h->request_id);
+  if (s.ok()) s = r.Code(at + 1, "status", &h->code);
+  if (s.ok()) s = r.Str(at + 2, "message", kMaxMessageBytes, &h->message);
+  return s;
+}
+
+// The calls of REQUESTS or REPLIES: each an array of `fields` elements.
+template <typename T, typename Read>
+StatusOr<std::vector<T>> DecodeCalls(std::string_view header, Command command, uint32_t fields,
+                                     Read read) {
+  msgpack::object_handle handle;
+  if (Status s = Open(header, command, 3, &handle); !s.ok()) return s;
+  const msgpack::object& calls = handle.get().via.array.ptr[2];
+  if (calls.type != msgpack::type::ARRAY) return ArrayReader::Type("calls", "an array");
+  if (calls.via.array.size == 0) return BadRequest("no calls");
+  if (calls.via.array.size > kMaxCallsPerMessage) {
+    return BadRequest(std::to_string(calls.via.array.size) + " calls in one message; at most " +
+                      std::to_string(kMaxCallsPerMessage));
+  }
+  std::vector<T> out(calls.via.array.size);
+  for (uint32_t i = 0; i < calls.via.array.size; ++i) {
+    const msgpack::object& call = calls.via.array.ptr[i];
+    if (call.type != msgpack::type::ARRAY) return ArrayReader::Type("call", "an array");
+    ArrayReader r(call, command);
+    if (Status s = r.Need(fields); !s.ok()) return s;
+    if (Status s = read(r, &out[i]); !s.ok()) return s;
+  }
+  return out;
+}
+
+}  // namespace
+
 StatusOr<RequestHeader> DecodeRequest(std::string_view header) {
   msgpack::object_handle handle;
   if (Status s = Open(header, Command::kRequest, 8, &handle); !s.ok()) return s;
-  ArrayReader r(handle.get(), Command::kRequest);
   RequestHeader h;
-  uint64_t timeout = 0;
-  int64_t priority = 0;
-  Status s = r.Uint(2, "request_id", UINT64_MAX, &h.request_id);
-  if (s.ok()) s = r.Str(3, "endpoint", kMaxNameBytes, &h.endpoint);
-  if (s.ok()) s = r.Str(4, "method", kMaxNameBytes, &h.method);
-  if (s.ok()) s = r.Uint(5, "timeout_ms", UINT32_MAX, &timeout);
-  if (s.ok()) s = r.Str(6, "shard_key", kMaxNameBytes, &h.shard_key);
-  if (s.ok()) s = r.Int(7, "priority", INT32_MIN, INT32_MAX, &priority);
-  if (!s.ok()) return s;
-  if (h.endpoint.empty()) return BadRequest("field 'endpoint' is empty");
-  if (h.method.empty()) return BadRequest("field 'method' is empty");
-  if (Status v = ValidateName("endpoint", h.endpoint); !v.ok()) return v;
-  if (Status v = ValidateMethod(h.method); !v.ok()) return v;
-  h.timeout_ms = static_cast<uint32_t>(timeout);
-  h.priority = static_cast<int32_t>(priority);
+  if (Status s = ReadRequestFields(ArrayReader(handle.get(), Command::kRequest), 2, &h); !s.ok()) {
+    return s;
+  }
   return h;
 }
 
 StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
   msgpack::object_handle handle;
   if (Status s = Open(header, Command::kReply, 5, &handle); !s.ok()) return s;
-  ArrayReader r(handle.get(), Command::kReply);
   ReplyHeader h;
-  Status s = r.Uint(2, "request_id", UINT64_MAX, &h.request_id);
-  if (s.ok()) s = r.Code(3, "status", &h.code);
-  if (s.ok()) s = r.Str(4, "message", kMaxMessageBytes, &h.message);
-  if (!s.ok()) return s;
+  if (Status s = ReadReplyFields(ArrayReader(handle.get(), Command::kReply), 2, &h); !s.ok()) {
+    return s;
+  }
   return h;
+}
+
+StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header) {
+  return DecodeCalls<RequestHeader>(
+      header, Command::kRequests, 6,
+      [](const ArrayReader& r, RequestHeader* h) { return ReadRequestFields(r, 0, h); });
+}
+
+StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header) {
+  return DecodeCalls<ReplyHeader>(
+      header, Command::kReplies, 3,
+      [](const ArrayReader& r, ReplyHeader* h) { return ReadReplyFields(r, 0, h); });
 }
 
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header) {
@@ -901,10 +990,13 @@ StatusOr<AdminReply> DecodeAdminReply(std::string_view header) {
   return r;
 }
 
-bool PeekRequestId(std::string_view header, uint64_t* request_id) {
-  // Reads only the first bytes, [version, command, request_id, ...: an array
-  // header and three unsigned integers, so that a header too large or too
-  // broken to decode as a whole is still answered.
+namespace {
+
+// Reads only the first bytes of a header, [version, command, first, ...: an
+// array header and unsigned integers, so that a header too large or too
+// broken to decode as a whole still tells its command (and request id).
+// `first` may be null.
+bool ReadPrefix(std::string_view header, uint64_t* command, uint64_t* first) {
   size_t at = 0;
   auto take = [&](size_t n, uint64_t* value) {
     if (header.size() - at < n) return false;
@@ -929,7 +1021,7 @@ bool PeekRequestId(std::string_view header, uint64_t* request_id) {
     }
     return false;
   };
-  uint64_t marker, count, version, command;
+  uint64_t marker, count, version;
   if (!take(1, &marker)) return false;
   if (marker >= 0x90 && marker <= 0x9f) {
     count = marker & 0x0f;
@@ -938,13 +1030,30 @@ bool PeekRequestId(std::string_view header, uint64_t* request_id) {
   } else {
     return false;
   }
-  if (count < 3 || !read_uint(&version) || version != kProtocolVersion) return false;
-  if (!read_uint(&command)) return false;
+  if (count < (first ? 3u : 2u) || !read_uint(&version) || version != kProtocolVersion) {
+    return false;
+  }
+  if (!read_uint(command) || !KnownCommand(*command)) return false;
+  return first == nullptr || read_uint(first);
+}
+
+}  // namespace
+
+std::optional<Command> PeekCommandFast(std::string_view header) {
+  uint64_t command;
+  if (!ReadPrefix(header, &command, nullptr)) return std::nullopt;
+  return static_cast<Command>(command);
+}
+
+bool PeekRequestId(std::string_view header, uint64_t* request_id) {
+  uint64_t command, id;
+  if (!ReadPrefix(header, &command, &id)) return false;
   if (command != static_cast<uint64_t>(Command::kRequest) &&
       command != static_cast<uint64_t>(Command::kStatus)) {
     return false;
   }
-  return read_uint(request_id);
+  *request_id = id;
+  return true;
 }
 
 }  // namespace zserve::schemas

@@ -25,6 +25,8 @@ inline constexpr size_t kMaxStateHeaderBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxNameBytes = 128;
 inline constexpr size_t kMaxMessageBytes = 4096;
 inline constexpr size_t kMaxBatchItems = 4096;
+// The most calls in one REQUESTS or REPLIES message.
+inline constexpr size_t kMaxCallsPerMessage = 256;
 inline constexpr std::string_view kConfigTopic = "zserve.config";
 inline constexpr std::string_view kDefaultMethod = "__call__";
 
@@ -32,6 +34,8 @@ enum class Command : uint8_t {
   kRequest = 1,
   kReply = 2,
   kStatus = 3,
+  kRequests = 4,  // several REQUESTs in one message (PROTOCOL.md 4.1)
+  kReplies = 5,   // several REPLYs in one message
   kReady = 16,
   kBatch = 17,
   kResults = 18,
@@ -128,6 +132,9 @@ StatusOr<Command> PeekCommand(std::string_view header);
 
 std::string EncodeRequest(const RequestHeader& h);
 std::string EncodeReply(const ReplyHeader& h);
+// REQUESTS / REPLIES: 1..kMaxCallsPerMessage calls, one payload frame each.
+std::string EncodeRequests(const std::vector<RequestHeader>& calls);
+std::string EncodeReplies(const std::vector<ReplyHeader>& replies);
 std::string EncodeStatusRequest(uint64_t request_id);
 std::string EncodeReady(const ReadyHeader& h);
 std::string EncodeBatch(const std::vector<BatchItem>& items);
@@ -142,6 +149,8 @@ std::string EncodeAdminReply(const AdminReply& r);
 // Each decoder checks that the header is of its command.
 StatusOr<RequestHeader> DecodeRequest(std::string_view header);
 StatusOr<ReplyHeader> DecodeReply(std::string_view header);
+StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header);
+StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header);
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header);
 StatusOr<ReadyHeader> DecodeReady(std::string_view header);
 StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header);
@@ -161,6 +170,11 @@ StatusOr<AdminReply> DecodeAdminReply(std::string_view header);
 // Best effort for error replies: the request_id of a REQUEST or STATUS header
 // that is otherwise malformed or too large, if its first bytes give one.
 bool PeekRequestId(std::string_view header, uint64_t* request_id);
+
+// The command of a header from its first bytes only, without decoding it;
+// nullopt if they are not a header's. For dispatch; the decoder checks the
+// rest.
+std::optional<Command> PeekCommandFast(std::string_view header);
 
 }  // namespace zserve::schemas
 

@@ -137,15 +137,34 @@ class Worker::Impl {
       if (config_) {
         if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
       }
+      // The results of every batch finished since the last turn go out in
+      // one RESULTS: one message to the broker instead of one per batch.
+      Frames merged;
+      std::vector<sc::ResultItem> merged_items;
+      size_t batches = 0;
       while (RecvFrames(results_, &frames)) {
         in_flight_ -= frames.size() - 1;
         if (!connected_) {
           // The broker has given these requests to another replica by now.
           log_->warn("{} results dropped: no broker connection", frames.size() - 1);
-        } else if (!SendToBroker(frames, now)) {
-          log_->warn("{} results not sent: broker unreachable", frames.size() - 1);
+          continue;
         }
+        if (batches > 0 && merged.size() + frames.size() - 1 > sc::kMaxBatchItems + 1) {
+          SendResults(merged, merged_items, batches, now);
+          batches = 0;
+        }
+        if (++batches == 1) {
+          merged = std::move(frames);  // alone, it goes as it is
+          frames = Frames();
+          continue;
+        }
+        if (batches == 2) merged_items = std::move(sc::DecodeResults(View(merged[0]))).value();
+        std::vector<sc::ResultItem> more = std::move(sc::DecodeResults(View(frames[0]))).value();
+        merged_items.insert(merged_items.end(), std::make_move_iterator(more.begin()),
+                            std::make_move_iterator(more.end()));
+        for (size_t i = 1; i < frames.size(); ++i) merged.push_back(std::move(frames[i]));
       }
+      if (batches > 0) SendResults(merged, merged_items, batches, now);
       while (connected_ && monitor_ && RecvFrames(monitor_, &frames)) {
         if (!refusal_logged_) {
           log_->error(
@@ -187,6 +206,18 @@ class Worker::Impl {
  private:
   std::chrono::milliseconds BrokerTimeout() const {
     return options_.heartbeat_interval * options_.heartbeat_liveness;
+  }
+
+  // `frames`: one pool batch's RESULTS as it came, or (batches > 1) the
+  // payloads of several after a stale header, whose items are `items`.
+  void SendResults(Frames& frames, std::vector<sc::ResultItem>& items, size_t batches,
+                   TimePoint now) {
+    if (batches > 1) frames[0] = ToMessage(sc::EncodeResults(items));
+    if (!SendToBroker(frames, now)) {
+      log_->warn("{} results not sent: broker unreachable", frames.size() - 1);
+    }
+    frames.clear();
+    items.clear();
   }
 
   bool SendToBroker(std::span<zmq::message_t> frames, TimePoint now) {

@@ -3,8 +3,11 @@
 //   auto client = zserve::Client::Create({}).value();
 //   zserve::StatusOr<std::string> r = client->Call("echo", "hello");
 //
-// Synchronous Call blocks until its reply or deadline. CallAsync sends at once
-// and keeps many calls in flight on one socket; each callback runs exactly
+// Synchronous Call blocks until its reply or deadline. CallAsync queues a call
+// and keeps many calls in flight on one socket: the calls made before the
+// next Poll(), Wait() or Call() (or 256 of them) go to the broker together, in
+// one message (schemas/PROTOCOL.md, REQUESTS), and their answers come back
+// together as they are ready. Each callback runs exactly
 // once, from inside Poll(), Wait() or Call() on the thread that owns the
 // client. Errors are typed Status codes (NOT_FOUND, DEADLINE_EXCEEDED,
 // HANDLER_ERROR, ...), never exceptions. When the connection to the broker

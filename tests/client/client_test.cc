@@ -100,6 +100,25 @@ class OneShotBroker {
   std::thread thread_;
 };
 
+// The calls of a REQUEST or a REQUESTS, with their payloads.
+std::vector<std::pair<sc::RequestHeader, std::string>> DecodedCalls(const Frames& frames) {
+  REQUIRE(frames.size() >= 2);
+  std::vector<std::pair<sc::RequestHeader, std::string>> out;
+  if (frames.size() == 2) {
+    if (auto one = sc::DecodeRequest(zserve::View(frames[0])); one.ok()) {
+      out.emplace_back(*one, std::string(zserve::View(frames[1])));
+      return out;
+    }
+  }
+  auto calls = sc::DecodeRequests(zserve::View(frames[0]));
+  REQUIRE(calls.ok());
+  REQUIRE(calls->size() == frames.size() - 1);
+  for (size_t i = 0; i < calls->size(); ++i) {
+    out.emplace_back((*calls)[i], std::string(zserve::View(frames[i + 1])));
+  }
+  return out;
+}
+
 sc::RequestHeader DecodedRequest(const Frames& frames) {
   REQUIRE(frames.size() == 2);
   auto command = sc::PeekCommand(zserve::View(frames[0]));
@@ -204,22 +223,38 @@ TEST_CASE("a hundred async calls answered in reverse order each complete once", 
                       });
   }
   CHECK(client->pending() == kCalls);
+  CHECK(client->Poll(milliseconds(0)) == 0);  // sends them
 
-  // The broker takes all of them, then answers the last first.
+  // The broker takes all of them (calls made before a Poll travel together,
+  // as REQUESTS), then answers the last first: half in one REPLIES, half one
+  // REPLY each.
   std::vector<std::pair<uint64_t, std::string>> requests;  // id, payload
   std::set<uint64_t> ids;
-  for (int i = 0; i < kCalls; ++i) {
+  int messages = 0;
+  while (requests.size() < kCalls) {
     Frames f;
-    INFO("request " << i);
+    INFO("after " << requests.size() << " requests");
     REQUIRE(broker.Recv(&f));
-    sc::RequestHeader h = DecodedRequest(f);
-    ids.insert(h.request_id);
-    requests.emplace_back(h.request_id, std::string(zserve::View(f[1])));
+    ++messages;
+    for (auto& [h, payload] : DecodedCalls(f)) {
+      ids.insert(h.request_id);
+      requests.emplace_back(h.request_id, payload);
+    }
   }
+  CHECK(messages == 1);
   CHECK(ids.size() == kCalls);  // request ids are unique
+  std::vector<sc::ReplyHeader> batch;
+  std::vector<std::string> batch_frames;
   for (auto it = requests.rbegin(); it != requests.rend(); ++it) {
+    if (batch.size() < kCalls / 2) {
+      batch.push_back({it->first, StatusCode::kOk, ""});
+      batch_frames.push_back("r-" + it->second);
+      continue;
+    }
     REQUIRE(broker.Reply(it->first, StatusCode::kOk, "", "r-" + it->second).ok());
   }
+  batch_frames.insert(batch_frames.begin(), sc::EncodeReplies(batch));
+  REQUIRE(broker.Send(batch_frames).ok());
 
   CHECK(PollUntilIdle(*client) == kCalls);
   CHECK(client->Poll(milliseconds(0)) == 0);
@@ -262,6 +297,7 @@ TEST_CASE("a silent broker gives DEADLINE_EXCEEDED and a late reply is dropped",
     ++runs;
     next = std::move(result);
   });
+  CHECK(client->Poll(milliseconds(0)) == 0);  // sends it
   REQUIRE(broker.Recv(&f));
   sc::RequestHeader h = DecodedRequest(f);
   CHECK(h.request_id != late.request_id);
@@ -283,9 +319,15 @@ TEST_CASE("malformed replies and replies for unknown ids are ignored", "[client]
     ++runs;
     got = std::move(result);
   });
+  CHECK(client->Poll(milliseconds(0)) == 0);  // sends it
   Frames f;
   REQUIRE(broker.Recv(&f));
   const uint64_t id = DecodedRequest(f).request_id;
+  // REPLIES whose count and frames disagree.
+  REQUIRE(broker
+              .Send({sc::EncodeReplies({{id, StatusCode::kOk, ""}, {id, StatusCode::kOk, ""}}),
+                     "only one"})
+              .ok());
 
   REQUIRE(broker.Send({"not msgpack", "x"}).ok());
   REQUIRE(broker.Send({"not msgpack"}).ok());
@@ -368,6 +410,7 @@ TEST_CASE("Poll with a wake fd returns when another thread writes it", "[client]
   // A reply still runs its callback through the same Poll.
   std::optional<StatusOr<std::string>> got;
   client->CallAsync("echo", "x", {}, [&got](StatusOr<std::string> r) { got = std::move(r); });
+  CHECK(client->Poll(milliseconds(0), wake) == 0);  // sends it
   Frames f;
   REQUIRE(broker.Recv(&f));
   REQUIRE(broker.Reply(DecodedRequest(f).request_id, StatusCode::kOk, "", "y").ok());

@@ -8,6 +8,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "schemas/codec.h"
+#include "tests/e2e/raw_socket.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
 #include "zserve/client.h"
@@ -140,6 +142,51 @@ TEST_CASE("1000 async calls in flight are each answered exactly once", "[e2e]") 
   auto j = nlohmann::json::parse(*status);
   CHECK(j["backends"]["echo"]["replicas"] == 2);
   CHECK(j["held_requests"] == 0);
+}
+
+TEST_CASE("several calls in one REQUESTS message are answered in REPLIES", "[e2e]") {
+  namespace sc = zserve::schemas;
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  zmq::context_t ctx(1);
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.connect(stack.client_address());
+  // Three calls, one to an unknown endpoint, one failing in its handler.
+  std::vector<sc::RequestHeader> calls = {{11, "echo", "__call__", 5000, "", 0},
+                                          {12, "nowhere", "__call__", 5000, "", 0},
+                                          {13, "fail", "__call__", 5000, "", 0}};
+  SendStrings(s, {sc::EncodeRequests(calls), "a", "b", "throw:boom"});
+  std::map<uint64_t, std::pair<sc::ReplyHeader, std::string>> got;
+  while (got.size() < calls.size()) {
+    std::optional<Strings> m = RecvStrings(s, milliseconds(10'000));
+    REQUIRE(m);
+    REQUIRE(m->size() >= 2);
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies((*m)[0]);
+    REQUIRE(replies.ok());
+    REQUIRE(replies->size() == m->size() - 1);
+    for (size_t i = 0; i < replies->size(); ++i) {
+      const sc::ReplyHeader& r = (*replies)[i];
+      CHECK(got.count(r.request_id) == 0);  // each answered once
+      got[r.request_id] = {r, (*m)[i + 1]};
+    }
+  }
+  CHECK(got[11].first.code == StatusCode::kOk);
+  CHECK(got[11].second == "a");
+  CHECK(got[12].first.code == StatusCode::kNotFound);
+  CHECK(got[13].first.code == StatusCode::kHandlerError);
+
+  // Calls and payload frames that do not match: each call is refused.
+  SendStrings(s, {sc::EncodeRequests(calls), "only one"});
+  std::optional<Strings> m = RecvStrings(s, milliseconds(10'000));
+  REQUIRE(m);
+  StatusOr<std::vector<sc::ReplyHeader>> refused = sc::DecodeReplies((*m)[0]);
+  REQUIRE(refused.ok());
+  REQUIRE(refused->size() == 3);
+  for (const sc::ReplyHeader& r : *refused) {
+    CHECK(r.code == StatusCode::kBadRequest);
+    CHECK_THAT(r.message, Catch::Contains("3 calls but 1 payload frames"));
+  }
 }
 
 TEST_CASE("a request past its deadline is DEADLINE_EXCEEDED promptly", "[e2e]") {

@@ -379,7 +379,7 @@ TEST_CASE("The broker answers messages over its size limits with BAD_REQUEST",
   }
   SECTION("too many frames") {
     std::vector<std::string> parts{request(8, "echo")};
-    parts.resize(20, "x");
+    parts.resize(300, "x");
     sc::ReplyHeader h = reply_of(RawCall(roles.client_address(), parts));
     CHECK(h.request_id == 8);
     CHECK(h.code == StatusCode::kBadRequest);

@@ -194,6 +194,52 @@ TEST_CASE("RESULTS round-trips OK and error items", "[schemas]") {
   }
 }
 
+TEST_CASE("REQUESTS and REPLIES round-trip several calls in order", "[schemas]") {
+  std::vector<sc::RequestHeader> calls = {{1, "echo", "__call__", 100, "", 0},
+                                          {2, "dense", "score", 0, "user-7", 1},
+                                          {3, "echo", "upper", 4'000'000'000u, "k", -1}};
+  auto got = sc::DecodeRequests(sc::EncodeRequests(calls));
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == calls.size());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    INFO("call " << i);
+    CHECK((*got)[i].request_id == calls[i].request_id);
+    CHECK((*got)[i].endpoint == calls[i].endpoint);
+    CHECK((*got)[i].method == calls[i].method);
+    CHECK((*got)[i].timeout_ms == calls[i].timeout_ms);
+    CHECK((*got)[i].shard_key == calls[i].shard_key);
+    CHECK((*got)[i].priority == calls[i].priority);
+  }
+  std::vector<sc::ReplyHeader> replies = {{1, StatusCode::kOk, ""},
+                                          {2, StatusCode::kOverloaded, "full"}};
+  auto back = sc::DecodeReplies(sc::EncodeReplies(replies));
+  REQUIRE(back.ok());
+  REQUIRE(back->size() == 2);
+  CHECK((*back)[1].request_id == 2);
+  CHECK((*back)[1].code == StatusCode::kOverloaded);
+  CHECK((*back)[1].message == "full");
+  CHECK(sc::PeekCommandFast(sc::EncodeRequests(calls)) == sc::Command::kRequests);
+  CHECK(sc::PeekCommandFast(sc::EncodeRequest(calls[0])) == sc::Command::kRequest);
+  CHECK(sc::PeekCommandFast("not a header") == std::nullopt);
+}
+
+TEST_CASE("REQUESTS refuses no calls, too many, and a bad call naming the field", "[schemas]") {
+  CHECK_THAT(sc::DecodeRequests(sc::EncodeRequests({})).status().message(),
+             Catch::Contains("no calls"));
+  std::vector<sc::RequestHeader> many(sc::kMaxCallsPerMessage + 1,
+                                      sc::RequestHeader{1, "echo", "__call__", 0, "", 0});
+  CHECK_THAT(sc::DecodeRequests(sc::EncodeRequests(many)).status().message(),
+             Catch::Contains("at most 256"));
+  std::vector<sc::RequestHeader> bad = {{1, "echo", "__call__", 0, "", 0},
+                                        {2, "no spaces allowed", "__call__", 0, "", 0}};
+  auto got = sc::DecodeRequests(sc::EncodeRequests(bad));
+  CHECK(got.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(got.status().message(), Catch::Contains("endpoint"));
+  // A REQUEST is not a REQUESTS, and the other way round.
+  CHECK_FALSE(sc::DecodeRequests(sc::EncodeRequest(bad[0])).ok());
+  CHECK_FALSE(sc::DecodeRequest(sc::EncodeRequests({bad[0]})).ok());
+}
+
 TEST_CASE("RESULTS cuts an over-long message to the 4096-byte limit", "[schemas]") {
   std::string long_message(sc::kMaxMessageBytes + 500, 'x');
   auto got = sc::DecodeResults(sc::EncodeResults({{5, StatusCode::kHandlerError, long_message}}));
