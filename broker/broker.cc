@@ -147,8 +147,12 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
   }
   if (Status limit = CheckClientLimits(frames); !limit.ok()) {
     uint64_t request_id;
+    StatusOr<std::vector<sc::RequestHeader>> calls = BadRequest("not a REQUESTS");
     if (sc::PeekRequestId(View(frames[1]), &request_id)) {
       Reply(frames[0], request_id, limit);
+    } else if (sc::PeekCommandFast(View(frames[1])) == sc::Command::kRequests &&
+               (calls = sc::DecodeRequests(View(frames[1]))).ok()) {
+      for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, limit, {}, true);
     } else if (StatusOr<mdp::ClientRequest> m = mdp::DecodeClientRequest(frames); m.ok()) {
       ReplyMdp(frames[0], m->service, limit);
     } else {

@@ -73,6 +73,10 @@ class Client::Impl {
     TimePoint guard = Clock::now() + timeout + options_.grace;
     pending_.emplace(id, Pending{std::move(done), guard, std::move(resend)});
     guards_.emplace(guard, id);
+    // Big payloads do not wait for company: a message stays well under the
+    // broker's --max-message-bytes unless one call alone is that big.
+    if (queued_payload_bytes_ + payload.size() > kMaxQueuedPayloadBytes) Flush();
+    queued_payload_bytes_ += payload.size();
     // Queued: calls made before the next Poll go out together (REQUESTS).
     queued_bytes_ += 32 + h.endpoint.size() + h.method.size() + h.shard_key.size();
     queued_.push_back(std::move(h));
@@ -104,6 +108,7 @@ class Client::Impl {
     queued_.clear();
     queued_payloads_.clear();
     queued_bytes_ = 0;
+    queued_payload_bytes_ = 0;
   }
 
   StatusOr<std::string> BrokerStatus(std::chrono::milliseconds timeout) {
@@ -285,9 +290,11 @@ class Client::Impl {
   // Calls made since the last Flush, not sent yet (their callbacks are in
   // pending_ already).
   static constexpr size_t kMaxQueuedHeaderBytes = 32 * 1024;
+  static constexpr size_t kMaxQueuedPayloadBytes = 4 * 1024 * 1024;
   std::vector<sc::RequestHeader> queued_;
   Frames queued_payloads_;
-  size_t queued_bytes_ = 0;
+  size_t queued_bytes_ = 0;  // of their headers, roughly
+  size_t queued_payload_bytes_ = 0;
   Frames frames_;
   std::unordered_map<uint64_t, Pending> pending_;
   std::set<std::pair<TimePoint, uint64_t>> guards_;

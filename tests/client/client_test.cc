@@ -268,6 +268,31 @@ TEST_CASE("a hundred async calls answered in reverse order each complete once", 
   }
 }
 
+TEST_CASE("async calls with big payloads do not wait to share a message", "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+  const std::string big(3 << 20, 'z');  // 3 MiB: two of them would pass 4 MiB
+  int answered = 0;
+  for (int i = 0; i < 3; ++i) {
+    client->CallAsync("echo", big, {},
+                      [&answered](StatusOr<std::string> r) { answered += r.ok(); });
+  }
+  CHECK(client->Poll(milliseconds(0)) == 0);  // sends the last
+  int messages = 0;
+  for (int calls = 0; calls < 3; ++messages) {
+    Frames f;
+    REQUIRE(broker.Recv(&f));
+    for (auto& [h, payload] : DecodedCalls(f)) {
+      CHECK(payload.size() == big.size());
+      REQUIRE(broker.Reply(h.request_id, StatusCode::kOk, "", "ok").ok());
+      ++calls;
+    }
+  }
+  CHECK(messages == 3);
+  CHECK(PollUntilIdle(*client) == 3);
+  CHECK(answered == 3);
+}
+
 TEST_CASE("a silent broker gives DEADLINE_EXCEEDED and a late reply is dropped", "[client]") {
   FakeBroker broker;
   auto client = MakeClient(Options(broker.address()));  // grace 50 ms

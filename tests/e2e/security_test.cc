@@ -377,6 +377,23 @@ TEST_CASE("The broker answers messages over its size limits with BAD_REQUEST",
     CHECK(h.code == StatusCode::kBadRequest);
     CHECK_THAT(h.message, Catch::Contains("--max-message-bytes"));
   }
+  SECTION("a REQUESTS over --max-message-bytes: each call answered") {
+    std::vector<sc::RequestHeader> calls = {{21, "echo", "__call__", 5000, "", 0},
+                                            {22, "echo", "__call__", 5000, "", 0}};
+    Strings frames =
+        RawCall(roles.client_address(),
+                {sc::EncodeRequests(calls), std::string(60'000, 'a'), std::string(60'000, 'b')});
+    REQUIRE(frames.size() == 3);
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies(frames[0]);
+    REQUIRE(replies.ok());
+    REQUIRE(replies->size() == 2);
+    CHECK((*replies)[0].request_id == 21);
+    CHECK((*replies)[1].request_id == 22);
+    for (const sc::ReplyHeader& r : *replies) {
+      CHECK(r.code == StatusCode::kBadRequest);
+      CHECK_THAT(r.message, Catch::Contains("--max-message-bytes"));
+    }
+  }
   SECTION("too many frames") {
     std::vector<std::string> parts{request(8, "echo")};
     parts.resize(300, "x");
