@@ -50,10 +50,10 @@ std::string KeyFileField(const std::string& text, std::string_view name) {
   return std::string();
 }
 
-// The file at `path`, or an error naming it.
-StatusOr<std::string> ReadKeySource(const std::string& path) {
+// The file at `path`, or an error naming it as `what` ("key file").
+StatusOr<std::string> ReadTextFile(const std::string& path, const std::string& what) {
   std::ifstream in(path);
-  if (!in) return BadRequest("cannot read key file '" + path + "'");
+  if (!in) return BadRequest("cannot read " + what + " '" + path + "'");
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
@@ -74,7 +74,7 @@ StatusOr<KeyPair> LoadKeyPair(const std::string& source) {
   if (Status s = CurveAvailable(); !s.ok()) return s;
   std::string secret = source, stated_public;
   if (!IsZ85Key(source)) {
-    StatusOr<std::string> text = ReadKeySource(source);
+    StatusOr<std::string> text = ReadTextFile(source, "key file");
     if (!text.ok()) return text.status();
     secret = KeyFileField(*text, "secret-key");
     stated_public = KeyFileField(*text, "public-key");
@@ -97,7 +97,7 @@ StatusOr<KeyPair> LoadKeyPair(const std::string& source) {
 
 StatusOr<std::string> LoadPublicKey(const std::string& source) {
   if (IsZ85Key(source)) return source;
-  StatusOr<std::string> text = ReadKeySource(source);
+  StatusOr<std::string> text = ReadTextFile(source, "key file");
   if (!text.ok()) return text.status();
   std::string key = KeyFileField(*text, "public-key");
   if (!IsZ85Key(key)) {
@@ -128,11 +128,9 @@ std::string_view RoleName(Role role) {
 }
 
 StatusOr<AllowList> AllowList::Load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return BadRequest("cannot read allow-list '" + path + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return Parse(text.str(), path);
+  StatusOr<std::string> text = ReadTextFile(path, "allow-list");
+  if (!text.ok()) return text.status();
+  return Parse(*text, path);
 }
 
 StatusOr<AllowList> AllowList::Parse(const std::string& text, const std::string& origin) {

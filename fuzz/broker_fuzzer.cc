@@ -202,6 +202,9 @@ void BrokerFuzzer::Run(const uint8_t* data, size_t size) {
 void BrokerFuzzer::Reset() {
   Broker& b = *broker_;
   b.slots_.clear();
+  b.client_inflight_.clear();
+  b.reply_batch_count_ = 0;
+  b.reply_batch_index_.clear();
   b.router_ = Router(b.options_.router);
   b.liveness_ = Liveness(b.options_.heartbeat);
   b.mdp_replicas_.clear();
@@ -358,7 +361,6 @@ void Trace(const std::string& peer, const Frames& m) {
   }
   std::fprintf(stderr, "%s\n", line.c_str());
 }
-
 
 }  // namespace
 

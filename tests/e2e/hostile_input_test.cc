@@ -31,6 +31,7 @@
 #include "schemas/codec.h"
 #include "tests/e2e/process.h"
 #include "tests/e2e/raw_socket.h"
+#include "tests/e2e/roles.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
 #include "zserve/client.h"
@@ -64,41 +65,30 @@ endpoints:
   twin: {backend: twin}
 )";
 
-// Controller, broker and one echo worker as separate processes (as in
-// reliability_test.cc); the backends other than echo are served by the
-// test's raw sockets.
-class Roles {
+// Controller, broker and one echo worker as separate processes (Roles); the
+// backends other than echo are served by the test's raw sockets, which send
+// no heartbeats: the broker's heartbeats are at their default (1 s) so that
+// they stay registered through a row.
+RolesOptions HostileOptions(int metrics_port) {
+  RolesOptions o;
+  o.heartbeat = milliseconds(1000);
+  o.broker_metrics_bind = "127.0.0.1:" + std::to_string(metrics_port);
+  return o;
+}
+
+class HostileStack {
  public:
-  Roles() : dir_(MakeTempDir()), metrics_port_(FreePort()) {
-    WriteFile(dir_ + "/deployment.yaml", kYaml);
-    for (std::string* a : {&client_, &workers_, &admin_, &pub_}) {
-      *a = "tcp://127.0.0.1:" + std::to_string(FreePort());
-    }
-    controller_ = std::make_unique<Process>(
-        kBinary,
-        Strings{"controller", "--store", dir_ + "/controller.db", "--config",
-                dir_ + "/deployment.yaml", "--admin-bind", admin_, "--pub-bind", pub_,
-                "--metrics-bind", "127.0.0.1:0"},
-        log());
-    broker_ = std::make_unique<Process>(
-        kBinary,
-        Strings{"broker", "--client-bind", client_, "--worker-bind", workers_, "--controller",
-                admin_, "--controller-pub", pub_, "--metrics-bind",
-                "127.0.0.1:" + std::to_string(metrics_port_)},
-        log());
-    worker_ = std::make_unique<Process>(kBinary,
-                                        Strings{"worker", "--backend", "echo", "--handler", "echo",
-                                                "--broker", workers_, "--replica-tag", "echo-1"},
-                                        log());
-    client_lib_ = Connect(client_);
+  HostileStack() : metrics_port_(FreePort()), roles_(kYaml, HostileOptions(metrics_port_)) {
+    roles_.StartWorker("echo", "echo");
+    client_lib_ = Connect(roles_.client_address());
     WaitForStatus(*client_lib_, [](const nlohmann::json& j) {
       return j["backends"].contains("echo") && j["backends"]["echo"]["replicas"] == 1;
     });
   }
 
-  const std::string& client_address() const { return client_; }
-  const std::string& worker_address() const { return workers_; }
-  std::string log() const { return dir_ + "/roles.log"; }
+  const std::string& client_address() const { return roles_.client_address(); }
+  const std::string& worker_address() const { return roles_.worker_address(); }
+  std::string log() const { return roles_.log(); }
   Client& client() { return *client_lib_; }
 
   // What the broker's /metrics says of one series; nullopt if it is absent.
@@ -117,7 +107,7 @@ class Roles {
   // What a user sees after any hostile row: the broker runs and serves.
   void CheckHealthy() {
     INFO("broker log: " << log());
-    REQUIRE_FALSE(broker_->Wait(milliseconds(0)).has_value());
+    REQUIRE_FALSE(roles_.broker().Wait(milliseconds(0)).has_value());
     CallOptions o;
     o.timeout = kWait;
     StatusOr<std::string> r = client_lib_->Call("echo", "still serving", o);
@@ -126,9 +116,8 @@ class Roles {
   }
 
  private:
-  std::string dir_, client_, workers_, admin_, pub_;
   int metrics_port_;
-  std::unique_ptr<Process> controller_, broker_, worker_;
+  Roles roles_;
   std::unique_ptr<Client> client_lib_;
 };
 
@@ -365,7 +354,7 @@ void CheckErrorReply(const ClientRow& row, const std::optional<Strings>& m) {
   CHECK((*m)[1].empty());
 }
 
-void RunClientRow(Roles& roles, RawClient& raw, const ClientRow& row) {
+void RunClientRow(HostileStack& roles, RawClient& raw, const ClientRow& row) {
   INFO("row: " << row.name);
   Counters before = raw.GetCounters();
   raw.SendStrings(row.frames);
@@ -552,7 +541,7 @@ std::vector<ClientRow> ClientRows() {
 
 TEST_CASE("Hostile client messages are refused with BAD_REQUEST or dropped and counted",
           "[e2e][hostile]") {
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawClient raw(ctx, roles.client_address());
   for (const ClientRow& row : ClientRows()) RunClientRow(roles, raw, row);
@@ -569,7 +558,7 @@ TEST_CASE("A request id reused while the first is in flight is answered once for
   // flight. The broker does not hold the client to it: it names each request
   // by its own token, so both are served and each gets exactly one REPLY,
   // both carrying the reused id.
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawWorker a(ctx, roles.worker_address());
   a.Register("raw", "raw-a", /*capacity=*/2);
@@ -613,7 +602,7 @@ struct WorkerRow {
 };
 
 // A row from a connection the broker does not know as a replica.
-void RunWorkerRow(Roles& roles, zmq::context_t& ctx, RawClient& raw, const WorkerRow& row) {
+void RunWorkerRow(HostileStack& roles, zmq::context_t& ctx, RawClient& raw, const WorkerRow& row) {
   INFO("row: " << row.name);
   Counters before = raw.GetCounters();
   zmq::socket_t w = Dealer(ctx, roles.worker_address());
@@ -739,7 +728,7 @@ std::vector<WorkerRow> WorkerRows() {
 }
 
 TEST_CASE("Hostile messages from unregistered workers are dropped and counted", "[e2e][hostile]") {
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawClient raw(ctx, roles.client_address());
   for (const WorkerRow& row : WorkerRows()) RunWorkerRow(roles, ctx, raw, row);
@@ -859,7 +848,7 @@ void CheckOneAnswer(RawClient& raw, uint64_t id, const std::string& payload) {
   CHECK((*m)[1] == payload);
 }
 
-void RunInFlightRow(Roles& roles, RawClient& raw, RawWorker& a, RawWorker& b, uint64_t id,
+void RunInFlightRow(HostileStack& roles, RawClient& raw, RawWorker& a, RawWorker& b, uint64_t id,
                     const InFlightRow& row) {
   INFO("row: " << row.name);
   raw.SendStrings({Request(id, "raw"), "call"});
@@ -904,7 +893,7 @@ void RunInFlightRow(Roles& roles, RawClient& raw, RawWorker& a, RawWorker& b, ui
 
 TEST_CASE("Results for calls in flight from the wrong worker or malformed are dropped and counted",
           "[e2e][hostile]") {
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawWorker a(ctx, roles.worker_address());
   RawWorker b(ctx, roles.worker_address());
@@ -919,7 +908,7 @@ TEST_CASE("Results for calls in flight from the wrong worker or malformed are dr
 
 TEST_CASE("Bad REPLYs of a registered MDP worker are dropped and a second READY removes it",
           "[e2e][hostile]") {
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawClient raw(ctx, roles.client_address());
   zmq::socket_t m = Dealer(ctx, roles.worker_address());
@@ -984,7 +973,7 @@ TEST_CASE("Two workers READY with one replica tag are two replicas and both serv
           "[e2e][hostile]") {
   // The tag names a replica in logs and worker metrics only; the broker knows
   // a replica by its connection (PROTOCOL.md §4.2).
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawWorker c(ctx, roles.worker_address());
   RawWorker d(ctx, roles.worker_address());
@@ -1015,7 +1004,7 @@ TEST_CASE("Two workers READY with one replica tag are two replicas and both serv
 constexpr int kFlood = 10'000;
 
 // A normal call, timed.
-milliseconds TimedCall(Roles& roles) {
+milliseconds TimedCall(HostileStack& roles) {
   auto start = SteadyClock::now();
   roles.CheckHealthy();
   return std::chrono::duration_cast<milliseconds>(SteadyClock::now() - start);
@@ -1024,7 +1013,7 @@ milliseconds TimedCall(Roles& roles) {
 TEST_CASE(
     "A flood of READY on one connection registers one replica and the broker stays responsive",
     "[e2e][hostile]") {
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawClient raw(ctx, roles.client_address());
   Counters before = raw.GetCounters();
@@ -1047,7 +1036,7 @@ constexpr int kConnections = 100;
 
 // kConnections connections send kFlood READY between them, for the backend
 // that `backend(i)` names, and then leave with DISCONNECT.
-void FloodFromMany(Roles& roles, zmq::context_t& ctx, RawClient& raw,
+void FloodFromMany(HostileStack& roles, zmq::context_t& ctx, RawClient& raw,
                    const std::function<std::string(int)>& backend) {
   Counters before = raw.GetCounters();
   std::vector<zmq::socket_t> sockets;
@@ -1085,7 +1074,7 @@ void FloodFromMany(Roles& roles, zmq::context_t& ctx, RawClient& raw,
 
 TEST_CASE("A flood of READY from many connections keeps one replica per connection",
           "[e2e][hostile]") {
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawClient raw(ctx, roles.client_address());
   FloodFromMany(roles, ctx, raw, [](int) { return std::string("flood"); });
@@ -1100,7 +1089,7 @@ TEST_CASE("Backends that only hostile READYs named leave STATUS with their last 
   // §7.3); once the last of them is gone, such a backend is forgotten, so that
   // READYs with ever new names cannot grow the broker's state or its metric
   // series (docs/metrics.md: label values come from the configuration).
-  Roles roles;
+  HostileStack roles;
   zmq::context_t ctx;
   RawClient raw(ctx, roles.client_address());
   FloodFromMany(roles, ctx, raw, [](int i) { return "ghost-" + std::to_string(i); });

@@ -43,7 +43,7 @@ void Roles::StartBroker() {
                                 "--heartbeat-ms",
                                 std::to_string(options_.heartbeat.count()),
                                 "--metrics-bind",
-                                "127.0.0.1:0"};
+                                options_.broker_metrics_bind};
   args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
   broker_ = std::make_unique<Process>(kBinary, args, log());
 }

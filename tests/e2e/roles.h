@@ -21,6 +21,9 @@ struct RolesOptions {
   // Added to the command lines of `zserve controller`, `zserve broker` and
   // every `zserve worker` (keys, limits).
   std::vector<std::string> controller_args, broker_args, worker_args;
+  // The broker's metrics, /healthz and /readyz (a test that scrapes them
+  // picks the port).
+  std::string broker_metrics_bind = "127.0.0.1:0";
 };
 
 class Roles {
