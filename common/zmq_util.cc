@@ -4,6 +4,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
 namespace zserve {
 
 Status SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
@@ -61,20 +68,68 @@ int BoundPort(const zmq::socket_t& socket) {
   return port;
 }
 
-int PickFreeLoopbackPort() {
+namespace {
+
+// The kernel's ephemeral port range: where bind(port 0) and outgoing
+// connections take their ports from.
+std::pair<int, int> EphemeralRange() {
+  int low = 32768, high = 60999;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    int l = 0, h = 0;
+    if (std::fscanf(f, "%d %d", &l, &h) == 2 && 0 < l && l <= h && h <= 65535) {
+      low = l;
+      high = h;
+    }
+    std::fclose(f);
+  }
+  return {low, high};
+}
+
+bool CanBindLoopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   close(fd);
-  return port;
+  return ok;
+}
+
+}  // namespace
+
+int PickFreeLoopbackPort() {
+  // A port from the ephemeral range, once released, is soon handed to the
+  // next bind(0) or outgoing connection of any process (the broker's
+  // metrics server took `up`'s gateway port that way). So pick at random
+  // outside it, never the same port twice in one process, and check that it
+  // binds now.
+  static std::mutex mu;
+  static std::unordered_set<int> given;
+  static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(getpid()));
+  auto [low, high] = EphemeralRange();
+  std::vector<std::pair<int, int>> ranges;
+  if (low - 1 >= 10000) ranges.emplace_back(10000, low - 1);
+  if (high + 1 <= 65535) ranges.emplace_back(high + 1, 65535);
+  std::lock_guard<std::mutex> lock(mu);
+  int total = 0;
+  for (auto [a, b] : ranges) total += b - a + 1;
+  for (int tries = 0; total > 0 && tries < 200; ++tries) {
+    int k = std::uniform_int_distribution<int>(0, total - 1)(rng);
+    int port = 0;
+    for (auto [a, b] : ranges) {
+      if (k <= b - a) {
+        port = a + k;
+        break;
+      }
+      k -= b - a + 1;
+    }
+    if (given.count(port) || !CanBindLoopback(port)) continue;
+    given.insert(port);
+    return port;
+  }
+  return 0;
 }
 
 std::string LoopbackAddress(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }

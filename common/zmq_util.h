@@ -36,8 +36,10 @@ bool RecvFrames(zmq::socket_t& socket, Frames* frames);
 // The TCP port a socket was bound on (after binding "tcp://127.0.0.1:*").
 int BoundPort(const zmq::socket_t& socket);
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bound, read back and
-// released), for `zserve up --client-port 0` and for tests; 0 on failure.
+// A TCP port on 127.0.0.1 that binds now, chosen at random outside the
+// kernel's ephemeral range (so no bind(0) or outgoing connection takes it
+// before its user binds it) and never twice in one process, for
+// `zserve up --client-port 0` and for tests; 0 on failure.
 int PickFreeLoopbackPort();
 
 // "tcp://127.0.0.1:PORT".

@@ -45,7 +45,7 @@ class Process {
   std::optional<int> exit_code_;
 };
 
-// A free TCP port on 127.0.0.1 (bound, read back, released).
+// A free TCP port on 127.0.0.1 outside the ephemeral range (PickFreeLoopbackPort).
 inline int FreePort() { return PickFreeLoopbackPort(); }
 
 // A fresh directory under the system temp dir.

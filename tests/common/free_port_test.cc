@@ -1,0 +1,45 @@
+// PickFreeLoopbackPort (common/zmq_util.h): the ports `zserve up --*-port 0`
+// and the tests hand to servers they start.
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <set>
+#include <zmq.hpp>
+
+#include "common/zmq_util.h"
+
+namespace zserve {
+namespace {
+
+TEST_CASE("Picked ports are distinct and outside the ephemeral range", "[common]") {
+  int low = 32768, high = 60999;
+  if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    REQUIRE(std::fscanf(f, "%d %d", &low, &high) == 2);
+    std::fclose(f);
+  }
+  // What the broker's metrics server does: bind port 0 and keep it. Such a
+  // port must never be handed out as free.
+  zmq::context_t context;
+  std::set<int> taken;
+  std::vector<zmq::socket_t> holders;
+  for (int i = 0; i < 20; ++i) {
+    holders.emplace_back(context, zmq::socket_type::router);
+    holders.back().bind("tcp://127.0.0.1:*");
+    taken.insert(BoundPort(holders.back()));
+  }
+  std::set<int> picked;
+  for (int i = 0; i < 200; ++i) {
+    int port = PickFreeLoopbackPort();
+    REQUIRE(port > 0);
+    CHECK((port < low || port > high));
+    CHECK(taken.count(port) == 0);
+    picked.insert(port);
+  }
+  CHECK(picked.size() == 200);
+  // And each one binds.
+  zmq::socket_t s(context, zmq::socket_type::router);
+  s.bind(LoopbackAddress(*picked.begin()));
+  CHECK(BoundPort(s) == *picked.begin());
+}
+
+}  // namespace
+}  // namespace zserve
