@@ -20,6 +20,8 @@ constexpr int kReadBurst = 256;
 constexpr size_t kMaxClientFrames = sc::kMaxCallsPerMessage + 2;
 // A worker's RESULTS: identity, header, one payload per batch item.
 constexpr size_t kMaxWorkerFrames = sc::kMaxBatchItems + 2;
+// Payload bytes after which a BATCH is cut (it always carries one item).
+constexpr int64_t kMaxBatchPayloadBytes = 4 << 20;
 
 zmq::message_t ToMessage(const std::string& s) { return zmq::message_t(s.data(), s.size()); }
 
@@ -630,34 +632,83 @@ void Broker::SendDispatches(TimePoint now) {
   for (int round = 0; round < 8; ++round) {
     std::vector<Dispatch> dispatches = router_.TakeDispatches(now);
     if (dispatches.empty()) return;
+    // Every dispatch to one replica in this round goes in one BATCH (each
+    // still its own handler batch): one message per replica, not per batch.
+    std::unordered_map<std::string_view, size_t> group_of;
+    std::vector<std::vector<Dispatch*>> groups;
     for (Dispatch& d : dispatches) {
-      if (!router_.HasReplica(d.replica)) continue;  // lost earlier in this round
-      if (mdp_replicas_.contains(d.replica)) {
-        SendMdpRequests(d, now);
+      auto [at, added] = group_of.try_emplace(d.replica, groups.size());
+      if (added) groups.emplace_back();
+      groups[at->second].push_back(&d);
+    }
+    for (std::vector<Dispatch*>& group : groups) {
+      const std::string& replica = group.front()->replica;
+      if (!router_.HasReplica(replica)) continue;  // lost earlier in this round
+      if (mdp_replicas_.contains(replica)) {
+        for (Dispatch* d : group) {
+          if (router_.HasReplica(replica)) SendMdpRequests(*d, now);
+        }
         continue;
       }
-      std::vector<sc::BatchItem> items;
-      items.reserve(d.tokens.size());
-      Frames frames;
-      frames.reserve(d.tokens.size() + 2);
-      frames.emplace_back(d.replica.data(), d.replica.size());
-      frames.emplace_back();  // header, filled below
-      for (uint64_t token : d.tokens) {
-        Slot& slot = slots_.at(token);
-        metrics_->Dispatched(slot.timing, now);
-        auto left = std::chrono::ceil<std::chrono::milliseconds>(*router_.Deadline(token) - now);
-        items.push_back(
-            {token, slot.method, static_cast<uint32_t>(std::max<int64_t>(left.count(), 0))});
-        frames.push_back(Copy(slot.payload));  // kept for a retry
-      }
-      frames[1] = ToMessage(sc::EncodeBatch(items));
-      if (Status s = SendFrames(workers_, frames); !s.ok()) {
-        LoseReplica(d.replica, s.message());
-      } else {
-        liveness_.Sent(d.replica, now);
-      }
+      SendBatches(replica, group, now);
     }
   }
+}
+
+void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*>& group,
+                         TimePoint now) {
+  std::vector<sc::BatchItem> items;
+  std::vector<uint32_t> sizes;
+  Frames frames;
+  size_t header_bytes = 0;
+  int64_t payload_bytes = 0;
+  auto start = [&] {
+    items.clear();
+    sizes.clear();
+    frames.clear();
+    frames.emplace_back(replica.data(), replica.size());
+    frames.emplace_back();  // header, filled at send
+    header_bytes = 0;
+    payload_bytes = 0;
+  };
+  auto send = [&] {
+    frames[1] = ToMessage(sc::EncodeBatch(items, sizes));
+    if (Status s = SendFrames(workers_, frames); !s.ok()) {
+      LoseReplica(replica, s.message());  // requeues what it held, unsent items too
+      return false;
+    }
+    liveness_.Sent(replica, now);
+    return true;
+  };
+  start();
+  for (Dispatch* d : group) {
+    sizes.push_back(0);
+    for (uint64_t token : d->tokens) {
+      Slot& slot = slots_.at(token);
+      // A message stays within the receiver's limits: items, header bytes,
+      // and (like the client's REQUESTS) a few MiB of payload. A handler
+      // batch cut here continues, as its own batch, in the next message.
+      size_t cost = sc::kBatchItemBytes + slot.method.size();
+      if (!items.empty() &&
+          (items.size() == sc::kMaxBatchItems || header_bytes + cost > sc::kHeaderBudget ||
+           payload_bytes + static_cast<int64_t>(slot.payload.size()) > kMaxBatchPayloadBytes)) {
+        if (sizes.back() == 0) sizes.pop_back();
+        if (!send()) return;
+        start();
+        sizes.push_back(0);
+      }
+      metrics_->Dispatched(slot.timing, now);
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*router_.Deadline(token) - now);
+      items.push_back(
+          {token, slot.method, static_cast<uint32_t>(std::max<int64_t>(left.count(), 0))});
+      frames.push_back(Copy(slot.payload));  // kept for a retry
+      header_bytes += cost;
+      payload_bytes += static_cast<int64_t>(slot.payload.size());
+      ++sizes.back();
+    }
+  }
+  if (sizes.back() == 0) sizes.pop_back();
+  if (!items.empty()) (void)send();
 }
 
 void Broker::SendMdpRequests(Dispatch& d, TimePoint now) {
@@ -729,8 +780,11 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
       reply_batches_[reply_batch_count_++].client = Copy(client);
     }
     ReplyBatch& b = reply_batches_[at->second];
+    size_t cost = sc::kResultItemBytes + std::min(status.message().size(), sc::kMaxMessageBytes);
+    if (b.header_bytes + cost > sc::kHeaderBudget) SendReplies(b);
     b.headers.push_back({request_id, status.code(), status.message()});
     b.payloads.push_back(std::move(payload));
+    b.header_bytes += cost;
     if (b.headers.size() == sc::kMaxCallsPerMessage) SendReplies(b);
     return;
   }
@@ -757,6 +811,7 @@ void Broker::SendReplies(ReplyBatch& b) {
   }
   b.headers.clear();
   b.payloads.clear();
+  b.header_bytes = 0;
 }
 
 void Broker::FlushReplies() {

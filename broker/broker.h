@@ -103,6 +103,7 @@ class Broker {
     zmq::message_t client;
     std::vector<schemas::ReplyHeader> headers;
     Frames payloads;
+    size_t header_bytes = 0;  // estimated, kept within schemas::kHeaderBudget
   };
 
   explicit Broker(const BrokerOptions& options);
@@ -130,6 +131,9 @@ class Broker {
   void HandleResults(const std::string& replica, Frames& frames, std::string_view header);
   void ApplyConfig(const schemas::Snapshot& snapshot);
   void SendDispatches(TimePoint now);
+  // The round's dispatches to one ZSP replica, in as few BATCHes as the
+  // limits allow.
+  void SendBatches(const std::string& replica, const std::vector<Dispatch*>& group, TimePoint now);
   void LoseReplica(const std::string& replica, std::string_view why);
   // Forgets a replica; what it held is requeued or failed as for a lost one.
   void RemoveReplica(const std::string& replica, std::string_view why, bool lost);

@@ -617,16 +617,21 @@ std::string EncodeReady(const ReadyHeader& h) {
   });
 }
 
-std::string EncodeBatch(const std::vector<BatchItem>& items) {
-  return Build(Command::kBatch, 1, 16 + 32 * items.size(), [&items](Packer& p) {
-    p.pack_array(static_cast<uint32_t>(items.size()));
-    for (const BatchItem& item : items) {
-      p.pack_array(3);
-      p.pack(item.token);
-      PackString(p, item.method);
-      p.pack(item.timeout_ms);
-    }
-  });
+std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uint32_t> sizes) {
+  bool split = sizes.size() > 1;
+  return Build(Command::kBatch, split ? 2 : 1, 16 + 32 * items.size() + 5 * sizes.size(),
+               [&items, &sizes, split](Packer& p) {
+                 p.pack_array(static_cast<uint32_t>(items.size()));
+                 for (const BatchItem& item : items) {
+                   p.pack_array(3);
+                   p.pack(item.token);
+                   PackString(p, item.method);
+                   p.pack(item.timeout_ms);
+                 }
+                 if (!split) return;
+                 p.pack_array(static_cast<uint32_t>(sizes.size()));
+                 for (uint32_t n : sizes) p.pack(n);
+               });
 }
 
 std::string EncodeResults(const std::vector<ResultItem>& items) {
@@ -789,7 +794,8 @@ Status OpenItems(std::string_view header, Command command, msgpack::object_handl
 
 }  // namespace
 
-StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header) {
+StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header,
+                                             std::vector<uint32_t>* sizes) {
   msgpack::object_handle handle;
   const msgpack::object* list;
   if (Status s = OpenItems(header, Command::kBatch, &handle, &list); !s.ok()) return s;
@@ -804,6 +810,33 @@ StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header) {
     if (!s.ok()) return s;
     out[i].timeout_ms = static_cast<uint32_t>(timeout);
   }
+  // Optional: how the items split into handler batches (PROTOCOL.md 4.2).
+  std::vector<uint32_t> split;
+  const msgpack::object& top = handle.get();
+  if (top.via.array.size > 3) {
+    const msgpack::object& a = top.via.array.ptr[3];
+    if (a.type != msgpack::type::ARRAY || a.via.array.size == 0) {
+      return ArrayReader::Type("sizes", "a non-empty array");
+    }
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < a.via.array.size; ++i) {
+      uint64_t n = 0;
+      if (Status s = ArrayReader::ReadUint(a.via.array.ptr[i], "sizes", kMaxBatchItems, &n);
+          !s.ok()) {
+        return s;
+      }
+      if (n == 0) return BadRequest("field 'sizes' holds an empty batch");
+      total += n;
+      split.push_back(static_cast<uint32_t>(n));
+    }
+    if (total != out.size()) {
+      return BadRequest("field 'sizes' adds up to " + std::to_string(total) + ", not the " +
+                        std::to_string(out.size()) + " items");
+    }
+  } else {
+    split.push_back(static_cast<uint32_t>(out.size()));
+  }
+  if (sizes != nullptr) *sizes = std::move(split);
   return out;
 }
 

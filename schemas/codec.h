@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,11 @@ inline constexpr size_t kMaxStateHeaderBytes = 16 * 1024 * 1024;
 inline constexpr size_t kMaxNameBytes = 128;
 inline constexpr size_t kMaxMessageBytes = 4096;
 inline constexpr size_t kMaxBatchItems = 4096;
+// Senders that put many items in one header keep it within this budget,
+// counting each item as its fixed cost plus its strings (method, message).
+inline constexpr size_t kHeaderBudget = 60 * 1024;
+inline constexpr size_t kBatchItemBytes = 24;   // a BATCH item but its method
+inline constexpr size_t kResultItemBytes = 24;  // a RESULTS or REPLIES item but its message
 // The most calls in one REQUESTS or REPLIES message.
 inline constexpr size_t kMaxCallsPerMessage = 256;
 inline constexpr std::string_view kConfigTopic = "zserve.config";
@@ -137,7 +143,9 @@ std::string EncodeRequests(const std::vector<RequestHeader>& calls);
 std::string EncodeReplies(const std::vector<ReplyHeader>& replies);
 std::string EncodeStatusRequest(uint64_t request_id);
 std::string EncodeReady(const ReadyHeader& h);
-std::string EncodeBatch(const std::vector<BatchItem>& items);
+// `sizes`: how the items split into handler batches, in order (PROTOCOL.md
+// 4.2); empty or one element: all of them are one batch.
+std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uint32_t> sizes = {});
 std::string EncodeResults(const std::vector<ResultItem>& items);
 std::string EncodeSimple(Command command);  // DISCONNECT, HEARTBEAT, SNAPSHOT_REQUEST
 std::string EncodeSnapshot(Command command, const Snapshot& s);  // SNAPSHOT or UPDATE
@@ -153,7 +161,10 @@ StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header);
 StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header);
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header);
 StatusOr<ReadyHeader> DecodeReady(std::string_view header);
-StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header);
+// `sizes` (if given) gets the handler batches' sizes: one element when the
+// header has none.
+StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header,
+                                             std::vector<uint32_t>* sizes = nullptr);
 StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header);
 StatusOr<Snapshot> DecodeSnapshot(std::string_view header);  // SNAPSHOT or UPDATE
 StatusOr<uint64_t> DecodeControllerHeartbeat(std::string_view header);

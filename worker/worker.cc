@@ -53,9 +53,7 @@ class Worker::Impl {
         handler_(std::move(handler)),
         log_(MakeLogger("worker", options.log_level)),
         context_(1),
-        broker_(context_, zmq::socket_type::dealer),
-        results_(context_, zmq::socket_type::pull),
-        results_address_("inproc://zserve-worker-results") {}
+        broker_(context_, zmq::socket_type::dealer) {}
 
   ~Impl() { StopPool(); }
 
@@ -68,13 +66,8 @@ class Worker::Impl {
     if (options_.threads == 0) return BadRequest("threads must be at least 1");
     drain_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (drain_fd_ < 0) return Internal("eventfd failed");
-    try {
-      results_.set(zmq::sockopt::linger, 0);
-      results_.set(zmq::sockopt::rcvhwm, 0);
-      results_.bind(results_address_);
-    } catch (const zmq::error_t& e) {
-      return Internal(std::string("worker cannot bind its results socket: ") + e.what());
-    }
+    done_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (done_fd_ < 0) return Internal("eventfd failed");
     if (Status s = Connect(); !s.ok()) return s;
     reconnect_backoff_ = options_.heartbeat_interval;
     if (!options_.controller_address.empty()) {
@@ -108,7 +101,7 @@ class Worker::Impl {
     while (true) {
       TimePoint now = Clock::now();
       items = {
-          {results_.handle(), 0, ZMQ_POLLIN, 0},
+          {nullptr, done_fd_, ZMQ_POLLIN, 0},
           {nullptr, drain_fd_, ZMQ_POLLIN, 0},
           {nullptr, wake_fd, ZMQ_POLLIN, 0},
       };
@@ -137,34 +130,7 @@ class Worker::Impl {
       if (config_) {
         if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
       }
-      // The results of every batch finished since the last turn go out in
-      // one RESULTS: one message to the broker instead of one per batch.
-      Frames merged;
-      std::vector<sc::ResultItem> merged_items;
-      size_t batches = 0;
-      while (RecvFrames(results_, &frames)) {
-        in_flight_ -= frames.size() - 1;
-        if (!connected_) {
-          // The broker has given these requests to another replica by now.
-          log_->warn("{} results dropped: no broker connection", frames.size() - 1);
-          continue;
-        }
-        if (batches > 0 && merged.size() + frames.size() - 1 > sc::kMaxBatchItems + 1) {
-          SendResults(merged, merged_items, batches, now);
-          batches = 0;
-        }
-        if (++batches == 1) {
-          merged = std::move(frames);  // alone, it goes as it is
-          frames = Frames();
-          continue;
-        }
-        if (batches == 2) merged_items = std::move(sc::DecodeResults(View(merged[0]))).value();
-        std::vector<sc::ResultItem> more = std::move(sc::DecodeResults(View(frames[0]))).value();
-        merged_items.insert(merged_items.end(), std::make_move_iterator(more.begin()),
-                            std::make_move_iterator(more.end()));
-        for (size_t i = 1; i < frames.size(); ++i) merged.push_back(std::move(frames[i]));
-      }
-      if (batches > 0) SendResults(merged, merged_items, batches, now);
+      if (items[0].revents & ZMQ_POLLIN) SendDone(now);
       while (connected_ && monitor_ && RecvFrames(monitor_, &frames)) {
         if (!refusal_logged_) {
           log_->error(
@@ -206,18 +172,6 @@ class Worker::Impl {
  private:
   std::chrono::milliseconds BrokerTimeout() const {
     return options_.heartbeat_interval * options_.heartbeat_liveness;
-  }
-
-  // `frames`: one pool batch's RESULTS as it came, or (batches > 1) the
-  // payloads of several after a stale header, whose items are `items`.
-  void SendResults(Frames& frames, std::vector<sc::ResultItem>& items, size_t batches,
-                   TimePoint now) {
-    if (batches > 1) frames[0] = ToMessage(sc::EncodeResults(items));
-    if (!SendToBroker(frames, now)) {
-      log_->warn("{} results not sent: broker unreachable", frames.size() - 1);
-    }
-    frames.clear();
-    items.clear();
   }
 
   bool SendToBroker(std::span<zmq::message_t> frames, TimePoint now) {
@@ -327,7 +281,8 @@ class Worker::Impl {
       log_->warn("broker sent {}, which a worker does not take", sc::CommandName(*command));
       return false;
     }
-    StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(header);
+    std::vector<uint32_t> sizes;
+    StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(header, &sizes);
     if (!batch.ok()) {
       log_->warn("malformed BATCH dropped: {}", batch.status().message());
       return false;
@@ -344,30 +299,34 @@ class Worker::Impl {
       (void)SendToBroker(out, Clock::now());
       return false;
     }
+    // Each handler batch of the message is a job of its own.
     TimePoint now = Clock::now();
-    Job job;
-    job.reserve(batch->size());
-    for (size_t i = 0; i < batch->size(); ++i) {
-      sc::BatchItem& b = (*batch)[i];
-      job.push_back(Item{b.token, std::move(b.method),
-                         now + std::chrono::milliseconds(b.timeout_ms), std::move(frames[i + 1]),
-                         now});
+    std::vector<Job> jobs(sizes.size());
+    size_t next = 0;
+    for (size_t j = 0; j < sizes.size(); ++j) {
+      jobs[j].reserve(sizes[j]);
+      for (uint32_t k = 0; k < sizes[j]; ++k, ++next) {
+        sc::BatchItem& b = (*batch)[next];
+        jobs[j].push_back(Item{b.token, std::move(b.method),
+                               now + std::chrono::milliseconds(b.timeout_ms),
+                               std::move(frames[next + 1]), now});
+      }
     }
-    in_flight_ += job.size();
-    if (metrics_) metrics_->Received(job.size());
+    in_flight_ += batch->size();
+    if (metrics_) metrics_->Received(batch->size());
     {
       std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(std::move(job));
+      for (Job& job : jobs) jobs_.push_back(std::move(job));
     }
-    cv_.notify_one();
+    if (jobs.size() == 1) {
+      cv_.notify_one();
+    } else {
+      cv_.notify_all();
+    }
     return false;
   }
 
   void PoolLoop() {
-    zmq::socket_t push(context_, zmq::socket_type::push);
-    push.set(zmq::sockopt::linger, 0);
-    push.set(zmq::sockopt::sndhwm, 0);
-    push.connect(results_address_);
     while (true) {
       Job job;
       {
@@ -377,13 +336,13 @@ class Worker::Impl {
         job = std::move(jobs_.front());
         jobs_.pop_front();
       }
-      Process(job, push);
+      Process(job);
     }
   }
 
   // Runs one received batch: split by method, skip expired items, call the
-  // handler, and send one RESULTS for the lot.
-  void Process(Job& job, zmq::socket_t& push) {
+  // handler, and hands the results to the I/O thread.
+  void Process(Job& job) {
     std::vector<sc::ResultItem> results(job.size());
     std::vector<zmq::message_t> payloads(job.size());
     std::map<std::string_view, std::vector<size_t>> by_method;
@@ -437,17 +396,66 @@ class Worker::Impl {
       }
       if (!failure.empty()) log_->warn("{}", failure);
     }
-    Frames frames;
-    frames.reserve(job.size() + 1);
-    frames.push_back(ToMessage(sc::EncodeResults(results)));
     if (metrics_) {
       for (const sc::ResultItem& r : results) metrics_->Answered(r.code != StatusCode::kOk);
     }
-    for (auto& p : payloads) frames.push_back(std::move(p));
-    for (size_t i = 0; i < frames.size(); ++i) {
-      push.send(frames[i],
-                i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    // The I/O thread sends every result done since its last turn in one
+    // RESULTS; it is woken only when the queue was empty.
+    bool was_empty;
+    {
+      std::lock_guard<std::mutex> lock(done_mu_);
+      was_empty = done_items_.empty();
+      std::move(results.begin(), results.end(), std::back_inserter(done_items_));
+      std::move(payloads.begin(), payloads.end(), std::back_inserter(done_payloads_));
     }
+    if (was_empty) {
+      uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = write(done_fd_, &one, sizeof one);
+    }
+  }
+
+  // I/O thread: sends the results the pool finished, as few RESULTS as the
+  // limits allow.
+  void SendDone(TimePoint now) {
+    uint64_t v;
+    [[maybe_unused]] ssize_t n = read(done_fd_, &v, sizeof v);  // before taking: no lost wake-up
+    std::vector<sc::ResultItem> items;
+    Frames payloads;
+    {
+      std::lock_guard<std::mutex> lock(done_mu_);
+      items.swap(done_items_);
+      payloads.swap(done_payloads_);
+    }
+    if (items.empty()) return;
+    in_flight_ -= items.size();
+    if (!connected_) {
+      // The broker has given these requests to another replica by now.
+      log_->warn("{} results dropped: no broker connection", items.size());
+      return;
+    }
+    std::vector<sc::ResultItem> chunk;
+    Frames frames(1);
+    size_t header_bytes = 0;
+    auto send = [&] {
+      frames[0] = ToMessage(sc::EncodeResults(chunk));
+      if (!SendToBroker(frames, now)) {
+        log_->warn("{} results not sent: broker unreachable", chunk.size());
+      }
+      chunk.clear();
+      frames.resize(1);
+      header_bytes = 0;
+    };
+    for (size_t i = 0; i < items.size(); ++i) {
+      size_t cost = sc::kResultItemBytes + std::min(items[i].message.size(), sc::kMaxMessageBytes);
+      if (!chunk.empty() &&
+          (chunk.size() == sc::kMaxBatchItems || header_bytes + cost > sc::kHeaderBudget)) {
+        send();
+      }
+      chunk.push_back(std::move(items[i]));
+      frames.push_back(std::move(payloads[i]));
+      header_bytes += cost;
+    }
+    send();
   }
 
   std::string MethodList() const {
@@ -466,6 +474,8 @@ class Worker::Impl {
     pool_.clear();
     if (drain_fd_ >= 0) close(drain_fd_);
     drain_fd_ = -1;
+    if (done_fd_ >= 0) close(done_fd_);
+    done_fd_ = -1;
   }
 
   WorkerOptions options_;
@@ -476,8 +486,6 @@ class Worker::Impl {
   zmq::socket_t monitor_;  // PAIR: broker_'s handshake refusals (with CURVE only)
   uint64_t monitors_ = 0;  // monitor endpoints made, for unique names
   bool refusal_logged_ = false;
-  zmq::socket_t results_;  // I/O thread only
-  std::string results_address_;
   int drain_fd_ = -1;
   std::atomic<bool> drain_requested_{false};
   size_t in_flight_ = 0;  // I/O thread only
@@ -491,6 +499,13 @@ class Worker::Impl {
   std::unique_ptr<sc::ConfigSubscriber> config_;    // I/O thread only; null: not following
   std::unique_ptr<worker::WorkerMetrics> metrics_;  // null: no metrics; any thread
   std::optional<std::string> user_config_;          // last one the handler took
+
+  // Results the pool finished, for the I/O thread (SendDone); done_fd_ is
+  // written when they go from none to some.
+  std::mutex done_mu_;
+  std::vector<sc::ResultItem> done_items_;  // guarded by done_mu_
+  Frames done_payloads_;                    // guarded by done_mu_, one per item
+  int done_fd_ = -1;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -7,6 +7,7 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "schemas/codec.h"
 #include "tests/e2e/raw_socket.h"
@@ -175,6 +176,31 @@ TEST_CASE("several calls in one REQUESTS message are answered in REPLIES", "[e2e
   CHECK(got[11].second == "a");
   CHECK(got[12].first.code == StatusCode::kNotFound);
   CHECK(got[13].first.code == StatusCode::kHandlerError);
+
+  // Many long error messages: the broker splits its REPLIES so that each
+  // header stays within the 64 KiB the client reads.
+  std::vector<sc::RequestHeader> failing;
+  Strings frames{""};
+  for (uint64_t id = 100; id < 132; ++id) {
+    failing.push_back({id, "fail", "__call__", 5000, "", 0});
+    frames.push_back("error:" + std::string(4000, 'e'));
+  }
+  frames[0] = sc::EncodeRequests(failing);
+  SendStrings(s, frames);
+  std::set<uint64_t> failed;
+  while (failed.size() < failing.size()) {
+    std::optional<Strings> m = RecvStrings(s, milliseconds(10'000));
+    INFO("long errors answered so far: " << failed.size());
+    REQUIRE(m);
+    REQUIRE((*m)[0].size() <= sc::kMaxHeaderBytes);
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies((*m)[0]);
+    REQUIRE(replies.ok());
+    for (const sc::ReplyHeader& r : *replies) {
+      CHECK(r.code == StatusCode::kHandlerError);
+      CHECK(r.message.size() >= 4000);
+      CHECK(failed.insert(r.request_id).second);
+    }
+  }
 
   // Calls and payload frames that do not match: each call is refused.
   SendStrings(s, {sc::EncodeRequests(calls), "only one"});

@@ -552,6 +552,13 @@ TEST_CASE("Hostile client messages are refused with BAD_REQUEST or dropped and c
   CHECK(counters.at("malformed_client") > 10);
 }
 
+// `w` as the one replica of backend "raw", registered once STATUS shows it.
+void RegisterRaw(HostileStack& roles, RawWorker& w, uint32_t capacity) {
+  w.Register("raw", "raw-a", capacity);
+  WaitForStatus(roles.client(),
+                [](const nlohmann::json& j) { return j["backends"]["raw"]["replicas"] == 1; });
+}
+
 TEST_CASE("A request id reused while the first is in flight is answered once for each request",
           "[e2e][hostile]") {
   // PROTOCOL.md §4.1: request ids MUST be unique among a client's requests in
@@ -561,10 +568,8 @@ TEST_CASE("A request id reused while the first is in flight is answered once for
   HostileStack roles;
   zmq::context_t ctx;
   RawWorker a(ctx, roles.worker_address());
-  a.Register("raw", "raw-a", /*capacity=*/2);
+  RegisterRaw(roles, a, 2);
   RawClient raw(ctx, roles.client_address());
-  WaitForStatus(roles.client(),
-                [](const nlohmann::json& j) { return j["backends"]["raw"]["replicas"] == 1; });
   Counters before = raw.GetCounters();
   raw.SendStrings({Request(7, "raw"), "first"});
   std::vector<uint64_t> first = a.NextBatch(kWait);
@@ -589,6 +594,62 @@ TEST_CASE("A request id reused while the first is in flight is answered once for
   }
   CHECK(payloads == Strings{"answer to second", "answer to first"});
   CheckCounters(before, raw.GetCounters(), "", 0);  // and no third reply came
+  roles.CheckHealthy();
+}
+
+TEST_CASE("Calls dispatched to one replica in one turn share a BATCH of handler batches",
+          "[e2e][hostile]") {
+  // PROTOCOL.md §4.2: the broker puts what it dispatches to one replica in a
+  // loop turn in one BATCH, split into handler batches by `sizes`; the raw
+  // backend's max_batch_size is 1, so five calls are five batches of one.
+  HostileStack roles;
+  zmq::context_t ctx;
+  RawWorker a(ctx, roles.worker_address());
+  RegisterRaw(roles, a, 5);
+  RawClient raw(ctx, roles.client_address());
+  std::vector<sc::RequestHeader> calls;
+  Strings frames{""};
+  for (uint64_t id = 1; id <= 5; ++id) {
+    calls.push_back({id, "raw", "__call__", 5000, "", 0});
+    frames.push_back("call " + std::to_string(id));
+  }
+  frames[0] = sc::EncodeRequests(calls);
+  raw.SendStrings(frames);
+  std::optional<Strings> m = a.Next();
+  INFO("expected one BATCH, got " << Show(m));
+  REQUIRE(m);
+  std::vector<uint32_t> sizes;
+  StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch((*m)[0], &sizes);
+  REQUIRE(batch.ok());
+  REQUIRE(batch->size() == 5);
+  CHECK(sizes == std::vector<uint32_t>{1, 1, 1, 1, 1});
+  Strings payloads(m->begin() + 1, m->end());
+  std::sort(payloads.begin(), payloads.end());
+  CHECK(payloads == Strings(frames.begin() + 1, frames.end()));
+  // All five answered in one RESULTS reach the client, each once.
+  std::vector<sc::ResultItem> results;
+  Strings answer{""};
+  for (size_t i = 0; i < batch->size(); ++i) {
+    results.push_back({(*batch)[i].token, StatusCode::kOk, ""});
+    answer.push_back("answer to " + (*m)[i + 1]);
+  }
+  answer[0] = sc::EncodeResults(results);
+  a.SendStrings(answer);
+  std::map<uint64_t, std::string> got;
+  while (got.size() < 5) {
+    std::optional<Strings> r = raw.RecvStrings();
+    INFO("replies so far " << got.size() << ", then " << Show(r));
+    REQUIRE(r);
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies((*r)[0]);
+    REQUIRE(replies.ok());
+    REQUIRE(replies->size() + 1 == r->size());
+    for (size_t i = 0; i < replies->size(); ++i) {
+      CHECK((*replies)[i].code == StatusCode::kOk);
+      CHECK(got.count((*replies)[i].request_id) == 0);
+      got[(*replies)[i].request_id] = (*r)[i + 1];
+    }
+  }
+  for (uint64_t id = 1; id <= 5; ++id) CHECK(got[id] == "answer to call " + std::to_string(id));
   roles.CheckHealthy();
 }
 

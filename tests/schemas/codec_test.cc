@@ -179,6 +179,40 @@ TEST_CASE("BATCH round-trips several items in order", "[schemas]") {
   }
 }
 
+TEST_CASE("BATCH carries how its items split into handler batches", "[schemas]") {
+  std::vector<sc::BatchItem> items = {{1, "m", 10}, {2, "m", 10}, {3, "m", 10}, {4, "m", 10}};
+  std::vector<uint32_t> sizes;
+  auto got = sc::DecodeBatch(sc::EncodeBatch(items, std::vector<uint32_t>{1, 2, 1}), &sizes);
+  REQUIRE(got.ok());
+  CHECK(got->size() == 4);
+  CHECK(sizes == std::vector<uint32_t>{1, 2, 1});
+  // Without sizes (or with one) the whole message is one batch.
+  got = sc::DecodeBatch(sc::EncodeBatch(items), &sizes);
+  REQUIRE(got.ok());
+  CHECK(sizes == std::vector<uint32_t>{4});
+  got = sc::DecodeBatch(sc::EncodeBatch(items, std::vector<uint32_t>{4}), &sizes);
+  REQUIRE(got.ok());
+  CHECK(sizes == std::vector<uint32_t>{4});
+}
+
+TEST_CASE("BATCH sizes that do not add up to its items are refused", "[schemas]") {
+  std::vector<sc::BatchItem> items = {{1, "m", 10}, {2, "m", 10}, {3, "m", 10}};
+  struct Case {
+    std::vector<uint32_t> sizes;
+    std::string error;
+  };
+  for (const Case& c : std::vector<Case>{{{1, 1}, "adds up to 2, not the 3 items"},
+                                         {{2, 2}, "adds up to 4, not the 3 items"},
+                                         {{3, 0}, "empty batch"},
+                                         {{1, 5000}, "out of range"}}) {
+    INFO(c.error);
+    auto got = sc::DecodeBatch(sc::EncodeBatch(items, c.sizes));
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(got.status().message(), Contains(c.error));
+  }
+}
+
 TEST_CASE("RESULTS round-trips OK and error items", "[schemas]") {
   std::vector<sc::ResultItem> items = {{10, StatusCode::kOk, ""},
                                        {11, StatusCode::kHandlerError, "boom"},

@@ -50,8 +50,9 @@ constexpr milliseconds kWait{5000};  // the most any expected message may take
 class FakeBroker : public zserve::testing::FakeRouter {
  public:
   Status SendBatch(const std::vector<sc::BatchItem>& items,
-                   const std::vector<std::string>& payloads) {
-    std::vector<std::string> frames{sc::EncodeBatch(items)};
+                   const std::vector<std::string>& payloads,
+                   const std::vector<uint32_t>& sizes = {}) {
+    std::vector<std::string> frames{sc::EncodeBatch(items, sizes)};
     frames.insert(frames.end(), payloads.begin(), payloads.end());
     return Send(frames);
   }
@@ -285,6 +286,48 @@ TEST_CASE("a BATCH of mixed methods is split so each handler call sees one metho
     for (const std::string& m : methods) ++per_method[m];
   }
   CHECK(per_method == std::map<std::string, size_t>{{"a", 3}, {"b", 2}, {"c", 1}});
+}
+
+TEST_CASE("each handler batch of a BATCH is its own handler call", "[worker]") {
+  std::mutex mu;
+  std::multiset<size_t> call_sizes;
+  auto handler = zserve::MakeBatchHandler([&](std::span<const Request> batch) {
+    std::vector<Result> out;
+    for (const Request& r : batch) out.emplace_back(std::string(r.payload));
+    std::lock_guard<std::mutex> lock(mu);
+    call_sizes.insert(batch.size());
+    return out;
+  });
+  Harness h(std::move(handler));
+  h.ExpectReady();
+  std::vector<sc::BatchItem> items;
+  std::vector<std::string> payloads;
+  for (uint64_t t = 1; t <= 6; ++t) {
+    items.push_back({t, "__call__", 5000});
+    payloads.push_back("p" + std::to_string(t));
+  }
+  // Six items in one message: batches of 1, 3 and 2 (max_batch_size 3).
+  REQUIRE(h.broker.SendBatch(items, payloads, {1, 3, 2}).ok());
+  auto answers = h.Collect({1, 2, 3, 4, 5, 6});
+  for (uint64_t t = 1; t <= 6; ++t) {
+    INFO("token " << t);
+    CHECK(answers[t].code == StatusCode::kOk);
+    CHECK(answers[t].payload == "p" + std::to_string(t));
+  }
+  CHECK(h.Stop().ok());
+  std::lock_guard<std::mutex> lock(mu);
+  CHECK(call_sizes == std::multiset<size_t>{1, 2, 3});
+}
+
+TEST_CASE("a BATCH whose sizes do not add up is dropped and the worker keeps serving", "[worker]") {
+  Harness h(zserve::MakeHandler([](const Request& r) -> Result { return std::string(r.payload); }));
+  h.ExpectReady();
+  REQUIRE(
+      h.broker.SendBatch({{1, "__call__", 5000}, {2, "__call__", 5000}}, {"a", "b"}, {1, 2}).ok());
+  REQUIRE(h.broker.SendBatch({{3, "__call__", 5000}}, {"c"}).ok());
+  auto answers = h.Collect({3});
+  CHECK(answers[3].payload == "c");
+  CHECK(h.Stop().ok());
 }
 
 TEST_CASE("an item whose time ran out is DEADLINE_EXCEEDED without a handler call", "[worker]") {
