@@ -203,8 +203,39 @@ void Router::Take(uint64_t token, const std::string& replica_id, Replica& r, Dis
   ++e.attempts;
   --e.backend->queued;
   --total_queued_;
-  ++r.in_flight;
+  SetInFlight(r, r.in_flight + 1);
   d->tokens.push_back(token);
+}
+
+void Router::SetInFlight(Replica& r, uint32_t in_flight) {
+  if (r.draining) {
+    r.in_flight = in_flight;
+    return;
+  }
+  auto& by_load = r.owner->by_load;
+  by_load.erase({r.in_flight, r.seq, &r});
+  r.in_flight = in_flight;
+  by_load.emplace(r.in_flight, r.seq, &r);
+}
+
+Router::Replica* Router::LeastLoaded(Backend& b) {
+  if (b.shared_queued > 0) {
+    // Every replica with room has something to take: the first in load
+    // order with room. Past the first few only when capacities differ.
+    for (const auto& [load, seq, r] : b.by_load) {
+      if (FreeSlots(*r, b) > 0) return r;
+    }
+    return nullptr;
+  }
+  // Only sticky requests wait: those replicas whose own queue has some.
+  Replica* best = nullptr;
+  for (const auto& [load, seq, r] : b.by_load) {
+    if (r->pinned_queued > 0 && FreeSlots(*r, b) > 0) {
+      best = r;
+      break;
+    }
+  }
+  return best;
 }
 
 // When a partial batch may go: its oldest request's enqueue time plus the
@@ -246,22 +277,11 @@ void Router::FillBackend(Backend& b, TimePoint now, std::vector<Dispatch>* out) 
     }
     // The least-loaded replica with room and something to take: no replica
     // hoards work that an idle one could run.
-    Replica* best = nullptr;
-    const std::string* best_id = nullptr;
-    uint32_t best_free = 0;
-    for (const std::string& id : b.replicas) {
-      Replica& r = replicas_.find(id)->second;
-      uint32_t free = FreeSlots(r, b);
-      if (free == 0 || (r.pinned_queued == 0 && b.shared_queued == 0)) continue;
-      if (best == nullptr || r.in_flight < best->in_flight) {
-        best = &r;
-        best_id = &id;
-        best_free = free;
-      }
-    }
+    Replica* best = LeastLoaded(b);
     if (best == nullptr) return;
+    const std::string* best_id = best->id;
     Dispatch d{*best_id, {}};
-    uint32_t take = std::min(best_free, b.config.max_batch_size);
+    uint32_t take = std::min(FreeSlots(*best, b), b.config.max_batch_size);
     uint64_t token;
     while (d.tokens.size() < take && (PopPinned(*best, *best_id, &token) || PopShared(b, &token))) {
       Take(token, *best_id, *best, &d);
@@ -299,7 +319,7 @@ Completion Router::Complete(std::string_view replica, uint64_t token) {
   Entry& e = it->second;
   Completion result = e.state == State::kInFlight ? Completion::kDeliver : Completion::kLate;
   auto r = replicas_.find(e.replica);
-  if (r != replicas_.end()) --r->second.in_flight;
+  if (r != replicas_.end()) SetInFlight(r->second, r->second.in_flight - 1);
   MarkDirty(*e.backend);
   Forget(token, e);
   entries_.erase(it);
@@ -377,9 +397,13 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
   Replica r;
   r.backend = backend;
   r.capacity = capacity;
-  replicas_.emplace(replica, std::move(r));
+  r.seq = next_replica_seq_++;
+  auto [it, added] = replicas_.emplace(replica, std::move(r));
+  it->second.id = &it->first;
   Backend& b = GetBackend(backend);
   b.replicas.push_back(replica);
+  it->second.owner = &b;
+  b.by_load.emplace(it->second.in_flight, it->second.seq, &it->second);
   MarkDirty(b);
   return Status::Ok();
 }
@@ -403,6 +427,7 @@ bool Router::StartDrain(std::string_view replica) {
   auto it = replicas_.find(replica);
   if (it == replicas_.end()) return false;
   Replica& r = it->second;
+  if (!r.draining) r.owner->by_load.erase({r.in_flight, r.seq, &r});
   r.draining = true;
   // Its sticky requests that have not started go to another replica.
   std::deque<uint64_t> pinned = std::move(r.pinned);
@@ -433,6 +458,7 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
   const std::string backend = rit->second.backend;
   Backend& b = GetBackend(backend);
   std::deque<uint64_t> pinned = std::move(rit->second.pinned);
+  b.by_load.erase({rit->second.in_flight, rit->second.seq, &rit->second});
   std::erase(b.replicas, id);
   replicas_.erase(rit);
   // Its waiting sticky requests go to the replica their key now maps to.

@@ -23,6 +23,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -152,11 +153,14 @@ class Router {
   };
   struct Replica {
     std::string backend;
-    uint32_t capacity = 0;  // 0: no limit of its own
-    uint32_t in_flight = 0;
+    uint32_t capacity = 0;   // 0: no limit of its own
+    uint32_t in_flight = 0;  // change with SetInFlight (Backend::by_load)
     bool draining = false;
-    std::deque<uint64_t> pinned;  // sticky requests waiting for this replica
-    size_t pinned_queued = 0;     // live tokens in `pinned`
+    uint64_t seq = 0;                 // registration order: ties go to the older
+    const std::string* id = nullptr;  // its key in replicas_ (nodes don't move)
+    Backend* owner = nullptr;         // kept while it has a replica
+    std::deque<uint64_t> pinned;      // sticky requests waiting for this replica
+    size_t pinned_queued = 0;         // live tokens in `pinned`
   };
   struct Backend {
     schemas::BackendConfig config;
@@ -166,6 +170,9 @@ class Router {
     size_t shared_queued = 0;              // live tokens in `queues`
     uint32_t high_streak = 0;
     std::vector<std::string> replicas;
+    // Its replicas that take work (not draining) by load, least first: the
+    // dispatcher's choice costs O(log replicas), not a scan of them all.
+    std::set<std::tuple<uint32_t, uint64_t, Replica*>> by_load;
     bool dirty = false;            // in dirty_
     bool held = false;             // a partial batch waits for its window (in held_)
     bool ever_configured = false;  // else named by READY only: forgotten when empty
@@ -186,6 +193,10 @@ class Router {
   bool PopShared(Backend& b, uint64_t* token);
   bool PopPinned(Replica& r, const std::string& id, uint64_t* token);
   void Take(uint64_t token, const std::string& replica_id, Replica& r, Dispatch* d);
+  // Changes r.in_flight and keeps its backend's by_load in order.
+  void SetInFlight(Replica& r, uint32_t in_flight);
+  // The least-loaded replica of `b` with room and something to take.
+  Replica* LeastLoaded(Backend& b);
   bool IsQueuedIn(uint64_t token, const Backend& b) const;
   void CompactIfSparse(Backend& b);
   void MarkDirty(Backend& b);
@@ -199,6 +210,7 @@ class Router {
   StringMap<Endpoint> endpoints_;
   StringMap<Backend> backends_;
   StringMap<Replica> replicas_;
+  uint64_t next_replica_seq_ = 0;
   std::unordered_map<uint64_t, Entry> entries_;
   std::set<std::pair<TimePoint, uint64_t>> deadlines_;  // of queued and in-flight tokens
   std::vector<Backend*> dirty_;                         // backends to fill

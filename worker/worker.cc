@@ -327,22 +327,32 @@ class Worker::Impl {
   }
 
   void PoolLoop() {
+    std::vector<Job> share;
+    std::vector<sc::ResultItem> results;
+    Frames payloads;
     while (true) {
-      Job job;
       {
+        // This thread's share of what waits (at least one batch): one lock
+        // and one hand-over per share, not per batch, while the other
+        // threads take theirs.
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
         if (jobs_.empty()) return;  // stop_ and nothing left
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
+        size_t n = (jobs_.size() + options_.threads - 1) / options_.threads;
+        for (size_t i = 0; i < n; ++i) {
+          share.push_back(std::move(jobs_.front()));
+          jobs_.pop_front();
+        }
       }
-      Process(job);
+      for (Job& job : share) Process(job, &results, &payloads);
+      share.clear();
+      HandOver(results, payloads);
     }
   }
 
   // Runs one received batch: split by method, skip expired items, call the
-  // handler, and hands the results to the I/O thread.
-  void Process(Job& job) {
+  // handler; appends a result and a payload per item to the out vectors.
+  void Process(Job& job, std::vector<sc::ResultItem>* results_out, Frames* payloads_out) {
     std::vector<sc::ResultItem> results(job.size());
     std::vector<zmq::message_t> payloads(job.size());
     std::map<std::string_view, std::vector<size_t>> by_method;
@@ -399,8 +409,13 @@ class Worker::Impl {
     if (metrics_) {
       for (const sc::ResultItem& r : results) metrics_->Answered(r.code != StatusCode::kOk);
     }
-    // The I/O thread sends every result done since its last turn in one
-    // RESULTS; it is woken only when the queue was empty.
+    std::move(results.begin(), results.end(), std::back_inserter(*results_out));
+    std::move(payloads.begin(), payloads.end(), std::back_inserter(*payloads_out));
+  }
+
+  // Gives finished results to the I/O thread, which sends everything done
+  // since its last turn in one RESULTS; it is woken only when there was none.
+  void HandOver(std::vector<sc::ResultItem>& results, Frames& payloads) {
     bool was_empty;
     {
       std::lock_guard<std::mutex> lock(done_mu_);
@@ -408,6 +423,8 @@ class Worker::Impl {
       std::move(results.begin(), results.end(), std::back_inserter(done_items_));
       std::move(payloads.begin(), payloads.end(), std::back_inserter(done_payloads_));
     }
+    results.clear();
+    payloads.clear();
     if (was_empty) {
       uint64_t one = 1;
       [[maybe_unused]] ssize_t n = write(done_fd_, &one, sizeof one);

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -245,6 +246,42 @@ TEST_CASE("Work goes to the least-loaded replica", "[broker]") {
   CHECK(TokensTo(ds, "w1").size() == 1);
   CHECK(TokensTo(ds, "w2").size() == 1);
   CHECK(StatusOf(r, "be").in_flight == 8);
+}
+
+TEST_CASE("Among many replicas work spreads evenly and follows completions and drains",
+          "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 2}));
+  for (int i = 0; i < 100; ++i) REQUIRE(r.AddReplica("w" + std::to_string(i), "be", 0).ok());
+  // 150 calls on 100 replicas of room 2: each gets one before any gets two.
+  for (uint64_t t = 1; t <= 150; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  std::map<std::string, std::vector<uint64_t>> held;
+  for (const Dispatch& d : r.TakeDispatches(t0)) {
+    for (uint64_t t : d.tokens) held[d.replica].push_back(t);
+  }
+  REQUIRE(held.size() == 100);
+  size_t twos = 0;
+  for (const auto& [id, tokens] : held) {
+    CHECK(tokens.size() <= 2);
+    twos += tokens.size() == 2;
+  }
+  CHECK(twos == 50);
+  // A replica holding two finishes both: it is now the least loaded.
+  auto full =
+      std::find_if(held.begin(), held.end(), [](const auto& h) { return h.second.size() == 2; });
+  REQUIRE(full != held.end());
+  const std::string emptied = full->first;
+  for (uint64_t t : full->second) CHECK(r.Complete(emptied, t) == Completion::kDeliver);
+  REQUIRE(r.Admit(1000, "ep", "", 0, t0).ok());
+  CHECK(TokensTo(r.TakeDispatches(t0), emptied) == Ids{1000});
+  // Draining, it gets nothing more; the others take the rest until full.
+  r.StartDrain(emptied);
+  for (uint64_t t = 1001; t <= 1100; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
+  CHECK(TokensTo(ds, emptied).empty());
+  CHECK(Tokens(ds).size() == 50);  // the 50 replicas that held one
+  CHECK(StatusOf(r, "be").in_flight == 150 - 2 + 1 + 50);
 }
 
 TEST_CASE("max_queued_requests bounds the queue: OVERLOADED and the queue does not grow",
