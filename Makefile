@@ -22,7 +22,7 @@ TEST_PACKAGES := prometheus curl docker-compose wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR := $(if $(filter true,$(CI)),ON,OFF)
 
-.PHONY: deps bench-deps test-deps build up test test-asan test-tsan soak bench clean format
+.PHONY: deps bench-deps test-deps build up test test-asan test-tsan soak bench bench-scale clean format
 
 # Installs the Debian packages of $(1) that are missing.
 define install_missing
@@ -58,9 +58,10 @@ test: test-deps build
 
 # The whole suite under sanitizers, each in its own build directory:
 # AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer.
-# The benchmark smoke is left out: it checks that load runs produce numbers,
-# which a 10x slower sanitizer build makes a matter of timing.
-SANITIZER_CTEST := -E bench_test
+# The benchmark smokes (comparison and scale) are left out: they check that
+# load runs produce numbers, which a 10x slower sanitizer build makes a
+# matter of timing.
+SANITIZER_CTEST := -E 'bench_test|scale_test'
 # libzmq from Debian is not instrumented: tsan.supp silences its internals.
 SANITIZER_ENV := ASAN_OPTIONS=abort_on_error=0:halt_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -86,6 +87,13 @@ bench: bench-deps build
 	cmake -S . -B $(BUILD_DIR) > /dev/null
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 	bench/run.sh --build-dir $(BUILD_DIR) --docs docs
+
+# The scale benchmark (issue #7, minutes): 1 to 1000 simulated replicas,
+# 10 000 endpoints, the broker's memory per queued request. Writes
+# $(BUILD_DIR)/bench-scale/scale.jsonl and prints the table of
+# docs/benchmarks.md "Scale".
+bench-scale: build
+	bench/scale.sh --build-dir $(BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

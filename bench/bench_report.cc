@@ -129,7 +129,7 @@ std::string ReadFile(const std::string& path) {
 }
 
 struct WriteArgs {
-  std::string results, machine, profile, markdown, png, plot_dir;
+  std::string results, machine, scale, profile, markdown, png, plot_dir;
   int max_cq = 0, reps = 0;
   double duration = 0, warmup = 0;
 };
@@ -320,9 +320,8 @@ int Write(const WriteArgs& a) {
     md << "\nThe issue asks for a `batch` example handler; the echo handler is measured instead "
           "(it receives the same batches).\n\n";
   }
-  md << "## Scale\n\nNot measured yet: 1, 10, 100 and 1 000 replicas (simulated in one process) "
-        "and 10 000 endpoints, with broker memory per queued request, need a many-replica "
-        "harness that is not written.\n\n";
+  // Measured by other runs (bench/scale.sh, by hand): kept beside the script.
+  if (!a.scale.empty()) md << ReadFile(a.scale);
   md << ReadFile(a.profile);
 
   std::ofstream(a.markdown) << md.str();
@@ -384,6 +383,7 @@ int main(int argc, char** argv) {
   CLI::App* write = app.add_subcommand("write", "Write the markdown and the gnuplot script");
   write->add_option("--results", w.results)->required();
   write->add_option("--machine", w.machine)->required();
+  write->add_option("--scale", w.scale, "Markdown appended as is (`make bench-scale`'s findings)");
   write->add_option("--profile", w.profile, "Markdown appended as is (the profile findings)");
   write->add_option("--markdown", w.markdown)->required();
   write->add_option("--png", w.png, "Chart path (default: beside the markdown)");

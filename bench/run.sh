@@ -58,45 +58,9 @@ if ! command -v nats-server >/dev/null || [ ! -x "$BIN/nats_bench_client" ]; the
 fi
 
 # --- processes: started here, stopped by PID --------------------------------
-STARTED=()
-LAST_PID=0
-
-start_bg() {  # NAME CMD...: stdout to OUT/NAME.out, stderr to OUT/NAME.err
-  local name=$1; shift
-  "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" &
-  LAST_PID=$!
-  STARTED+=("$LAST_PID")
-}
-
-# Waits until FILE has a line matching PATTERN, at most SECONDS, while PID lives.
-wait_line() {
-  local file=$1 pattern=$2 seconds=$3 pid=$4 i
-  for ((i = 0; i < seconds * 20; i++)); do
-    grep -q -- "$pattern" "$file" 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05  # the condition is re-checked; the bound is what counts
-  done
-  echo "run.sh: no '$pattern' in $file; its stderr:" >&2
-  tail -n 20 "${file%.out}.err" >&2 || true
-  return 1
-}
-
-stop_pid() {  # SIGTERM, a bounded wait, then SIGKILL
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-stop_all() {
-  local pid
-  for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-  STARTED=()
-}
+PROG=run.sh
+# shellcheck source=bench/procs.sh
+source "$(dirname "$0")/procs.sh"
 trap stop_all EXIT
 
 # --- the three systems -------------------------------------------------------
@@ -247,7 +211,8 @@ echo "== $(wc -l < "$RESULTS") runs in $RESULTS" >&2
 if [ "$MODE" = full ]; then
   machine > "$OUT/machine.md"
   "$BIN/bench_report" write --results "$RESULTS" --machine "$OUT/machine.md" \
-    --profile "$(dirname "$0")/broker_profile.md" --markdown "$DOCS/benchmarks.md" \
+    --scale "$(dirname "$0")/scale.md" --profile "$(dirname "$0")/broker_profile.md" \
+    --markdown "$DOCS/benchmarks.md" \
     --plot-dir "$OUT" --max-cq "$MAX_CQ" --duration "$DUR" --warmup "$WARM" --reps "$REPS"
   if command -v gnuplot >/dev/null; then
     gnuplot "$OUT/benchmarks.gp" && echo "== wrote $DOCS/benchmarks.png" >&2
