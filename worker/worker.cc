@@ -318,11 +318,9 @@ class Worker::Impl {
       std::lock_guard<std::mutex> lock(mu_);
       for (Job& job : jobs) jobs_.push_back(std::move(job));
     }
-    if (jobs.size() == 1) {
-      cv_.notify_one();
-    } else {
-      cv_.notify_all();
-    }
+    // As many threads as there are batches to share, no more: the others
+    // stay asleep.
+    for (size_t i = 0; i < std::min<size_t>(jobs.size(), options_.threads); ++i) cv_.notify_one();
     return false;
   }
 
