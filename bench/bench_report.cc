@@ -37,6 +37,7 @@ struct Key {
 struct Cell {
   std::vector<double> rps, p50, p90, p99, p999, broker_cpu;
   uint64_t errors = 0;
+  std::map<std::string, uint64_t> error_kinds;  // summed over repetitions
   std::string settings;
 };
 
@@ -78,6 +79,11 @@ std::map<Key, Cell> Load(const std::string& path) {
       c.broker_cpu.push_back(j["broker_cpu_us_per_request"].get<double>());
     }
     c.errors += j.value("error_count", uint64_t{0});
+    if (j["errors"].is_object()) {
+      for (const auto& [kind, n] : j["errors"].items()) {
+        if (n.is_number_unsigned()) c.error_kinds[kind] += n.get<uint64_t>();
+      }
+    }
     c.settings = j.value("settings", "");
   }
   return cells;
@@ -244,7 +250,17 @@ int Write(const WriteArgs& a) {
   }
   md << " | " << met(!std::isnan(open_p99), open_p99 <= 1000) << " |\n\n";
   md << "Errors over all runs: " << total_errors
-     << (total_errors == 0 ? " (every request got its reply)." : " — see results.jsonl.") << "\n\n";
+     << (total_errors == 0 ? " (every request got its reply)." : ", by run (all repetitions):")
+     << "\n\n";
+  for (const auto& [k, c] : cells) {
+    if (c.errors == 0) continue;
+    md << "- " << k.system << ", " << k.kind << " at " << Num(k.load)
+       << (k.kind == "open" ? " req/s" : " in flight") << ", " << SizeName(k.size) << ", "
+       << k.replicas << " replicas:";
+    for (const auto& [kind, n] : c.error_kinds) md << " " << kind << " " << Num(n);
+    md << "\n";
+  }
+  if (total_errors > 0) md << "\n";
 
   // Closed loop tables: one row per payload, in-flight count and replicas.
   auto for_each_row = [&](const auto& row) {
@@ -301,7 +317,11 @@ int Write(const WriteArgs& a) {
     md << "\nThe raw ZeroMQ rows are the floor this load generator reaches on this machine at "
           "each rate: between arrivals it waits in slices of at most 50 µs (the client APIs "
           "poll in whole milliseconds), and on two shared cores its wake-ups compete with the "
-          "servers.\n\n";
+          "servers. A rate past what a system sustains shows as errors (listed under the goals): "
+          "zserve's broker answers OVERLOADED once one connection has 10 000 calls unanswered "
+          "(`--max-inflight-per-client`) instead of queueing without bound; NATS's "
+          "CLIENT_BACKLOG is the load generator's own bound on calls outstanding "
+          "(`--max-outstanding`, 100 000).\n\n";
   }
 
   md << "## Batching (`max_batch_size`, echo handler, 1000 in flight, " << SizeName(small) << ", "
