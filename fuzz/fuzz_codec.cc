@@ -175,11 +175,22 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
       return r.ok();
     }
     case 4: {
-      StatusOr<std::vector<BatchItem>> r = DecodeBatch(h);
+      std::vector<uint32_t> sizes;
+      StatusOr<std::vector<BatchItem>> r = DecodeBatch(h, &sizes);
       if (r.ok() && (r->empty() || r->size() > kMaxBatchItems)) {
         Fail("BATCH", "decoded " + std::to_string(r->size()) + " items");
       }
-      RoundTrip("BATCH", r, DecodeBatch, EncodeBatch);
+      if (r.ok()) {
+        uint64_t total = 0;
+        for (uint32_t n : sizes) total += n;
+        if (total != r->size()) Fail("BATCH", "handler batch sizes do not add up to the items");
+      }
+      // Round trip with the handler batches the header had.
+      std::vector<uint32_t> again;
+      RoundTrip(
+          "BATCH", r, [&again](std::string_view b) { return DecodeBatch(b, &again); },
+          [&sizes](const std::vector<BatchItem>& items) { return EncodeBatch(items, sizes); });
+      if (r.ok() && again != sizes) Fail("BATCH", "handler batch sizes differ after a round trip");
       return r.ok();
     }
     case 5: {

@@ -87,6 +87,9 @@ void CodecSeeds() {
   Write(t, "status", sc::EncodeStatusRequest(9));
   Write(t, "ready", sc::EncodeReady({"echo", "host-1", 4}));
   Write(t, "batch", sc::EncodeBatch({{1, "__call__", 100}, {2, "predict", 0}}));
+  Write(t, "batch_sizes",
+        sc::EncodeBatch({{1, "__call__", 100}, {2, "__call__", 0}, {3, "m", 5}},
+                        std::vector<uint32_t>{1, 2}));
   Write(t, "results",
         sc::EncodeResults({{1, StatusCode::kOk, ""}, {2, StatusCode::kHandlerError, "boom"}}));
   Write(t, "disconnect", sc::EncodeSimple(sc::Command::kDisconnect));
