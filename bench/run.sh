@@ -65,13 +65,13 @@ trap stop_all EXIT
 
 # --- the three systems -------------------------------------------------------
 ZS_ADDR="" ZS_BROKER_PID=0
-zserve_up() {  # REPLICAS [MAX_BATCH_SIZE]
-  local replicas=$1 batch=${2:-1} dir="$OUT/zserve-r$1-b${2:-1}"
+zserve_up() {  # REPLICAS [MAX_BATCH_SIZE [HANDLER]]
+  local replicas=$1 batch=${2:-1} handler=${3:-echo} dir="$OUT/zserve-r$1-b${2:-1}-${3:-echo}"
   mkdir -p "$dir"
   cat > "$dir/deployment.yaml" <<YAML
 backends:
   echo:
-    handler: echo
+    handler: $handler
     num_replicas: $replicas
     max_batch_size: $batch
     max_concurrent_queries: $MAX_CQ
@@ -197,10 +197,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
   stop_all
 done
 
-# --- batching: max_batch_size under saturation -------------------------------
+# --- batching: max_batch_size under saturation, the `batch` handler ---------
+# (a model on an accelerator: 1 ms per handler call plus 10 µs per request)
 for batch in $BATCH_SIZES; do
   for ((rep = 1; rep <= REPS; rep++)); do
-    zserve_up "$top" "$batch"
+    zserve_up "$top" "$batch" batch
     run_load "$ZSERVE" bench --broker "$ZS_ADDR" --inflight 1000 --size 100 \
       --broker-pid "$ZS_BROKER_PID" --tag "rep=$rep,replicas=$top,kind=batch,max_batch_size=$batch"
     stop_all

@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
       worker_cmd->add_option_group("handler", "What handles the requests (exactly one)");
   worker_handler
       ->add_option("--handler", handler_name,
-                   "Built-in handler: echo, sleep, fail, dense, batch_size, whoami, config")
+                   "Built-in handler: echo, sleep, fail, dense, batch, batch_size, whoami, config")
       ->envname("ZSERVE_HANDLER");
   CLI::Option* plugin_opt =
       worker_handler

@@ -80,7 +80,7 @@ class ConfigHandler final : public Handler {
 }  // namespace
 
 std::vector<std::string> BuiltinHandlerNames() {
-  return {"echo", "sleep", "fail", "dense", "batch_size", "whoami", "config"};
+  return {"echo", "sleep", "fail", "dense", "batch", "batch_size", "whoami", "config"};
 }
 
 StatusOr<std::unique_ptr<Handler>> MakeBuiltinHandler(const std::string& name,
@@ -111,6 +111,17 @@ StatusOr<std::unique_ptr<Handler>> MakeBuiltinHandler(const std::string& name,
     });
   }
   if (name == "dense") return std::unique_ptr<Handler>(std::make_unique<DenseHandler>());
+  if (name == "batch") {
+    return MakeBatchHandler([](std::span<const Request> batch) {
+      // The device's time, not synchronisation.
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          kBatchCallUs + kBatchItemUs * static_cast<uint32_t>(batch.size())));
+      std::vector<Result> out;
+      out.reserve(batch.size());
+      for (const Request& r : batch) out.emplace_back(std::string(r.payload));
+      return out;
+    });
+  }
   if (name == "batch_size") {
     return MakeBatchHandler([](std::span<const Request> batch) {
       return std::vector<Result>(batch.size(), std::to_string(batch.size()));

@@ -8,6 +8,11 @@
 //   dense  a small dense layer, batched as one matrix product: each payload
 //          is 64 float32 (256 bytes, little-endian), each reply 16 float32,
 //          relu(x W + b) with fixed weights. Method `__call__` only.
+//   batch  a model on an accelerator, for batching measurements: each
+//          handler call waits kBatchCallUs plus kBatchItemUs per request
+//          (waiting, not computing, as a host thread waits for a device),
+//          then returns every payload. Larger batches amortise the fixed
+//          part; bench/run.sh measures max_batch_size 1, 8, 32 with it.
 //   batch_size  replies with the size of the batch its request was handled
 //          in, as decimal text (to observe batching).
 //   whoami replies with the replica's tag (to observe sticky routing).
@@ -29,6 +34,8 @@ struct BuiltinOptions {
   std::string replica_tag;  // for whoami
 };
 
+inline constexpr uint32_t kBatchCallUs = 1000;
+inline constexpr uint32_t kBatchItemUs = 10;
 inline constexpr size_t kDenseInputs = 64;
 inline constexpr size_t kDenseOutputs = 16;
 

@@ -649,6 +649,22 @@ TEST_CASE("builtin sleep waits the given milliseconds and returns the payload", 
   CHECK(elapsed < milliseconds(2000));
 }
 
+TEST_CASE("builtin batch returns every payload after one call's device time", "[worker]") {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 32; ++i) payloads.push_back("item " + std::to_string(i));
+  const auto start = Clock::now();
+  auto out = CallBuiltin("batch", payloads);
+  const auto elapsed = Clock::now() - start;
+  REQUIRE(out.size() == payloads.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    REQUIRE(out[i].ok());
+    CHECK(*out[i] == payloads[i]);
+  }
+  // One wait for the whole batch: 1 ms plus 10 µs per request.
+  CHECK(elapsed >= std::chrono::microseconds(zserve::worker::kBatchCallUs +
+                                             32 * zserve::worker::kBatchItemUs));
+}
+
 TEST_CASE("builtin fail gives an error for error: and throws for throw:", "[worker]") {
   auto handler = zserve::worker::MakeBuiltinHandler("fail", {});
   REQUIRE(handler.ok());
