@@ -212,10 +212,13 @@ void Router::SetInFlight(Replica& r, uint32_t in_flight) {
     r.in_flight = in_flight;
     return;
   }
+  // The same node, re-keyed: no allocation per dispatch or completion.
   auto& by_load = r.owner->by_load;
-  by_load.erase({r.in_flight, r.seq, &r});
+  auto node = by_load.extract({r.in_flight, r.seq, &r});
+  if (node.empty()) std::abort();  // by_load and the replica out of step
   r.in_flight = in_flight;
-  by_load.emplace(r.in_flight, r.seq, &r);
+  std::get<0>(node.value()) = in_flight;
+  by_load.insert(std::move(node));
 }
 
 Router::Replica* Router::LeastLoaded(Backend& b) {
