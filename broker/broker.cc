@@ -57,17 +57,19 @@ StatusOr<std::unique_ptr<Broker>> Broker::Create(const BrokerOptions& options) {
                             b->log_, options.metrics);
   if (!zap.ok()) return zap.status();
   b->zap_ = std::move(zap).value();
-  if (Status s = SecureServer(b->clients_, options.curve_key, kDomainClient); !s.ok()) return s;
-  if (Status s = SecureServer(b->workers_, options.curve_key, kDomainWorker); !s.ok()) return s;
+  if (Status s = SecureServer(b->clients_.socket(), options.curve_key, kDomainClient); !s.ok())
+    return s;
+  if (Status s = SecureServer(b->workers_.socket(), options.curve_key, kDomainWorker); !s.ok())
+    return s;
   try {
-    ConfigureRouter(b->clients_);
-    ConfigureRouter(b->workers_);
+    ConfigureRouter(b->clients_.socket());
+    ConfigureRouter(b->workers_.socket());
     // A frame over the limit closes its connection inside ZeroMQ, before
     // zserve sees it; smaller frames adding up to more are answered.
-    b->clients_.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
-    b->workers_.set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
-    b->clients_.bind(options.client_bind);
-    b->workers_.bind(options.worker_bind);
+    b->clients_.socket().set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
+    b->workers_.socket().set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
+    b->clients_.socket().bind(options.client_bind);
+    b->workers_.socket().bind(options.worker_bind);
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("broker cannot bind: ") + e.what());
   }
@@ -84,7 +86,7 @@ StatusOr<std::unique_ptr<Broker>> Broker::Create(const BrokerOptions& options) {
 
 Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
   Frames frames;
-  std::vector<zmq::pollitem_t> items;
+  std::vector<PollItem> items;
   while (true) {
     TimePoint now = Clock::now();
     // The poll timeout is the next timer: a deadline, a batch window or a
@@ -106,24 +108,24 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
     // The wake fd first, then workers, then the controller; clients last, and
     // only once there is a config (until then their requests wait).
     items.clear();
-    items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    items.push_back({workers_.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({.fd = wake_fd});
+    items.push_back({.socket = &workers_});
     config_->AddPollItems(&items);
-    if (serve_clients) items.push_back({clients_.handle(), 0, ZMQ_POLLIN, 0});
+    if (serve_clients) items.push_back({.socket = &clients_});
     try {
-      zmq::poll(items.data(), items.size(), timeout);
+      Poll(items, timeout);
     } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
+      return Internal(std::string("poll failed: ") + e.what());
     }
-    if ((items[0].revents & ZMQ_POLLIN) && should_stop()) break;
+    if (items[0].ready && should_stop()) break;
     now = Clock::now();
     if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
-    for (int i = 0; i < kReadBurst && RecvFrames(workers_, &frames); ++i) {
+    for (int i = 0; i < kReadBurst && workers_.Recv(&frames); ++i) {
       HandleWorker(frames, now);
     }
     CheckLiveness(now);
     if (router_.has_config()) {
-      for (int i = 0; i < kReadBurst && RecvFrames(clients_, &frames); ++i) {
+      for (int i = 0; i < kReadBurst && clients_.Recv(&frames); ++i) {
         HandleClient(frames, now);
       }
     }
@@ -354,7 +356,7 @@ void Broker::HandleMmi(Frames& frames, std::string_view service, size_t body_fra
   }
   Frames reply =
       mdp::ClientReply(Copy(frames[0]), service, zmq::message_t(answer.data(), answer.size()));
-  if (!SendFrames(clients_, reply).ok()) metrics_->Dropped(Drop::kUndeliverableReply);
+  if (!clients_.Send(reply).ok()) metrics_->Dropped(Drop::kUndeliverableReply);
 }
 
 void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {
@@ -673,7 +675,7 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
   };
   auto send = [&] {
     frames[1] = ToMessage(sc::EncodeBatch(items, sizes));
-    if (Status s = SendFrames(workers_, frames); !s.ok()) {
+    if (Status s = workers_.Send(frames); !s.ok()) {
       LoseReplica(replica, s.message());  // requeues what it held, unsent items too
       return false;
     }
@@ -724,7 +726,7 @@ void Broker::SendMdpRequests(Dispatch& d, TimePoint now) {
     }
     metrics_->Dispatched(slot.timing, now);
     Frames frames = mdp::WorkerRequest(d.replica, token, Copy(slot.payload));  // kept for retry
-    if (Status s = SendFrames(workers_, frames); !s.ok()) {
+    if (Status s = workers_.Send(frames); !s.ok()) {
       LoseReplica(d.replica, s.message());  // requeues the rest of this dispatch too
       return;
     }
@@ -791,7 +793,7 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
   zmq::message_t frames[3] = {
       Copy(client), ToMessage(sc::EncodeReply({request_id, status.code(), status.message()})),
       std::move(payload)};
-  if (!SendFrames(clients_, frames).ok()) {
+  if (!clients_.Send(frames).ok()) {
     metrics_->Dropped(Drop::kUndeliverableReply);
     log_->debug("reply to request {} undeliverable: client gone", request_id);
   }
@@ -805,7 +807,7 @@ void Broker::SendReplies(ReplyBatch& b) {
   frames.push_back(Copy(b.client));
   frames.push_back(ToMessage(header));
   for (zmq::message_t& p : b.payloads) frames.push_back(std::move(p));
-  if (!SendFrames(clients_, frames).ok()) {
+  if (!clients_.Send(frames).ok()) {
     for (size_t i = 0; i < b.headers.size(); ++i) metrics_->Dropped(Drop::kUndeliverableReply);
     log_->debug("{} replies undeliverable: client gone", b.headers.size());
   }
@@ -822,14 +824,14 @@ void Broker::FlushReplies() {
 
 void Broker::SendToWorker(const std::string& replica, std::string header) {
   zmq::message_t frames[2] = {zmq::message_t(replica.data(), replica.size()), ToMessage(header)};
-  (void)SendFrames(workers_, frames);
+  (void)workers_.Send(frames);
 }
 
 void Broker::ReplyMdp(const zmq::message_t& client, std::string_view service, const Status& status,
                       zmq::message_t payload) {
   Frames frames = status.ok() ? mdp::ClientReply(Copy(client), service, std::move(payload))
                               : mdp::ClientError(Copy(client), service, status);
-  if (!SendFrames(clients_, frames).ok()) {
+  if (!clients_.Send(frames).ok()) {
     metrics_->Dropped(Drop::kUndeliverableReply);
     log_->debug("MDP reply undeliverable: client gone");
   }
@@ -838,7 +840,7 @@ void Broker::ReplyMdp(const zmq::message_t& client, std::string_view service, co
 void Broker::SendHeartbeat(const std::string& replica) {
   if (mdp_replicas_.contains(replica)) {
     Frames frames = mdp::WorkerSimple(replica, mdp::WorkerCommand::kHeartbeat);
-    (void)SendFrames(workers_, frames);
+    (void)workers_.Send(frames);
   } else {
     SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
   }
@@ -847,7 +849,7 @@ void Broker::SendHeartbeat(const std::string& replica) {
 void Broker::SendDisconnect(const std::string& replica, bool mdp) {
   if (mdp) {
     Frames frames = mdp::WorkerSimple(replica, mdp::WorkerCommand::kDisconnect);
-    (void)SendFrames(workers_, frames);
+    (void)workers_.Send(frames);
   } else {
     SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
   }

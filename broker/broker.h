@@ -27,6 +27,7 @@
 #include "common/curve.h"
 #include "common/liveness.h"
 #include "common/logging.h"
+#include "common/polled_socket.h"
 #include "common/zmq_util.h"
 #include "schemas/config_subscriber.h"
 
@@ -63,8 +64,8 @@ class Broker {
   static StatusOr<std::unique_ptr<Broker>> Create(const BrokerOptions& options);
   ~Broker();
 
-  int client_port() const { return BoundPort(clients_); }
-  int worker_port() const { return BoundPort(workers_); }
+  int client_port() const { return BoundPort(clients_.socket()); }
+  int worker_port() const { return BoundPort(workers_.socket()); }
 
   Status Run(int wake_fd, const std::function<bool()>& should_stop);
 
@@ -152,8 +153,8 @@ class Broker {
 
   BrokerOptions options_;
   Logger log_;
-  zmq::socket_t clients_;
-  zmq::socket_t workers_;
+  PolledSocket clients_;
+  PolledSocket workers_;
   std::unique_ptr<schemas::ConfigSubscriber> config_;
   Router router_;
   Liveness liveness_;                // of registered replicas

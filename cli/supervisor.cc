@@ -380,7 +380,7 @@ bool StopRequested(const std::vector<int>& signals) {
 // with a new config and reaps exited children. True when asked to stop.
 bool Step(Stack& stack, schemas::ConfigSubscriber& config, SignalPipe& signals,
           std::chrono::milliseconds limit) {
-  std::vector<zmq::pollitem_t> items = {{nullptr, signals.fd(), ZMQ_POLLIN, 0}};
+  std::vector<PollItem> items = {{.fd = signals.fd()}};
   config.AddPollItems(&items);
   TimePoint now = Clock::now();
   for (std::optional<TimePoint> timer : {config.NextTimer(), stack.NextRestart(now)}) {
@@ -388,11 +388,7 @@ bool Step(Stack& stack, schemas::ConfigSubscriber& config, SignalPipe& signals,
     limit = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(*timer - now),
                        std::chrono::milliseconds(0), limit);
   }
-  try {
-    zmq::poll(items, limit);
-  } catch (const zmq::error_t&) {
-    // EINTR: a signal; it is on the pipe.
-  }
+  Poll(items, limit);  // a signal (EINTR) returns early; it is on the pipe
   bool stop = StopRequested(signals.Take());
   if (std::optional<schemas::Snapshot> snapshot = config.Read(Clock::now()); snapshot && !stop) {
     stack.Reconcile(snapshot->state);

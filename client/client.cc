@@ -9,6 +9,7 @@
 #include <zmq.hpp>
 
 #include "common/curve.h"
+#include "common/polled_socket.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
 
@@ -26,24 +27,25 @@ class Client::Impl {
 
   Status Init() {
     if (options_.default_timeout.count() <= 0) return BadRequest("default_timeout must be > 0");
-    if (Status s = SecureClient(socket_, options_.curve_key, options_.curve_server_key); !s.ok()) {
+    zmq::socket_t& socket = socket_.socket();
+    if (Status s = SecureClient(socket, options_.curve_key, options_.curve_server_key); !s.ok()) {
       return s;
     }
     try {
-      socket_.set(zmq::sockopt::linger, 0);
-      socket_.set(zmq::sockopt::sndhwm, 100'000);
-      socket_.set(zmq::sockopt::rcvhwm, 100'000);
-      socket_.connect(options_.broker_address);
+      socket.set(zmq::sockopt::linger, 0);
+      socket.set(zmq::sockopt::sndhwm, 100'000);
+      socket.set(zmq::sockopt::rcvhwm, 100'000);
+      socket.connect(options_.broker_address);
       // Tells us when the broker connection drops, so that pending calls
       // fail fast (or are sent again, if idempotent) instead of waiting for
       // their deadlines.
       std::string monitor = "inproc://zserve-client-monitor";
-      if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
+      if (zmq_socket_monitor(socket.handle(), monitor.c_str(),
                              ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
         return Internal("zmq_socket_monitor failed");
       }
-      monitor_.set(zmq::sockopt::linger, 0);
-      monitor_.connect(monitor);
+      monitor_.socket().set(zmq::sockopt::linger, 0);
+      monitor_.socket().connect(monitor);
     } catch (const zmq::error_t& e) {
       return Unavailable("cannot connect to broker at '" + options_.broker_address +
                          "': " + e.what());
@@ -94,7 +96,7 @@ class Client::Impl {
     frames.reserve(queued_.size() + 1);
     frames.emplace_back(header.data(), header.size());
     for (zmq::message_t& p : queued_payloads_) frames.push_back(std::move(p));
-    Status sent = SendFrames(socket_, frames);
+    Status sent = socket_.Send(frames);
     if (!sent.ok()) {
       for (const sc::RequestHeader& h : queued_) {
         auto it = pending_.find(h.request_id);
@@ -148,19 +150,13 @@ class Client::Impl {
                       : std::max(std::chrono::ceil<std::chrono::milliseconds>(wake - now),
                                  std::chrono::milliseconds(0));
       Flush();
-      zmq::pollitem_t items[3] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                                  {monitor_.handle(), 0, ZMQ_POLLIN, 0},
-                                  {nullptr, wake_fd, ZMQ_POLLIN, 0}};
-      try {
-        zmq::poll(items, wake_fd >= 0 ? 3 : 2, wait);
-      } catch (const zmq::error_t& e) {
-        if (e.num() != EINTR) throw;  // a broken context is a bug: fail loudly
-      }
-      while (RecvFrames(socket_, &frames_)) done += HandleReply();
-      while (RecvFrames(monitor_, &frames_)) done += HandleMonitorEvent();
+      PollItem items[3] = {{.socket = &socket_}, {.socket = &monitor_}, {.fd = wake_fd}};
+      zserve::Poll(std::span(items, wake_fd >= 0 ? 3 : 2), wait);  // a broken context throws
+      while (socket_.Recv(&frames_)) done += HandleReply();
+      while (monitor_.Recv(&frames_)) done += HandleMonitorEvent();
       done += ExpireGuards(Clock::now());
       Flush();  // what the callbacks called
-      if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) != 0) break;
+      if (wake_fd >= 0 && items[2].ready) break;
       if (Clock::now() >= end || (pending_.empty() && wake_fd < 0)) break;
     }
     return done;
@@ -197,7 +193,7 @@ class Client::Impl {
         zmq::message_t frames[2] = {
             zmq::message_t(p.resend->header.data(), p.resend->header.size()),
             zmq::message_t(p.resend->payload.data(), p.resend->payload.size())};
-        if (SendFrames(socket_, frames).ok()) continue;
+        if (socket_.Send(frames).ok()) continue;
       }
       failed.push_back(id);
     }
@@ -217,7 +213,7 @@ class Client::Impl {
 
   void Send(uint64_t id, std::span<zmq::message_t> frames, std::chrono::milliseconds timeout,
             Callback done, std::optional<Resend> resend = std::nullopt) {
-    Status sent = SendFrames(socket_, frames);
+    Status sent = socket_.Send(frames);
     if (!sent.ok()) {
       ready_.emplace_back(std::move(done),
                           Unavailable("cannot send to the broker: " + sent.message()));
@@ -284,8 +280,8 @@ class Client::Impl {
 
   ClientOptions options_;
   zmq::context_t context_;
-  zmq::socket_t socket_;
-  zmq::socket_t monitor_;  // PAIR: the socket monitor's events
+  PolledSocket socket_;
+  PolledSocket monitor_;  // PAIR: the socket monitor's events
   uint64_t next_id_ = 1;
   // Calls made since the last Flush, not sent yet (their callbacks are in
   // pending_ already).

@@ -204,7 +204,7 @@ void Gateway::SetRoutes(std::shared_ptr<const RouteTable> routes) {
 }
 
 Status Gateway::Run(int wake_fd, const std::function<bool()>& should_stop) {
-  std::vector<zmq::pollitem_t> items;
+  std::vector<PollItem> items;
   while (true) {
     TimePoint now = Clock::now();
     std::chrono::milliseconds timeout(1000);
@@ -213,14 +213,14 @@ Status Gateway::Run(int wake_fd, const std::function<bool()>& should_stop) {
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
     items.clear();
-    items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    items.push_back({.fd = wake_fd});
     config_->AddPollItems(&items);
     try {
-      zmq::poll(items, timeout);
+      Poll(items, timeout);
     } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) return Internal(std::string("poll: ") + e.what());
+      return Internal(std::string("poll: ") + e.what());
     }
-    if ((items[0].revents & ZMQ_POLLIN) != 0 && should_stop()) return Status::Ok();
+    if (items[0].ready && should_stop()) return Status::Ok();
     if (std::optional<schemas::Snapshot> snapshot = config_->Read(Clock::now())) {
       auto table = std::make_shared<const RouteTable>(snapshot->state, snapshot->version);
       log_->info("config version {}: {} HTTP routes", table->version(), table->size());

@@ -20,16 +20,18 @@ StatusOr<std::unique_ptr<ConfigSubscriber>> ConfigSubscriber::Create(
     return Internal("ConfigSubscriberOptions needs a context and a logger");
   }
   std::unique_ptr<ConfigSubscriber> s(new ConfigSubscriber(o));
-  for (zmq::socket_t* socket : {&s->updates_, &s->snapshots_}) {
-    if (Status c = SecureClient(*socket, o.curve_key, o.curve_server_key); !c.ok()) return c;
+  for (PolledSocket* socket : {&s->updates_, &s->snapshots_}) {
+    if (Status c = SecureClient(socket->socket(), o.curve_key, o.curve_server_key); !c.ok()) {
+      return c;
+    }
   }
   try {
-    s->updates_.set(zmq::sockopt::linger, 0);
-    s->snapshots_.set(zmq::sockopt::linger, 0);
+    s->updates_.socket().set(zmq::sockopt::linger, 0);
+    s->snapshots_.socket().set(zmq::sockopt::linger, 0);
     // Clone pattern: subscribe first, then ask for the snapshot.
-    s->updates_.set(zmq::sockopt::subscribe, std::string(kConfigTopic));
-    s->updates_.connect(o.updates_address);
-    s->snapshots_.connect(o.snapshot_address);
+    s->updates_.socket().set(zmq::sockopt::subscribe, std::string(kConfigTopic));
+    s->updates_.socket().connect(o.updates_address);
+    s->snapshots_.socket().connect(o.snapshot_address);
   } catch (const zmq::error_t& e) {
     return Unavailable(std::string("cannot connect to the controller: ") + e.what());
   }
@@ -37,9 +39,9 @@ StatusOr<std::unique_ptr<ConfigSubscriber>> ConfigSubscriber::Create(
   return s;
 }
 
-void ConfigSubscriber::AddPollItems(std::vector<zmq::pollitem_t>* items) {
-  items->push_back({updates_.handle(), 0, ZMQ_POLLIN, 0});
-  items->push_back({snapshots_.handle(), 0, ZMQ_POLLIN, 0});
+void ConfigSubscriber::AddPollItems(std::vector<PollItem>* items) {
+  items->push_back({.socket = &updates_});
+  items->push_back({.socket = &snapshots_});
 }
 
 std::optional<TimePoint> ConfigSubscriber::NextTimer() const {
@@ -51,17 +53,17 @@ void ConfigSubscriber::RequestSnapshot(TimePoint now) {
   std::string req = EncodeSimple(Command::kSnapshotRequest);
   zmq::message_t m(req.data(), req.size());
   // A DEALER queues while the controller is away; a failed send is retried.
-  if (!SendFrames(snapshots_, std::span(&m, 1)).ok()) log_->debug("snapshot request not sent yet");
+  if (!snapshots_.Send(std::span(&m, 1)).ok()) log_->debug("snapshot request not sent yet");
   snapshot_pending_ = true;
   snapshot_requested_at_ = now;
 }
 
 std::optional<Snapshot> ConfigSubscriber::Read(TimePoint now) {
   std::optional<Snapshot> newest;
-  for (int i = 0; i < kReadBurst && RecvFrames(updates_, &frames_); ++i) {
+  for (int i = 0; i < kReadBurst && updates_.Recv(&frames_); ++i) {
     Handle(frames_, /*from_pub=*/true, now, &newest);
   }
-  for (int i = 0; i < kReadBurst && RecvFrames(snapshots_, &frames_); ++i) {
+  for (int i = 0; i < kReadBurst && snapshots_.Recv(&frames_); ++i) {
     Handle(frames_, /*from_pub=*/false, now, &newest);
   }
   if (snapshot_pending_ && now - snapshot_requested_at_ >= options_.snapshot_retry) {

@@ -18,6 +18,7 @@
 #include <zmq.hpp>
 
 #include "common/logging.h"
+#include "common/polled_socket.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
 #include "zserve/curve.h"
@@ -42,7 +43,7 @@ class ConfigSubscriber {
   static StatusOr<std::unique_ptr<ConfigSubscriber>> Create(const ConfigSubscriberOptions& o);
 
   // Appends the two sockets to a poll set.
-  void AddPollItems(std::vector<zmq::pollitem_t>* items);
+  void AddPollItems(std::vector<PollItem>* items);
   // When the caller must call Read() even without input (a snapshot retry).
   std::optional<TimePoint> NextTimer() const;
 
@@ -61,8 +62,8 @@ class ConfigSubscriber {
 
   ConfigSubscriberOptions options_;
   Logger log_;
-  zmq::socket_t updates_;    // SUB
-  zmq::socket_t snapshots_;  // DEALER
+  PolledSocket updates_;    // SUB
+  PolledSocket snapshots_;  // DEALER
   uint64_t version_ = 0;
   bool snapshot_pending_ = false;
   TimePoint snapshot_requested_at_{};

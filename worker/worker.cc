@@ -15,6 +15,7 @@
 
 #include "common/curve.h"
 #include "common/logging.h"
+#include "common/polled_socket.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
 #include "schemas/config_subscriber.h"
@@ -97,17 +98,13 @@ class Worker::Impl {
     bool draining = false;
     bool confirmed = false;  // the broker answered our DISCONNECT
     TimePoint drain_started{};
-    std::vector<zmq::pollitem_t> items;
+    std::vector<PollItem> items;
     while (true) {
       TimePoint now = Clock::now();
-      items = {
-          {nullptr, done_fd_, ZMQ_POLLIN, 0},
-          {nullptr, drain_fd_, ZMQ_POLLIN, 0},
-          {nullptr, wake_fd, ZMQ_POLLIN, 0},
-      };
+      items = {{.fd = done_fd_}, {.fd = drain_fd_}, {.fd = wake_fd}};
       if (wake_fd < 0) items.pop_back();
-      if (connected_) items.push_back({broker_.handle(), 0, ZMQ_POLLIN, 0});
-      if (connected_ && monitor_) items.push_back({monitor_.handle(), 0, ZMQ_POLLIN, 0});
+      if (connected_) items.push_back({.socket = &broker_});
+      if (connected_ && monitor_) items.push_back({.socket = &monitor_});
       if (config_) config_->AddPollItems(&items);
       // The next timer: a heartbeat to send, the broker's silence, a
       // reconnection, a snapshot retry, or the drain's end.
@@ -121,17 +118,17 @@ class Worker::Impl {
       auto timeout = std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now),
                               std::chrono::milliseconds(0));
       try {
-        zmq::poll(items.data(), items.size(), timeout);
+        Poll(items, timeout);
       } catch (const zmq::error_t& e) {
-        if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
+        return Internal(std::string("poll failed: ") + e.what());
       }
       now = Clock::now();
-      if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) && on_wake) on_wake();
+      if (wake_fd >= 0 && items[2].ready && on_wake) on_wake();
       if (config_) {
         if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
       }
-      if (items[0].revents & ZMQ_POLLIN) SendDone(now);
-      while (connected_ && monitor_ && RecvFrames(monitor_, &frames)) {
+      if (items[0].ready) SendDone(now);
+      while (connected_ && monitor_ && monitor_.Recv(&frames)) {
         if (!refusal_logged_) {
           log_->error(
               "the broker refused this worker's CURVE key {}: it must be in the broker's "
@@ -140,7 +137,7 @@ class Worker::Impl {
           refusal_logged_ = true;
         }
       }
-      while (connected_ && RecvFrames(broker_, &frames)) {
+      while (connected_ && broker_.Recv(&frames)) {
         last_heard_ = now;
         reconnect_backoff_ = options_.heartbeat_interval;
         confirmed |= HandleBroker(frames, draining);
@@ -151,7 +148,7 @@ class Worker::Impl {
         log_->info("drained: every result sent, leaving");
         return Status::Ok();
       }
-      if (items[1].revents & ZMQ_POLLIN) {
+      if (items[1].ready) {
         uint64_t v;
         [[maybe_unused]] ssize_t n = read(drain_fd_, &v, sizeof v);
       }
@@ -175,7 +172,7 @@ class Worker::Impl {
   }
 
   bool SendToBroker(std::span<zmq::message_t> frames, TimePoint now) {
-    if (!SendFrames(broker_, frames).ok()) return false;
+    if (!broker_.Send(frames).ok()) return false;
     last_sent_ = now;
     return true;
   }
@@ -208,26 +205,26 @@ class Worker::Impl {
 
   Status Connect() {
     try {
-      broker_ = zmq::socket_t(context_, zmq::socket_type::dealer);
-      if (Status s = SecureClient(broker_, options_.curve_key, options_.curve_broker_key);
-          !s.ok()) {
+      broker_ = PolledSocket(context_, zmq::socket_type::dealer);
+      zmq::socket_t& broker = broker_.socket();
+      if (Status s = SecureClient(broker, options_.curve_key, options_.curve_broker_key); !s.ok()) {
         return s;
       }
-      broker_.set(zmq::sockopt::linger, 0);
-      broker_.set(zmq::sockopt::sndhwm, 100'000);
-      broker_.set(zmq::sockopt::rcvhwm, 100'000);
-      broker_.connect(options_.broker_address);
+      broker.set(zmq::sockopt::linger, 0);
+      broker.set(zmq::sockopt::sndhwm, 100'000);
+      broker.set(zmq::sockopt::rcvhwm, 100'000);
+      broker.connect(options_.broker_address);
       if (!options_.curve_key.empty()) {
         // Tells us when the broker refuses our key: its log says so too,
         // but ours is where the operator of this worker looks.
         std::string address = "inproc://zserve-worker-monitor-" + std::to_string(++monitors_);
-        if (zmq_socket_monitor(broker_.handle(), address.c_str(),
-                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
+        if (zmq_socket_monitor(broker.handle(), address.c_str(), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) !=
+            0) {
           return Internal("zmq_socket_monitor failed");
         }
-        monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
-        monitor_.set(zmq::sockopt::linger, 0);
-        monitor_.connect(address);
+        monitor_ = PolledSocket(context_, zmq::socket_type::pair);
+        monitor_.socket().set(zmq::sockopt::linger, 0);
+        monitor_.socket().connect(address);
       }
     } catch (const zmq::error_t& e) {
       return Unavailable(std::string("worker cannot connect: ") + e.what());
@@ -497,8 +494,8 @@ class Worker::Impl {
   std::unique_ptr<Handler> handler_;
   Logger log_;
   zmq::context_t context_;
-  zmq::socket_t broker_;   // I/O thread only
-  zmq::socket_t monitor_;  // PAIR: broker_'s handshake refusals (with CURVE only)
+  PolledSocket broker_;    // I/O thread only
+  PolledSocket monitor_;   // PAIR: broker_'s handshake refusals (with CURVE only)
   uint64_t monitors_ = 0;  // monitor endpoints made, for unique names
   bool refusal_logged_ = false;
   int drain_fd_ = -1;
