@@ -22,7 +22,7 @@ TEST_PACKAGES := prometheus curl docker-compose wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WERROR := $(if $(filter true,$(CI)),ON,OFF)
 
-.PHONY: deps bench-deps test-deps build up test test-asan test-tsan soak bench bench-scale clean format
+.PHONY: deps bench-deps test-deps build up test test-asan test-tsan soak bench bench-scale bench-allocs clean format
 
 # Installs the Debian packages of $(1) that are missing.
 define install_missing
@@ -94,6 +94,12 @@ bench: bench-deps build
 # docs/benchmarks.md "Scale".
 bench-scale: build
 	bench/scale.sh --build-dir $(BUILD_DIR)
+
+# Heap allocations per call of broker, worker and client, counted by
+# valgrind (issue #7; a minute or two): the table of bench/broker_profile.md.
+bench-allocs: build
+	$(call install_missing,valgrind)
+	bench/allocs.sh --build-dir $(BUILD_DIR)
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

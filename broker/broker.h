@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <memory_resource>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -160,7 +161,8 @@ class Broker {
   Liveness liveness_;                // of registered replicas
   bool membership_changed_ = false;  // replicas or config changed: refresh readiness now
   uint64_t next_token_ = 1;
-  std::unordered_map<uint64_t, Slot> slots_;
+  std::pmr::unsynchronized_pool_resource slot_pool_;  // slots_'s nodes, reused: no malloc per call
+  std::pmr::unordered_map<uint64_t, Slot> slots_{&slot_pool_};
   std::map<std::string, schemas::EndpointConfig> endpoints_;   // for STATUS
   std::unordered_set<std::string> configured_backends_;        // for a log line
   std::unordered_set<std::string> mdp_replicas_;               // registered MDP workers

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory_resource>
 #include <optional>
 #include <random>
 #include <set>
@@ -211,10 +212,13 @@ class Router {
   StringMap<Backend> backends_;
   StringMap<Replica> replicas_;
   uint64_t next_replica_seq_ = 0;
-  std::unordered_map<uint64_t, Entry> entries_;
-  std::set<std::pair<TimePoint, uint64_t>> deadlines_;  // of queued and in-flight tokens
-  std::vector<Backend*> dirty_;                         // backends to fill
-  std::vector<std::pair<TimePoint, Backend*>> held_;    // batch windows still open
+  // One entry and one deadline node per live token, from a pool: after the
+  // first peak, admitting and completing a call allocates nothing.
+  std::pmr::unsynchronized_pool_resource token_pool_;
+  std::pmr::unordered_map<uint64_t, Entry> entries_{&token_pool_};
+  std::pmr::set<std::pair<TimePoint, uint64_t>> deadlines_{&token_pool_};  // queued and in flight
+  std::vector<Backend*> dirty_;                                            // backends to fill
+  std::vector<std::pair<TimePoint, Backend*>> held_;  // batch windows still open
 };
 
 }  // namespace zserve::broker

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <deque>
+#include <memory_resource>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -292,8 +293,10 @@ class Client::Impl {
   size_t queued_bytes_ = 0;  // of their headers, roughly
   size_t queued_payload_bytes_ = 0;
   Frames frames_;
-  std::unordered_map<uint64_t, Pending> pending_;
-  std::set<std::pair<TimePoint, uint64_t>> guards_;
+  // Nodes from a pool: after the first peak, a call allocates none for these.
+  std::pmr::unsynchronized_pool_resource call_pool_;
+  std::pmr::unordered_map<uint64_t, Pending> pending_{&call_pool_};
+  std::pmr::set<std::pair<TimePoint, uint64_t>> guards_{&call_pool_};
   std::deque<std::pair<Callback, Status>> ready_;  // failed at send; run at next Poll
 };
 

@@ -36,11 +36,12 @@ WorkerMetrics::WorkerMetrics(pm::Registry& registry, const std::string& backend,
 
 void WorkerMetrics::Received(size_t n) { queued_.Increment(static_cast<double>(n)); }
 
-void WorkerMetrics::Started(Clock::duration waited) {
-  queued_.Decrement();
-  processing_.Increment();
-  queuing_duration_.Observe(Seconds(waited));
+void WorkerMetrics::Started(size_t n) {
+  queued_.Decrement(static_cast<double>(n));
+  processing_.Increment(static_cast<double>(n));
 }
+
+void WorkerMetrics::Waited(Clock::duration waited) { queuing_duration_.Observe(Seconds(waited)); }
 
 void WorkerMetrics::HandlerCall(size_t batch_size, Clock::duration took) {
   pm::Histogram* h;
@@ -57,10 +58,10 @@ void WorkerMetrics::HandlerCall(size_t batch_size, Clock::duration took) {
   h->Observe(Seconds(took));
 }
 
-void WorkerMetrics::Answered(bool error) {
-  processing_.Decrement();
-  requests_.Increment();
-  if (error) errors_.Increment();
+void WorkerMetrics::Answered(size_t n, size_t errors) {
+  processing_.Decrement(static_cast<double>(n));
+  requests_.Increment(static_cast<double>(n));
+  if (errors > 0) errors_.Increment(static_cast<double>(errors));
 }
 
 }  // namespace zserve::worker

@@ -34,12 +34,13 @@ class WorkerMetrics {
 
   // `n` requests arrived in a BATCH: queued.
   void Received(size_t n);
-  // A request leaves the queue for its handler call after waiting `waited`.
-  void Started(Clock::duration waited);
+  // `n` requests leave the queue for a handler thread; Waited() for each.
+  void Started(size_t n);
+  void Waited(Clock::duration waited);
   // One handler call over `batch_size` requests took `took`.
   void HandlerCall(size_t batch_size, Clock::duration took);
-  // A request's result is sent (error: not OK).
-  void Answered(bool error);
+  // `n` requests are answered, `errors` of them not OK.
+  void Answered(size_t n, size_t errors);
 
  private:
   prometheus::Family<prometheus::Histogram>& processing_duration_;
