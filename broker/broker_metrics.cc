@@ -139,9 +139,9 @@ RouteMetrics& BrokerMetrics::Route(EndpointMetrics& e, const std::string& backen
   r->endpoint = &e;
   r->backend = &Backend(backend);
   pm::Labels l{{"endpoint", e.name}, {"backend", backend}};
-  r->request_duration = &request_duration_.Add(l, LatencyBuckets());
-  r->queue_duration = &queue_duration_.Add(l, LatencyBuckets());
-  r->dispatch_duration = &dispatch_duration_.Add(l, LatencyBuckets());
+  r->request_duration.emplace(request_duration_.Add(l, LatencyBuckets()), LatencyBuckets());
+  r->queue_duration.emplace(queue_duration_.Add(l, LatencyBuckets()), LatencyBuckets());
+  r->dispatch_duration.emplace(dispatch_duration_.Add(l, LatencyBuckets()), LatencyBuckets());
   return *e.routes.emplace(backend, std::move(r)).first->second;
 }
 
@@ -189,8 +189,7 @@ RequestTiming BrokerMetrics::Shadow(const RequestTiming& primary, const std::str
 
 void BrokerMetrics::Dispatched(RequestTiming& timing, TimePoint now) {
   timing.dispatched = now;
-  if (timing.route != nullptr)
-    timing.route->queue_duration->Observe(Seconds(now - timing.received));
+  if (timing.route != nullptr) Observe(*timing.route->queue_duration, now - timing.received);
 }
 
 void BrokerMetrics::Finished(const RequestTiming& timing, StatusCode code, bool shadow,
@@ -207,10 +206,8 @@ void BrokerMetrics::Finished(const RequestTiming& timing, StatusCode code, bool 
     r->backend->errors[static_cast<size_t>(code)]->Increment();
   }
   r->endpoint->recent.Add(now, error);
-  r->request_duration->Observe(Seconds(now - timing.received));
-  if (timing.dispatched != TimePoint{}) {
-    r->dispatch_duration->Observe(Seconds(now - timing.dispatched));
-  }
+  Observe(*r->request_duration, now - timing.received);
+  if (timing.dispatched != TimePoint{}) Observe(*r->dispatch_duration, now - timing.dispatched);
 }
 
 void BrokerMetrics::Dropped(Drop why) { drops_[static_cast<size_t>(why)]->Increment(); }
@@ -218,6 +215,8 @@ void BrokerMetrics::Dropped(Drop why) { drops_[static_cast<size_t>(why)]->Increm
 void BrokerMetrics::ReplicaLost() { replicas_lost_.Increment(); }
 
 void BrokerMetrics::Refresh(const Router& router, TimePoint now, bool force) {
+  for (BufferedHistogram* h : unflushed_) h->Flush();
+  unflushed_.clear();
   if (!force && now < next_refresh_) return;
   next_refresh_ = now + kRefreshEvery;
   StringMap<size_t> live;

@@ -4,7 +4,8 @@
 // Label children are looked up once and cached: per endpoint, per backend
 // and per (endpoint, backend) route, created when a config names them (or on
 // first use), never removed, so the pointers a request carries stay valid.
-// A request's hot path is a hash lookup by endpoint name plus atomic adds.
+// A request's hot path is a hash lookup by endpoint name plus atomic adds;
+// its durations are buffered and reach Prometheus once per loop turn.
 // Labels come only from the configuration (bounded); a request for an
 // unknown endpoint is counted without its name.
 //
@@ -24,12 +25,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "broker/router.h"
+#include "common/metrics_server.h"
 #include "common/zmq_util.h"
 #include "schemas/config.h"
 #include "zserve/status.h"
@@ -80,9 +83,10 @@ struct EndpointMetrics;
 struct RouteMetrics {
   EndpointMetrics* endpoint = nullptr;
   BackendMetrics* backend = nullptr;
-  prometheus::Histogram* request_duration = nullptr;   // read to reply
-  prometheus::Histogram* queue_duration = nullptr;     // read to dispatch
-  prometheus::Histogram* dispatch_duration = nullptr;  // dispatch to reply
+  // Flushed to Prometheus once per loop turn (BrokerMetrics::Refresh).
+  std::optional<BufferedHistogram> request_duration;   // read to reply
+  std::optional<BufferedHistogram> queue_duration;     // read to dispatch
+  std::optional<BufferedHistogram> dispatch_duration;  // dispatch to reply
 };
 
 struct EndpointMetrics {
@@ -124,10 +128,15 @@ class BrokerMetrics {
   // The request's final answer (for a shadow copy: its dropped reply).
   void Finished(const RequestTiming& timing, StatusCode code, bool shadow, TimePoint now);
   void Dropped(Drop why);
+  // (An observation buffered in a route's histogram; Refresh flushes it.)
+  void Observe(BufferedHistogram& h, Clock::duration d) {
+    if (h.Observe(Seconds(d))) unflushed_.push_back(&h);
+  }
   void ReplicaLost();
 
-  // Gauges (queued, in flight, replicas) and readiness from the router; at
-  // most every 100 ms unless forced. Called once per loop turn.
+  // Adds the turn's duration observations to Prometheus; gauges (queued, in
+  // flight, replicas) and readiness from the router, at most every 100 ms
+  // unless forced. Called once per loop turn.
   void Refresh(const Router& router, TimePoint now, bool force = false);
 
   // Readiness: a config is held and every endpoint with traffic has a live
@@ -171,6 +180,7 @@ class BrokerMetrics {
   std::array<prometheus::Counter*, 6> drops_{};  // by Drop
 
   StringMap<std::unique_ptr<EndpointMetrics>> endpoints_;
+  std::vector<BufferedHistogram*> unflushed_;  // observed since the last Refresh
   StringMap<std::unique_ptr<BackendMetrics>> backends_;
   // Readiness rule: per endpoint with traffic, its backends with weight > 0.
   std::vector<std::pair<std::string, std::vector<std::string>>> needs_;

@@ -51,6 +51,13 @@ const std::vector<double>& LatencyBuckets() {
   return kBuckets;
 }
 
+void BufferedHistogram::Flush() {
+  if (!std::exchange(pending_, false)) return;
+  target_->ObserveMultiple(counts_, sum_);
+  std::fill(counts_.begin(), counts_.end(), 0);
+  sum_ = 0;
+}
+
 StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
     const MetricsServerOptions& options) {
   if (options.registry == nullptr) return Internal("MetricsServerOptions needs a registry");
