@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -311,17 +312,29 @@ class Worker::Impl {
     }
     in_flight_ += batch->size();
     if (metrics_) metrics_->Received(batch->size());
+    size_t wake;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (Job& job : jobs) jobs_.push_back(std::move(job));
+      wake = (jobs_.size() + ShareSize() - 1) / ShareSize();
     }
-    // As many threads as there are batches to share, no more: the others
-    // stay asleep.
-    for (size_t i = 0; i < std::min<size_t>(jobs.size(), options_.threads); ++i) cv_.notify_one();
+    // As many threads as there are shares, no more: the others stay asleep.
+    for (size_t i = 0; i < std::min<size_t>(wake, options_.threads); ++i) cv_.notify_one();
     return false;
   }
 
+  // How many waiting batches one pool thread takes at once: an equal part
+  // each, or more when batches are short (echo: microseconds), so that a
+  // thread is woken for at least kShareNs of work, not for less than the
+  // wake-up costs. With mu_ held.
+  size_t ShareSize() const {
+    size_t fair = (jobs_.size() + options_.threads - 1) / options_.threads;
+    size_t by_time = batch_ns_ > 0 ? static_cast<size_t>(kShareNs / batch_ns_) : 1;
+    return std::max<size_t>({fair, by_time, 1});
+  }
+
   void PoolLoop() {
+    Clock::duration took{};
     std::vector<Job> share;
     std::vector<sc::ResultItem> results;
     Frames payloads;
@@ -331,16 +344,23 @@ class Worker::Impl {
         // and one hand-over per share, not per batch, while the other
         // threads take theirs.
         std::unique_lock<std::mutex> lock(mu_);
+        if (!share.empty()) {
+          // What the last share took per batch, for ShareSize.
+          double ns = std::chrono::duration<double, std::nano>(took).count() / share.size();
+          batch_ns_ = batch_ns_ == 0 ? ns : 0.8 * batch_ns_ + 0.2 * ns;
+          share.clear();
+        }
         cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
         if (jobs_.empty()) return;  // stop_ and nothing left
-        size_t n = (jobs_.size() + options_.threads - 1) / options_.threads;
+        size_t n = std::min(jobs_.size(), ShareSize());
         for (size_t i = 0; i < n; ++i) {
           share.push_back(std::move(jobs_.front()));
           jobs_.pop_front();
         }
       }
+      TimePoint started = Clock::now();
       for (Job& job : share) Process(job, &results, &payloads);
-      share.clear();
+      took = Clock::now() - started;
       HandOver(results, payloads);
     }
   }
@@ -539,7 +559,9 @@ class Worker::Impl {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;  // guarded by mu_
-  bool stop_ = false;     // guarded by mu_
+  static constexpr double kShareNs = 50'000;
+  double batch_ns_ = 0;  // recent time per batch in a pool thread; guarded by mu_
+  bool stop_ = false;    // guarded by mu_
   std::vector<std::thread> pool_;
 };
 

@@ -319,6 +319,44 @@ TEST_CASE("each handler batch of a BATCH is its own handler call", "[worker]") {
   CHECK(call_sizes == std::multiset<size_t>{1, 2, 3});
 }
 
+TEST_CASE("slow handler batches run on every pool thread at once, also once timed", "[worker]") {
+  // Each call returns only once all four calls of its group are inside the
+  // handler together (bounded): batches run one after another would fail.
+  // The second and third rounds come after the pool has timed its batches.
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;
+  auto handler = zserve::MakeHandler([&](const Request& r) -> Result {
+    std::unique_lock<std::mutex> lock(mu);
+    int group_end = (++arrived + 3) / 4 * 4;
+    cv.notify_all();
+    if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return arrived >= group_end; })) {
+      return zserve::Internal("ran without the rest of its group");
+    }
+    return std::string(r.payload);
+  });
+  Harness h(std::move(handler), [](zserve::WorkerOptions& o) { o.threads = 4; });
+  h.ExpectReady();
+  uint64_t token = 0;
+  for (size_t items : {4, 4, 8}) {
+    std::vector<uint64_t> tokens;
+    std::vector<std::string> payloads;
+    for (size_t i = 0; i < items; ++i) {
+      tokens.push_back(++token);
+      payloads.push_back("p" + std::to_string(token));
+    }
+    REQUIRE(h.broker.SendBatch(Items(tokens, "__call__"), payloads, std::vector<uint32_t>(items, 1))
+                .ok());
+    auto answers = h.Collect(std::set<uint64_t>(tokens.begin(), tokens.end()));
+    for (uint64_t t : tokens) {
+      INFO("token " << t);
+      CHECK(answers[t].code == StatusCode::kOk);
+      CHECK(answers[t].message == "");
+    }
+  }
+  CHECK(h.Stop().ok());
+}
+
 TEST_CASE("a BATCH whose sizes do not add up is dropped and the worker keeps serving", "[worker]") {
   Harness h(zserve::MakeHandler([](const Request& r) -> Result { return std::string(r.payload); }));
   h.ExpectReady();
