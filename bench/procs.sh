@@ -8,7 +8,12 @@ LAST_PID=0
 
 start_bg() {  # NAME CMD...: stdout to OUT/NAME.out, stderr to OUT/NAME.err
   local name=$1; shift
-  "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" &
+  # Emptied here, not by the background job's own redirection: that runs
+  # after the fork, and a wait_line in between would read the last run's
+  # lines (it did: "no broker among up's children").
+  : > "$OUT/$name.out"
+  : > "$OUT/$name.err"
+  "$@" >> "$OUT/$name.out" 2>> "$OUT/$name.err" &
   LAST_PID=$!
   STARTED+=("$LAST_PID")
 }
