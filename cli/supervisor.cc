@@ -413,6 +413,10 @@ int RunUp(UpOptions o) {
     return 1;
   }
   const std::string store_path = o.state_dir + "/controller.db";
+  // The ports given are the children's to bind: never picked for another.
+  for (int port : {o.client_port, o.worker_port, o.admin_port, o.pub_port, o.http_port}) {
+    if (port > 0) ReserveLoopbackPort(port);
+  }
   for (int* port : {&o.client_port, &o.worker_port, &o.admin_port, &o.pub_port, &o.http_port}) {
     if (*port == 0) *port = PickFreeLoopbackPort();
   }

@@ -99,20 +99,31 @@ bool CanBindLoopback(int port) {
 
 }  // namespace
 
+namespace {
+
+// Ports handed out or reserved in this process.
+std::mutex given_mu;
+std::unordered_set<int> given;
+
+}  // namespace
+
+void ReserveLoopbackPort(int port) {
+  std::lock_guard<std::mutex> lock(given_mu);
+  given.insert(port);
+}
+
 int PickFreeLoopbackPort() {
   // A port from the ephemeral range, once released, is soon handed to the
   // next bind(0) or outgoing connection of any process (the broker's
   // metrics server took `up`'s gateway port that way). So pick at random
-  // outside it, never the same port twice in one process, and check that it
-  // binds now.
-  static std::mutex mu;
-  static std::unordered_set<int> given;
+  // outside it, never the same port twice in one process (nor a reserved
+  // one), and check that it binds now.
   static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(getpid()));
   auto [low, high] = EphemeralRange();
   std::vector<std::pair<int, int>> ranges;
   if (low - 1 >= 10000) ranges.emplace_back(10000, low - 1);
   if (high + 1 <= 65535) ranges.emplace_back(high + 1, 65535);
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(given_mu);
   int total = 0;
   for (auto [a, b] : ranges) total += b - a + 1;
   for (int tries = 0; total > 0 && tries < 200; ++tries) {

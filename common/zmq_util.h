@@ -42,6 +42,12 @@ int BoundPort(const zmq::socket_t& socket);
 // `zserve up --client-port 0` and for tests; 0 on failure.
 int PickFreeLoopbackPort();
 
+// A port PickFreeLoopbackPort must never return in this process: one given
+// explicitly that this process or its children bind later (`zserve up
+// --client-port 5555 --metrics-port 0` must not pick 5555 for a metrics
+// server before the broker has bound it).
+void ReserveLoopbackPort(int port);
+
 // "tcp://127.0.0.1:PORT".
 std::string LoopbackAddress(int port);
 

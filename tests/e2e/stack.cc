@@ -10,32 +10,43 @@
 namespace zserve::testing {
 
 Stack::Stack(const std::string& deployment_yaml, const std::vector<std::string>& extra_args)
-    : dir_(MakeTempDir()),
-      client_port_(FreePort()),
-      worker_port_(FreePort()),
-      admin_port_(FreePort()),
-      pub_port_(FreePort()) {
+    : dir_(MakeTempDir()) {
   WriteFile(dir_ + "/deployment.yaml", deployment_yaml);
-  std::vector<std::string> args{"up",
-                                dir_ + "/deployment.yaml",
-                                "--client-port",
-                                std::to_string(client_port_),
-                                "--worker-port",
-                                std::to_string(worker_port_),
-                                "--admin-port",
-                                std::to_string(admin_port_),
-                                "--pub-port",
-                                std::to_string(pub_port_),
-                                "--state-dir",
-                                dir_ + "/state",
-                                "--metrics-port",
-                                "0",
-                                "--http-port",
-                                "0"};
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
-  up_ = std::make_unique<Process>(kBinary, args, dir_ + "/stack.log");
-  ready_ = up_->WaitForLine("Ctrl-C stops everything.", std::chrono::seconds(30)) &&
-           AllReplicasRegistered(client_address(), std::chrono::seconds(30));
+  // The ports are picked here and bound later by `up`'s children: another
+  // process (a test running alongside) may bind one in between. Then the
+  // broker cannot bind, `up` stops, and the stack starts again on other
+  // ports and a fresh state directory; any other failure is the test's.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    client_port_ = FreePort();
+    worker_port_ = FreePort();
+    admin_port_ = FreePort();
+    pub_port_ = FreePort();
+    std::vector<std::string> args{"up",
+                                  dir_ + "/deployment.yaml",
+                                  "--client-port",
+                                  std::to_string(client_port_),
+                                  "--worker-port",
+                                  std::to_string(worker_port_),
+                                  "--admin-port",
+                                  std::to_string(admin_port_),
+                                  "--pub-port",
+                                  std::to_string(pub_port_),
+                                  "--state-dir",
+                                  dir_ + "/state" + (attempt > 1 ? std::to_string(attempt) : ""),
+                                  "--metrics-port",
+                                  "0",
+                                  "--http-port",
+                                  "0"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    up_ = std::make_unique<Process>(kBinary, args, dir_ + "/stack.log");
+    ready_ = up_->WaitForLine("Ctrl-C stops everything.", std::chrono::seconds(30)) &&
+             AllReplicasRegistered(client_address(), std::chrono::seconds(30));
+    if (ready_ || log().find("Address already in use") == std::string::npos) return;
+    up_->Signal(SIGTERM);
+    if (!up_->Wait(std::chrono::seconds(20))) up_->Signal(SIGKILL);
+    up_->Wait(std::chrono::seconds(5));
+    WriteFile(dir_ + "/stack.log", "");  // the next attempt's log only
+  }
 }
 
 bool AllReplicasRegistered(const std::string& broker_address, std::chrono::milliseconds limit) {

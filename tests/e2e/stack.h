@@ -43,7 +43,7 @@ class Stack {
 
  private:
   std::string dir_;
-  int client_port_, worker_port_, admin_port_, pub_port_;
+  int client_port_ = 0, worker_port_ = 0, admin_port_ = 0, pub_port_ = 0;
   std::unique_ptr<Process> up_;
   bool ready_ = false;
 };
