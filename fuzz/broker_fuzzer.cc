@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string_view>
 
 #include "broker/mdp.h"
@@ -205,7 +206,10 @@ void BrokerFuzzer::Reset() {
   b.client_inflight_.clear();
   b.reply_batch_count_ = 0;
   b.reply_batch_index_.clear();
-  b.router_ = Router(b.options_.router);
+  // Router is neither copied nor moved (its token maps live in its own
+  // pool): a new one in its place.
+  std::destroy_at(&b.router_);
+  std::construct_at(&b.router_, b.options_.router);
   b.liveness_ = Liveness(b.options_.heartbeat);
   b.mdp_replicas_.clear();
   b.next_token_ = 1;
