@@ -316,7 +316,8 @@ class Worker::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (Job& job : jobs) jobs_.push_back(std::move(job));
-      wake = (jobs_.size() + ShareSize() - 1) / ShareSize();
+      const size_t share = ShareSize();
+      wake = (jobs_.size() + share - 1) / share;
     }
     // As many threads as there are shares, no more: the others stay asleep.
     for (size_t i = 0; i < std::min<size_t>(wake, options_.threads); ++i) cv_.notify_one();
