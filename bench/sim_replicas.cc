@@ -141,7 +141,8 @@ class Simulator {
 
  private:
   void SendReady(size_t i) {
-    zmq::message_t m = ToMessage(sc::EncodeReady({backend_, replicas_[i].tag, capacity_}));
+    zmq::message_t m =
+        ToMessage(sc::EncodeReady({backend_, replicas_[i].tag, capacity_, /*packed=*/true}));
     SendOn(i, std::span(&m, 1));
     ++counts_.readies;
   }
@@ -193,13 +194,26 @@ class Simulator {
   // One RESULTS per BATCH (more only past the header budget), payloads
   // echoed: the frames are moved, not copied.
   void Echo(size_t i) {
-    zserve::StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(zserve::View(frames_[0]));
-    if (!batch.ok() || batch->size() != frames_.size() - 1) {
+    std::vector<uint64_t> packed;
+    zserve::StatusOr<std::vector<sc::BatchItem>> batch =
+        sc::DecodeBatch(zserve::View(frames_[0]), nullptr, &packed);
+    if (!batch.ok() || (packed.empty() && batch->size() != frames_.size() - 1)) {
       ++counts_.malformed;
       return;
     }
     ++counts_.batches;
     counts_.items += batch->size();
+    if (!packed.empty()) {
+      // Packed (PROTOCOL.md 3.1): the echoes lie exactly as the payloads
+      // did, so the same frames go back with the same sizes, in one RESULTS
+      // (a BATCH's 4096 items fit in one header).
+      std::vector<sc::ResultItem> items;
+      items.reserve(batch->size());
+      for (const sc::BatchItem& b : *batch) items.push_back({b.token, zserve::StatusCode::kOk, {}});
+      frames_[0] = ToMessage(sc::EncodeResults(items, packed));
+      SendOn(i, frames_);
+      return;
+    }
     for (size_t start = 0; start < batch->size(); start += kResultsPerMessage) {
       size_t end = std::min(batch->size(), start + kResultsPerMessage);
       std::vector<sc::ResultItem> items;

@@ -209,7 +209,7 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
           .shard_key = req->shard_key,
           .timeout_ms = req->timeout_ms,
           .priority = req->priority,
-          .payload = std::move(frames[2])},
+          .payload = Payload::Own(std::move(frames[2]))},
          now);
 }
 
@@ -245,7 +245,7 @@ void Broker::Accept(Incoming call, TimePoint now) {
     if (call.mdp) {
       ReplyMdp(call.client, call.endpoint, over);
     } else {
-      Reply(call.client, call.request_id, over, {}, call.batched);
+      Reply(call.client, call.request_id, over, {}, call.batched, call.packed);
     }
     return;
   }
@@ -260,7 +260,7 @@ void Broker::Accept(Incoming call, TimePoint now) {
     if (call.mdp) {
       ReplyMdp(call.client, call.endpoint, admitted);
     } else {
-      Reply(call.client, call.request_id, admitted, {}, call.batched);
+      Reply(call.client, call.request_id, admitted, {}, call.batched, call.packed);
     }
     return;
   }
@@ -272,7 +272,7 @@ void Broker::Accept(Incoming call, TimePoint now) {
       continue;
     }
     slots_.emplace(shadow, Slot{.method = call.method,
-                                .payload = Copy(call.payload),
+                                .payload = call.payload.Share(),
                                 .shadow = true,
                                 .timing = metrics_->Shadow(timing, backend, /*queued=*/true, now)});
   }
@@ -283,25 +283,46 @@ void Broker::Accept(Incoming call, TimePoint now) {
                              .timing = timing,
                              .mdp = call.mdp,
                              .batched = call.batched,
+                             .packed = call.packed,
                              .service = call.mdp ? std::string(call.endpoint) : std::string()});
 }
 
 void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint now) {
-  StatusOr<std::vector<sc::RequestHeader>> calls = sc::DecodeRequests(header);
+  StatusOr<std::vector<sc::RequestHeader>> calls = sc::DecodeRequests(header, &payload_sizes_);
   if (!calls.ok()) {
     // Which part is broken is unknown, so no call of it can be answered.
     metrics_->Dropped(Drop::kMalformedClient);
     log_->warn("malformed REQUESTS dropped: {}", calls.status().message());
     return;
   }
-  if (calls->size() != frames.size() - 2) {
-    Status bad = BadRequest("REQUESTS has " + std::to_string(calls->size()) + " calls but " +
-                            std::to_string(frames.size() - 2) + " payload frames");
-    for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, bad, {}, true);
+  const bool packed = !payload_sizes_.empty();
+  std::span<const zmq::message_t> payload_frames(frames.data() + 2, frames.size() - 2);
+  Status bad = Status::Ok();
+  if (packed) {
+    bad = LocatePayloads(payload_sizes_, payload_frames, &payload_refs_);
+  } else if (calls->size() != payload_frames.size()) {
+    bad = BadRequest("REQUESTS has " + std::to_string(calls->size()) + " calls but " +
+                     std::to_string(payload_frames.size()) + " payload frames");
+  }
+  if (!bad.ok()) {
+    for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, bad, {}, true, packed);
     return;
+  }
+  std::vector<SharedFrame> shared;
+  if (packed) {
+    shared.reserve(payload_frames.size());
+    for (size_t f = 2; f < frames.size(); ++f) {
+      shared.push_back(std::make_shared<const zmq::message_t>(std::move(frames[f])));
+    }
   }
   for (size_t i = 0; i < calls->size(); ++i) {
     sc::RequestHeader& c = (*calls)[i];
+    Payload payload;
+    if (!packed) {
+      payload = Payload::Own(std::move(frames[i + 2]));
+    } else if (const PayloadRef& at = payload_refs_[i]; at.size > 0) {
+      payload = Payload::Slice(shared[at.frame], at.offset, at.size);
+    }
     Accept({.client = Copy(frames[0]),
             .request_id = c.request_id,
             .endpoint = c.endpoint,
@@ -309,8 +330,9 @@ void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint n
             .shard_key = c.shard_key,
             .timeout_ms = c.timeout_ms,
             .priority = c.priority,
-            .payload = std::move(frames[i + 2]),
-            .batched = true},
+            .payload = std::move(payload),
+            .batched = true,
+            .packed = packed},
            now);
   }
 }
@@ -340,7 +362,7 @@ void Broker::HandleMdpClient(Frames& frames, TimePoint now) {
   Accept({.client = std::move(frames[0]),
           .endpoint = service,
           .method = std::string(mdp::kMethod),
-          .payload = std::move(frames[req->first_body]),
+          .payload = Payload::Own(std::move(frames[req->first_body])),
           .mdp = true},
          now);
 }
@@ -361,7 +383,7 @@ void Broker::HandleMmi(Frames& frames, std::string_view service, size_t body_fra
 
 void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {
   std::string json = StatusJson();
-  Reply(client, request_id, Status::Ok(), ToMessage(json));
+  Reply(client, request_id, Status::Ok(), Payload::Own(ToMessage(json)));
 }
 
 std::string Broker::StatusJson() const {
@@ -441,6 +463,7 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         log_->warn("READY refused: {}", s.message());
         return;
       }
+      if (ready->packed) packed_replicas_.insert(replica);
       liveness_.Add(replica, now);
       // Heard at once: a worker started before us counts our silence from
       // its own start, and must not give up on a broker that just came up.
@@ -479,24 +502,44 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
     SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
     return;
   }
-  StatusOr<std::vector<sc::ResultItem>> results = sc::DecodeResults(header);
-  if (results.ok() && results->size() != frames.size() - 2) {
+  StatusOr<std::vector<sc::ResultItem>> results = sc::DecodeResults(header, &payload_sizes_);
+  const bool packed = results.ok() && !payload_sizes_.empty();
+  std::span<const zmq::message_t> payload_frames(frames.data() + 2, frames.size() - 2);
+  if (packed) {
+    if (Status s = LocatePayloads(payload_sizes_, payload_frames, &payload_refs_); !s.ok()) {
+      results = s;
+    }
+  } else if (results.ok() && results->size() != payload_frames.size()) {
     results = BadRequest("RESULTS has " + std::to_string(results->size()) + " items but " +
-                         std::to_string(frames.size() - 2) + " payload frames");
+                         std::to_string(payload_frames.size()) + " payload frames");
   }
   if (!results.ok()) {
     metrics_->Dropped(Drop::kMalformedWorker);
     log_->warn("malformed RESULTS dropped: {}", results.status().message());
     return;
   }
+  std::vector<SharedFrame> shared;
+  if (packed) {
+    shared.reserve(payload_frames.size());
+    for (size_t f = 2; f < frames.size(); ++f) {
+      shared.push_back(std::make_shared<const zmq::message_t>(std::move(frames[f])));
+    }
+  }
   for (size_t i = 0; i < results->size(); ++i) {
     const sc::ResultItem& item = (*results)[i];
     switch (router_.Complete(replica, item.token)) {
-      case Completion::kDeliver:
+      case Completion::kDeliver: {
         // An error carries no payload (PROTOCOL.md 4.1), whatever the worker sent.
-        Finish(item.token, Status(item.code, item.message),
-               item.code == StatusCode::kOk ? std::move(frames[i + 2]) : zmq::message_t());
+        Payload payload;
+        if (item.code != StatusCode::kOk) {
+        } else if (!packed) {
+          payload = Payload::Own(std::move(frames[i + 2]));
+        } else if (const PayloadRef& at = payload_refs_[i]; at.size > 0) {
+          payload = Payload::Slice(shared[at.frame], at.offset, at.size);
+        }
+        Finish(item.token, Status(item.code, item.message), std::move(payload));
         break;
+      }
       case Completion::kLate:
         metrics_->Dropped(Drop::kLateResult);
         break;
@@ -593,7 +636,7 @@ void Broker::HandleMdpReply(const std::string& replica, Frames& frames, uint64_t
   switch (router_.Complete(replica, token)) {
     case Completion::kDeliver:
       if (body_frames == 1) {
-        Finish(token, Status::Ok(), std::move(frames[first_body]));
+        Finish(token, Status::Ok(), Payload::Own(std::move(frames[first_body])));
       } else {
         Finish(token, HandlerError("the MDP worker replied with " + std::to_string(body_frames) +
                                    " body frames; zserve carries exactly one"));
@@ -614,6 +657,7 @@ void Broker::RemoveDrained(const std::string& replica) {
   (void)router_.RemoveReplica(replica);  // holds nothing: no orphans
   liveness_.Remove(replica);
   mdp_replicas_.erase(replica);
+  packed_replicas_.erase(replica);
   membership_changed_ = true;
   log_->info("replica drained and removed");
 }
@@ -662,19 +706,25 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
   std::vector<sc::BatchItem> items;
   std::vector<uint32_t> sizes;
   Frames frames;
+  // A replica that takes packed payloads gets those that lie together in
+  // one received frame as one slice of it.
+  const bool packed = packed_replicas_.contains(replica);
+  PackedFrames packer(&frames);
   size_t header_bytes = 0;
   int64_t payload_bytes = 0;
   auto start = [&] {
     items.clear();
     sizes.clear();
     frames.clear();
+    packer.Clear();
     frames.emplace_back(replica.data(), replica.size());
     frames.emplace_back();  // header, filled at send
     header_bytes = 0;
     payload_bytes = 0;
   };
   auto send = [&] {
-    frames[1] = ToMessage(sc::EncodeBatch(items, sizes));
+    packer.Finish();
+    frames[1] = ToMessage(sc::EncodeBatch(items, sizes, packer.sizes()));
     if (Status s = workers_.Send(frames); !s.ok()) {
       LoseReplica(replica, s.message());  // requeues what it held, unsent items too
       return false;
@@ -693,7 +743,7 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
       size_t cost = sc::kBatchItemBytes + slot.method.size();
       if (!items.empty() &&
           (items.size() == sc::kMaxBatchItems || header_bytes + cost > sc::kHeaderBudget ||
-           payload_bytes + static_cast<int64_t>(slot.payload.size()) > kMaxBatchPayloadBytes)) {
+           payload_bytes + static_cast<int64_t>(slot.payload.bytes()) > kMaxBatchPayloadBytes)) {
         if (sizes.back() == 0) sizes.pop_back();
         if (!send()) return;
         start();
@@ -703,9 +753,14 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
       auto left = std::chrono::ceil<std::chrono::milliseconds>(*router_.Deadline(token) - now);
       items.push_back(
           {token, slot.method, static_cast<uint32_t>(std::max<int64_t>(left.count(), 0))});
-      frames.push_back(Copy(slot.payload));  // kept for a retry
+      // The slot keeps its payload for a retry.
+      if (packed) {
+        packer.Add(slot.payload);
+      } else {
+        frames.push_back(slot.payload.Message());
+      }
       header_bytes += cost;
-      payload_bytes += static_cast<int64_t>(slot.payload.size());
+      payload_bytes += static_cast<int64_t>(slot.payload.bytes());
       ++sizes.back();
     }
   }
@@ -725,7 +780,7 @@ void Broker::SendMdpRequests(Dispatch& d, TimePoint now) {
       continue;
     }
     metrics_->Dispatched(slot.timing, now);
-    Frames frames = mdp::WorkerRequest(d.replica, token, Copy(slot.payload));  // kept for retry
+    Frames frames = mdp::WorkerRequest(d.replica, token, slot.payload.Message());  // kept for retry
     if (Status s = workers_.Send(frames); !s.ok()) {
       LoseReplica(d.replica, s.message());  // requeues the rest of this dispatch too
       return;
@@ -743,6 +798,7 @@ void Broker::RemoveReplica(const std::string& replica, std::string_view why, boo
   Orphans orphans = router_.RemoveReplica(replica);
   liveness_.Remove(replica);
   mdp_replicas_.erase(replica);
+  packed_replicas_.erase(replica);
   membership_changed_ = true;
   if (lost) {
     log_->warn("replica lost ({}): {} requests requeued, {} failed", why, orphans.requeued.size(),
@@ -756,7 +812,7 @@ void Broker::RemoveReplica(const std::string& replica, std::string_view why, boo
   }
 }
 
-void Broker::Finish(uint64_t token, const Status& status, zmq::message_t payload) {
+void Broker::Finish(uint64_t token, const Status& status, Payload payload) {
   auto it = slots_.find(token);
   if (it == slots_.end()) std::abort();  // router and slots out of step
   metrics_->Finished(it->second.timing, status.code(), it->second.shadow, Clock::now());
@@ -767,13 +823,14 @@ void Broker::Finish(uint64_t token, const Status& status, zmq::message_t payload
   if (it->second.mdp) {
     ReplyMdp(it->second.client, it->second.service, status, std::move(payload));
   } else if (!it->second.shadow) {  // a shadow's reply goes nowhere
-    Reply(it->second.client, it->second.request_id, status, std::move(payload), it->second.batched);
+    Reply(it->second.client, it->second.request_id, status, std::move(payload), it->second.batched,
+          it->second.packed);
   }
   slots_.erase(it);
 }
 
 void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
-                   zmq::message_t payload, bool batched) {
+                   Payload payload, bool batched, bool packed) {
   if (batched) {
     auto [at, added] =
         reply_batch_index_.try_emplace(std::string(View(client)), reply_batch_count_);
@@ -782,6 +839,10 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
       reply_batches_[reply_batch_count_++].client = Copy(client);
     }
     ReplyBatch& b = reply_batches_[at->second];
+    if (b.packed != packed) {
+      SendReplies(b);  // one REPLIES is packed or not, all through
+      b.packed = packed;
+    }
     size_t cost = sc::kResultItemBytes + std::min(status.message().size(), sc::kMaxMessageBytes);
     if (b.header_bytes + cost > sc::kHeaderBudget) SendReplies(b);
     b.headers.push_back({request_id, status.code(), status.message()});
@@ -792,7 +853,7 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
   }
   zmq::message_t frames[3] = {
       Copy(client), ToMessage(sc::EncodeReply({request_id, status.code(), status.message()})),
-      std::move(payload)};
+      payload.Message()};
   if (!clients_.Send(frames).ok()) {
     metrics_->Dropped(Drop::kUndeliverableReply);
     log_->debug("reply to request {} undeliverable: client gone", request_id);
@@ -801,12 +862,20 @@ void Broker::Reply(const zmq::message_t& client, uint64_t request_id, const Stat
 
 void Broker::SendReplies(ReplyBatch& b) {
   if (b.headers.empty()) return;
-  std::string header = sc::EncodeReplies(b.headers);
   Frames frames;
-  frames.reserve(b.payloads.size() + 2);
+  frames.reserve(b.packed ? 3 : b.payloads.size() + 2);
   frames.push_back(Copy(b.client));
-  frames.push_back(ToMessage(header));
-  for (zmq::message_t& p : b.payloads) frames.push_back(std::move(p));
+  frames.emplace_back();  // the header, once the payloads are laid out
+  std::span<const uint64_t> payload_sizes;
+  PackedFrames packer(&frames);
+  if (b.packed) {
+    for (const Payload& p : b.payloads) packer.Add(p);
+    packer.Finish();
+    payload_sizes = packer.sizes();
+  } else {
+    for (const Payload& p : b.payloads) frames.push_back(p.Message());
+  }
+  frames[1] = ToMessage(sc::EncodeReplies(b.headers, payload_sizes));
   if (!clients_.Send(frames).ok()) {
     for (size_t i = 0; i < b.headers.size(); ++i) metrics_->Dropped(Drop::kUndeliverableReply);
     log_->debug("{} replies undeliverable: client gone", b.headers.size());
@@ -828,8 +897,8 @@ void Broker::SendToWorker(const std::string& replica, std::string header) {
 }
 
 void Broker::ReplyMdp(const zmq::message_t& client, std::string_view service, const Status& status,
-                      zmq::message_t payload) {
-  Frames frames = status.ok() ? mdp::ClientReply(Copy(client), service, std::move(payload))
+                      Payload payload) {
+  Frames frames = status.ok() ? mdp::ClientReply(Copy(client), service, payload.Message())
                               : mdp::ClientError(Copy(client), service, status);
   if (!clients_.Send(frames).ok()) {
     metrics_->Dropped(Drop::kUndeliverableReply);

@@ -28,6 +28,7 @@
 #include "common/curve.h"
 #include "common/liveness.h"
 #include "common/logging.h"
+#include "common/payloads.h"
 #include "common/polled_socket.h"
 #include "common/zmq_util.h"
 #include "schemas/config_subscriber.h"
@@ -80,12 +81,13 @@ class Broker {
     zmq::message_t client{};  // routing id of the client connection
     uint64_t request_id = 0;
     std::string method{};
-    zmq::message_t payload{};  // shares the received buffer
-    bool shadow = false;       // a shadow copy: no client to answer
-    RequestTiming timing{};    // for its metrics
-    bool mdp = false;          // from an MDP client: answered in MDP framing
-    bool batched = false;      // from REQUESTS: answered in REPLIES
-    std::string service{};     // MDP: the service (endpoint) the reply names
+    Payload payload{};       // shares the received buffer
+    bool shadow = false;     // a shadow copy: no client to answer
+    RequestTiming timing{};  // for its metrics
+    bool mdp = false;        // from an MDP client: answered in MDP framing
+    bool batched = false;    // from REQUESTS: answered in REPLIES
+    bool packed = false;     // from a packed REQUESTS: answered in packed REPLIES
+    std::string service{};   // MDP: the service (endpoint) the reply names
   };
   // A decoded call from a client, ZSP or MDP, before admission.
   struct Incoming {
@@ -96,15 +98,17 @@ class Broker {
     std::string_view shard_key{};
     uint32_t timeout_ms = 0;  // 0: the endpoint's default
     int32_t priority = 0;
-    zmq::message_t payload{};
+    Payload payload{};
     bool mdp = false;
     bool batched = false;  // one of a REQUESTS
+    bool packed = false;   // one of a packed REQUESTS
   };
   // The REPLIES of this loop turn to one client connection.
   struct ReplyBatch {
     zmq::message_t client;
     std::vector<schemas::ReplyHeader> headers;
-    Frames payloads;
+    std::vector<Payload> payloads;
+    bool packed = false;      // answers packed REQUESTS: payloads packed
     size_t header_bytes = 0;  // estimated, kept within schemas::kHeaderBudget
   };
 
@@ -140,16 +144,17 @@ class Broker {
   // Forgets a replica; what it held is requeued or failed as for a lost one.
   void RemoveReplica(const std::string& replica, std::string_view why, bool lost);
   // The final answer for a token: to its client, or (a shadow) counted only.
-  void Finish(uint64_t token, const Status& status, zmq::message_t payload = zmq::message_t());
-  // `batched`: queued for this turn's REPLIES to the client, else sent now.
+  void Finish(uint64_t token, const Status& status, Payload payload = {});
+  // `batched`: queued for this turn's REPLIES to the client, else sent now;
+  // `packed`: in a REPLIES with packed payloads.
   void Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
-             zmq::message_t payload = zmq::message_t(), bool batched = false);
+             Payload payload = {}, bool batched = false, bool packed = false);
   void SendToWorker(const std::string& replica, std::string header);
   // HEARTBEAT or DISCONNECT in the replica's protocol.
   void SendHeartbeat(const std::string& replica);
   void SendDisconnect(const std::string& replica, bool mdp);
   void ReplyMdp(const zmq::message_t& client, std::string_view service, const Status& status,
-                zmq::message_t payload = zmq::message_t());
+                Payload payload = {});
   std::string StatusJson() const;
 
   BrokerOptions options_;
@@ -163,17 +168,20 @@ class Broker {
   uint64_t next_token_ = 1;
   std::pmr::unsynchronized_pool_resource slot_pool_;  // slots_'s nodes, reused: no malloc per call
   std::pmr::unordered_map<uint64_t, Slot> slots_{&slot_pool_};
-  std::map<std::string, schemas::EndpointConfig> endpoints_;   // for STATUS
-  std::unordered_set<std::string> configured_backends_;        // for a log line
-  std::unordered_set<std::string> mdp_replicas_;               // registered MDP workers
-  std::vector<std::string> shadows_;                           // scratch for Admit
-  std::string admitted_backend_;                               // scratch for Admit
-  std::unique_ptr<BrokerMetrics> metrics_;                     // also STATUS's counters
+  std::map<std::string, schemas::EndpointConfig> endpoints_;  // for STATUS
+  std::unordered_set<std::string> configured_backends_;       // for a log line
+  std::unordered_set<std::string> mdp_replicas_;              // registered MDP workers
+  std::unordered_set<std::string> packed_replicas_;  // ZSP workers that take packed BATCHes
+  std::vector<std::string> shadows_;                 // scratch for Admit
+  std::string admitted_backend_;                     // scratch for Admit
+  std::unique_ptr<BrokerMetrics> metrics_;           // also STATUS's counters
   std::unordered_map<std::string, uint32_t> client_inflight_;  // unanswered calls by connection
   std::unique_ptr<ZapHandler> zap_;                            // with CURVE only
   std::vector<ReplyBatch> reply_batches_;  // [0, reply_batch_count_) in use this turn
   size_t reply_batch_count_ = 0;
   std::unordered_map<std::string, size_t> reply_batch_index_;  // connection -> batch
+  std::vector<uint64_t> payload_sizes_;                        // scratch for packed messages
+  std::vector<PayloadRef> payload_refs_;                       // scratch for packed messages
 };
 
 }  // namespace zserve::broker

@@ -10,6 +10,7 @@
 #include <zmq.hpp>
 
 #include "common/curve.h"
+#include "common/payloads.h"
 #include "common/polled_socket.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
@@ -83,20 +84,20 @@ class Client::Impl {
     // Queued: calls made before the next Poll go out together (REQUESTS).
     queued_bytes_ += 32 + h.endpoint.size() + h.method.size() + h.shard_key.size();
     queued_.push_back(std::move(h));
-    queued_payloads_.emplace_back(payload.data(), payload.size());
+    queued_payloads_.append(payload);
+    queued_sizes_.push_back(payload.size());
     if (queued_.size() == sc::kMaxCallsPerMessage || queued_bytes_ > kMaxQueuedHeaderBytes) Flush();
   }
 
-  // Sends the queued calls: one REQUEST, or one REQUESTS for several. If the
-  // broker cannot be reached they fail at once with UNAVAILABLE.
+  // Sends the queued calls: one REQUEST, or one REQUESTS for several, their
+  // payloads packed in one frame (PROTOCOL.md 3.1). If the broker cannot be
+  // reached they fail at once with UNAVAILABLE.
   void Flush() {
     if (queued_.empty()) return;
-    std::string header =
-        queued_.size() == 1 ? sc::EncodeRequest(queued_[0]) : sc::EncodeRequests(queued_);
-    Frames frames;
-    frames.reserve(queued_.size() + 1);
-    frames.emplace_back(header.data(), header.size());
-    for (zmq::message_t& p : queued_payloads_) frames.push_back(std::move(p));
+    std::string header = queued_.size() == 1 ? sc::EncodeRequest(queued_[0])
+                                             : sc::EncodeRequests(queued_, queued_sizes_);
+    zmq::message_t frames[2] = {zmq::message_t(header.data(), header.size()),
+                                zmq::message_t(queued_payloads_.data(), queued_payloads_.size())};
     Status sent = socket_.Send(frames);
     if (!sent.ok()) {
       for (const sc::RequestHeader& h : queued_) {
@@ -110,6 +111,7 @@ class Client::Impl {
     }
     queued_.clear();
     queued_payloads_.clear();
+    queued_sizes_.clear();
     queued_bytes_ = 0;
     queued_payload_bytes_ = 0;
   }
@@ -225,29 +227,42 @@ class Client::Impl {
     guards_.emplace(guard, id);
   }
 
-  // A REPLY, or REPLIES with one payload frame per reply; anything else is
-  // not of this protocol and ignored.
+  // A REPLY, or REPLIES with one payload frame per reply or packed
+  // payloads; anything else is not of this protocol and ignored.
   size_t HandleReply() {
-    if (frames_.size() < 2) return 0;
+    if (frames_.empty()) return 0;  // a packed REPLIES of errors only has no payload frame
     if (frames_.size() == 2) {
       StatusOr<sc::ReplyHeader> reply = sc::DecodeReply(View(frames_[0]));
-      if (reply.ok()) return Deliver(*reply, frames_[1]);
+      if (reply.ok()) return Deliver(*reply, View(frames_[1]));
     }
-    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies(View(frames_[0]));
-    if (!replies.ok() || replies->size() != frames_.size() - 1) return 0;
+    StatusOr<std::vector<sc::ReplyHeader>> replies =
+        sc::DecodeReplies(View(frames_[0]), &reply_sizes_);
+    if (!replies.ok()) return 0;
+    std::span<const zmq::message_t> payloads(frames_.data() + 1, frames_.size() - 1);
     size_t n = 0;
-    for (size_t i = 0; i < replies->size(); ++i) n += Deliver((*replies)[i], frames_[i + 1]);
+    if (reply_sizes_.empty()) {
+      if (replies->size() != payloads.size()) return 0;
+      for (size_t i = 0; i < replies->size(); ++i) n += Deliver((*replies)[i], View(payloads[i]));
+      return n;
+    }
+    if (!LocatePayloads(reply_sizes_, payloads, &reply_refs_).ok()) return 0;
+    for (size_t i = 0; i < replies->size(); ++i) {
+      const PayloadRef& at = reply_refs_[i];
+      n += Deliver((*replies)[i], at.size == 0
+                                      ? std::string_view()
+                                      : View(payloads[at.frame]).substr(at.offset, at.size));
+    }
     return n;
   }
 
-  size_t Deliver(sc::ReplyHeader& reply, const zmq::message_t& payload) {
+  size_t Deliver(sc::ReplyHeader& reply, std::string_view payload) {
     auto it = pending_.find(reply.request_id);
     if (it == pending_.end()) return 0;  // answered already (local deadline)
     Callback done = std::move(it->second.done);
     guards_.erase({it->second.guard, it->first});
     pending_.erase(it);
     if (reply.code == StatusCode::kOk) {
-      done(std::string(View(payload)));
+      done(std::string(payload));
     } else {
       done(Status(reply.code, std::move(reply.message)));
     }
@@ -289,10 +304,13 @@ class Client::Impl {
   static constexpr size_t kMaxQueuedHeaderBytes = 32 * 1024;
   static constexpr size_t kMaxQueuedPayloadBytes = 4 * 1024 * 1024;
   std::vector<sc::RequestHeader> queued_;
-  Frames queued_payloads_;
+  std::string queued_payloads_;  // back to back, one frame at Flush
+  std::vector<uint64_t> queued_sizes_;
   size_t queued_bytes_ = 0;  // of their headers, roughly
   size_t queued_payload_bytes_ = 0;
   Frames frames_;
+  std::vector<uint64_t> reply_sizes_;  // scratch for packed REPLIES
+  std::vector<PayloadRef> reply_refs_;
   // Nodes from a pool: after the first peak, a call allocates none for these.
   std::pmr::unsynchronized_pool_resource call_pool_;
   std::pmr::unordered_map<uint64_t, Pending> pending_{&call_pool_};

@@ -23,6 +23,28 @@ namespace {
   std::abort();
 }
 
+// The payloads of a received message (header first): one frame each, or
+// packed by `packed` (PROTOCOL.md 3.1). Fails if they do not lay out.
+std::vector<std::string_view> Payloads(const Frames& m, size_t items,
+                                       const std::vector<uint64_t>& packed) {
+  std::span<const zmq::message_t> frames(m.data() + 1, m.size() - 1);
+  std::vector<std::string_view> out;
+  if (packed.empty()) {
+    if (frames.size() != items) Fail("a message whose items and payload frames differ in number");
+    for (const zmq::message_t& f : frames) out.push_back(View(f));
+    return out;
+  }
+  std::vector<PayloadRef> at;
+  if (Status s = LocatePayloads(packed, frames, &at); !s.ok()) {
+    Fail("the broker sent packed payloads that do not lay out: " + s.ToString());
+  }
+  for (const PayloadRef& r : at) {
+    out.push_back(r.size == 0 ? std::string_view()
+                              : View(frames[r.frame]).substr(r.offset, r.size));
+  }
+  return out;
+}
+
 zmq::message_t Msg(std::string_view s) { return zmq::message_t(s.data(), s.size()); }
 
 Frames Message(std::initializer_list<std::string_view> parts) {
@@ -228,7 +250,7 @@ void BrokerFuzzer::Reset() {
   now_ = t0_;
 
   b.ApplyConfig(BaseConfig());
-  WorkerMessage(Message({"w1", sc::EncodeReady({"a", "w1", 2})}));
+  WorkerMessage(Message({"w1", sc::EncodeReady({"a", "w1", 2, /*packed=*/true})}));
   WorkerMessage(Message({"w2", sc::EncodeReady({"batch", "w2", 0})}));
   WorkerMessage(Message({"w3", sc::EncodeReady({"a", "w3", 1})}));  // no connection
   const char ready = static_cast<char>(mdp::WorkerCommand::kReady);
@@ -328,18 +350,33 @@ void BrokerFuzzer::Answer(uint8_t arg) {
         WorkerMessage(std::move(out));
         continue;
       }
-      StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(View(m[0]));
+      std::vector<uint32_t> sizes;
+      std::vector<uint64_t> packed;
+      StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(View(m[0]), &sizes, &packed);
       if (!batch.ok()) continue;  // HEARTBEAT, DISCONNECT
+      std::vector<std::string_view> in = Payloads(m, batch->size(), packed);
       std::vector<sc::ResultItem> results;
+      std::vector<uint64_t> out_sizes;
+      std::string out_bytes;
       Frames payloads;
       for (size_t i = 0; i < batch->size(); ++i) {
         if ((arg & 2) && i > 0) break;  // the rest stays in flight
         results.push_back(
             {(*batch)[i].token, code, code == StatusCode::kOk ? "" : "handler failed"});
-        payloads.push_back(code == StatusCode::kOk ? Msg(View(m[i + 1])) : zmq::message_t());
+        std::string_view result = code == StatusCode::kOk ? in[i] : std::string_view();
+        payloads.push_back(Msg(result));
+        out_sizes.push_back(result.size());
+        out_bytes += result;
       }
-      Frames out = Message({p.id, sc::EncodeResults(results)});
-      for (zmq::message_t& payload : payloads) out.push_back(std::move(payload));
+      // Packed RESULTS to a packed BATCH (one frame), as zserve's worker does.
+      Frames out =
+          Message({p.id, sc::EncodeResults(
+                             results, packed.empty() ? std::span<const uint64_t>() : out_sizes)});
+      if (!packed.empty()) {
+        out.push_back(Msg(out_bytes));
+      } else {
+        for (zmq::message_t& payload : payloads) out.push_back(std::move(payload));
+      }
       WorkerMessage(std::move(out));
     }
   }
@@ -393,23 +430,26 @@ void BrokerFuzzer::CheckToClient(const Frames& m) const {
     }
     return;
   }
-  // A REPLY, or REPLIES with one payload frame per reply.
+  // A REPLY, or REPLIES with one payload frame per reply or packed payloads.
   std::vector<sc::ReplyHeader> replies;
+  std::vector<std::string_view> payloads;
   if (sc::PeekCommandFast(View(m[0])) == sc::Command::kReplies) {
-    StatusOr<std::vector<sc::ReplyHeader>> r = sc::DecodeReplies(View(m[0]));
+    std::vector<uint64_t> packed;
+    StatusOr<std::vector<sc::ReplyHeader>> r = sc::DecodeReplies(View(m[0]), &packed);
     if (!r.ok()) Fail("the broker sent REPLIES it cannot decode: " + r.status().ToString());
-    if (r->size() != m.size() - 1) Fail("REPLIES whose replies and payloads differ in number");
     replies = std::move(r).value();
+    payloads = Payloads(m, replies.size(), packed);
   } else {
     if (m.size() != 2) Fail("a REPLY with " + std::to_string(m.size()) + " frames");
     StatusOr<sc::ReplyHeader> r = sc::DecodeReply(View(m[0]));
     if (!r.ok()) Fail("the broker sent a REPLY it cannot decode: " + r.status().ToString());
     replies.push_back(std::move(r).value());
+    payloads.push_back(View(m[1]));
   }
   // PROTOCOL.md 4.1: the payload is empty unless the status is OK, even when
   // a worker's RESULTS carries one with an error item (found here first).
   for (size_t i = 0; i < replies.size(); ++i) {
-    if (replies[i].code != StatusCode::kOk && m[i + 1].size() != 0) {
+    if (replies[i].code != StatusCode::kOk && !payloads[i].empty()) {
       Fail("an error REPLY with a payload");
     }
   }
@@ -435,9 +475,11 @@ void BrokerFuzzer::CheckToWorker(const Frames& m) const {
     }
     return;
   }
-  StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(View(m[0]));
+  std::vector<uint32_t> sizes;
+  std::vector<uint64_t> packed;
+  StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(View(m[0]), &sizes, &packed);
   if (batch.ok()) {
-    if (batch->size() != m.size() - 1) Fail("a BATCH whose items and payloads differ in number");
+    (void)Payloads(m, batch->size(), packed);  // fails unless they lay out
     return;
   }
   StatusOr<sc::Command> command = sc::PeekCommand(View(m[0]));

@@ -64,7 +64,8 @@ bool Same(const std::vector<T>& a, const std::vector<T>& b) {
   return true;
 }
 bool Same(const ReadyHeader& a, const ReadyHeader& b) {
-  return a.backend == b.backend && a.replica_tag == b.replica_tag && a.capacity == b.capacity;
+  return a.backend == b.backend && a.replica_tag == b.replica_tag && a.capacity == b.capacity &&
+         a.packed == b.packed;
 }
 bool Same(const std::vector<BatchItem>& a, const std::vector<BatchItem>& b) {
   if (a.size() != b.size()) return false;
@@ -104,6 +105,23 @@ void RoundTrip(std::string_view what, const StatusOr<T>& first, Decode decode, E
   if (!second.ok()) Fail(what, "its re-encoding does not decode: " + second.status().ToString());
   if (!Same(*first, *second)) Fail(what, "decode(encode(x)) differs from x");
   if (encode(*second) != bytes) Fail(what, "encode(decode(encode(x))) differs from encode(x)");
+}
+
+// The round trip of a header with optional payload sizes (REQUESTS,
+// REPLIES, RESULTS): the sizes come back too, one per item when present.
+template <typename T, typename Decode, typename Encode>
+bool RoundTripPacked(std::string_view what, std::string_view h, Decode decode, Encode encode) {
+  std::vector<uint64_t> sizes;
+  StatusOr<std::vector<T>> r = decode(h, &sizes);
+  std::vector<uint64_t> again;
+  RoundTrip(
+      what, r, [&](std::string_view b) { return decode(b, &again); },
+      [&](const std::vector<T>& items) { return encode(items, sizes); });
+  if (r.ok() && again != sizes) Fail(what, "payload sizes differ after a round trip");
+  if (r.ok() && !sizes.empty() && sizes.size() != r->size()) {
+    Fail(what, "payload sizes are not one per item");
+  }
+  return r.ok();
 }
 
 // The decoders, by number; each checks what it accepts.
@@ -176,7 +194,8 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
     }
     case 4: {
       std::vector<uint32_t> sizes;
-      StatusOr<std::vector<BatchItem>> r = DecodeBatch(h, &sizes);
+      std::vector<uint64_t> packed;
+      StatusOr<std::vector<BatchItem>> r = DecodeBatch(h, &sizes, &packed);
       if (r.ok() && (r->empty() || r->size() > kMaxBatchItems)) {
         Fail("BATCH", "decoded " + std::to_string(r->size()) + " items");
       }
@@ -185,19 +204,22 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
         for (uint32_t n : sizes) total += n;
         if (total != r->size()) Fail("BATCH", "handler batch sizes do not add up to the items");
       }
-      // Round trip with the handler batches the header had.
+      // Round trip with the handler batches and payload sizes the header had.
       std::vector<uint32_t> again;
+      std::vector<uint64_t> packed_again;
       RoundTrip(
-          "BATCH", r, [&again](std::string_view b) { return DecodeBatch(b, &again); },
-          [&sizes](const std::vector<BatchItem>& items) { return EncodeBatch(items, sizes); });
+          "BATCH", r, [&](std::string_view b) { return DecodeBatch(b, &again, &packed_again); },
+          [&](const std::vector<BatchItem>& items) { return EncodeBatch(items, sizes, packed); });
       if (r.ok() && again != sizes) Fail("BATCH", "handler batch sizes differ after a round trip");
+      if (r.ok() && packed_again != packed)
+        Fail("BATCH", "payload sizes differ after a round trip");
+      if (r.ok() && !packed.empty() && packed.size() != r->size()) {
+        Fail("BATCH", "payload sizes are not one per item");
+      }
       return r.ok();
     }
-    case 5: {
-      StatusOr<std::vector<ResultItem>> r = DecodeResults(h);
-      RoundTrip("RESULTS", r, DecodeResults, EncodeResults);
-      return r.ok();
-    }
+    case 5:
+      return RoundTripPacked<ResultItem>("RESULTS", h, DecodeResults, EncodeResults);
     case 6: {
       StatusOr<Snapshot> r = DecodeSnapshot(h);
       if (!r.ok()) return false;
@@ -238,14 +260,10 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
       if (r.ok() && PeekCommandFast(h) != Command::kRequests) {
         Fail("REQUESTS", "PeekCommandFast disagrees");
       }
-      RoundTrip("REQUESTS", r, DecodeRequests, EncodeRequests);
-      return r.ok();
+      return RoundTripPacked<RequestHeader>("REQUESTS", h, DecodeRequests, EncodeRequests);
     }
-    default: {
-      StatusOr<std::vector<ReplyHeader>> r = DecodeReplies(h);
-      RoundTrip("REPLIES", r, DecodeReplies, EncodeReplies);
-      return r.ok();
-    }
+    default:
+      return RoundTripPacked<ReplyHeader>("REPLIES", h, DecodeReplies, EncodeReplies);
   }
 }
 

@@ -84,6 +84,16 @@ void CodecSeeds() {
         sc::EncodeRequests({{7, "echo", "__call__", 250, "user-1", 1}, {8, "b", "m", 0, "", 0}}));
   Write(t, "replies",
         sc::EncodeReplies({{7, StatusCode::kOk, ""}, {8, StatusCode::kNotFound, "nope"}}));
+  const std::vector<uint64_t> packed = {5, 0};
+  Write(t, "requests_packed",
+        sc::EncodeRequests({{7, "echo", "__call__", 250, "", 0}, {8, "b", "m", 0, "", 0}}, packed));
+  Write(t, "replies_packed",
+        sc::EncodeReplies({{7, StatusCode::kOk, ""}, {8, StatusCode::kNotFound, "nope"}}, packed));
+  Write(t, "batch_packed", sc::EncodeBatch({{1, "__call__", 100}, {2, "predict", 0}}, {}, packed));
+  Write(t, "results_packed",
+        sc::EncodeResults({{1, StatusCode::kOk, ""}, {2, StatusCode::kHandlerError, "boom"}},
+                          packed));
+  Write(t, "ready_packed", sc::EncodeReady({"echo", "host-1", 4, true}));
   Write(t, "status", sc::EncodeStatusRequest(9));
   Write(t, "ready", sc::EncodeReady({"echo", "host-1", 4}));
   Write(t, "batch", sc::EncodeBatch({{1, "__call__", 100}, {2, "predict", 0}}));
@@ -216,6 +226,18 @@ void BrokerClientSeeds() {
             .Own({"c1", sc::EncodeRequests({{4, "ep", "__call__", 0, "", 0}}), "x", "y"})
             .Answer()
             .bytes());
+  // Packed payloads (PROTOCOL.md 3.1): in one frame, over two, and sizes
+  // that do not lay out.
+  const std::vector<sc::RequestHeader> three = {{1, "ep", "__call__", 0, "", 0},
+                                                {2, "nope", "__call__", 0, "", 0},
+                                                {3, "ep", "__call__", 0, "k", 1}};
+  Write(t, "requests_packed",
+        Ops()
+            .Own({"c1", sc::EncodeRequests(three, std::vector<uint64_t>{1, 0, 2}), "abc"})
+            .Own({"c1", sc::EncodeRequests(three, std::vector<uint64_t>{2, 1, 1}), "ab", "cd"})
+            .Own({"c1", sc::EncodeRequests(three, std::vector<uint64_t>{2, 2, 2}), "abc", "def"})
+            .Answer()
+            .bytes());
   Write(t, "mdp",
         Ops()
             .Own({"c1", "", "MDPC01", "ep", "body"})
@@ -275,6 +297,14 @@ void BrokerWorkerSeeds() {
   // (ZSERVE_FUZZ_TRACE=1 shows it).
   Write(t, "results", Ops().Own({"w1", results({1}), "r"}).Own({"w1", results({9}), "r"}).bytes());
   Write(t, "results_batch", Ops().Own({"w2", results({11, 12, 13}), "a", "b", "c"}).bytes());
+  std::vector<sc::ResultItem> three;
+  for (uint64_t token : {11, 12, 13}) three.push_back({token, StatusCode::kOk, ""});
+  Write(t, "results_packed",
+        Ops()
+            .Own({"w2", sc::EncodeResults(three, std::vector<uint64_t>{1, 2, 0}), "a", "bc"})
+            .Own({"w1", sc::EncodeResults({{1, StatusCode::kOk, ""}}, std::vector<uint64_t>{3}),
+                  "ab"})
+            .bytes());
   Write(t, "results_mismatch", Ops().Own({"w1", results({1, 9}), "only one"}).bytes());
   Write(t, "results_error",
         Ops().Own({"w1", sc::EncodeResults({{1, StatusCode::kHandlerError, "boom"}}), ""}).bytes());

@@ -573,6 +573,13 @@ void PackReplyFields(Packer& p, const ReplyHeader& h) {
   PackCodeAndMessage(p, h.code, h.message);
 }
 
+// The optional `payload_sizes` element: present only when not empty.
+void PackPayloadSizes(Packer& p, std::span<const uint64_t> sizes) {
+  if (sizes.empty()) return;
+  p.pack_array(static_cast<uint32_t>(sizes.size()));
+  for (uint64_t n : sizes) p.pack(n);
+}
+
 }  // namespace
 
 std::string EncodeRequest(const RequestHeader& h) {
@@ -585,24 +592,30 @@ std::string EncodeReply(const ReplyHeader& h) {
                [&h](Packer& p) { PackReplyFields(p, h); });
 }
 
-std::string EncodeRequests(const std::vector<RequestHeader>& calls) {
-  return Build(Command::kRequests, 1, 16 + 48 * calls.size(), [&calls](Packer& p) {
-    p.pack_array(static_cast<uint32_t>(calls.size()));
-    for (const RequestHeader& h : calls) {
-      p.pack_array(6);
-      PackRequestFields(p, h);
-    }
-  });
+std::string EncodeRequests(const std::vector<RequestHeader>& calls,
+                           std::span<const uint64_t> payload_sizes) {
+  return Build(Command::kRequests, payload_sizes.empty() ? 1 : 2, 16 + 56 * calls.size(),
+               [&calls, payload_sizes](Packer& p) {
+                 p.pack_array(static_cast<uint32_t>(calls.size()));
+                 for (const RequestHeader& h : calls) {
+                   p.pack_array(6);
+                   PackRequestFields(p, h);
+                 }
+                 PackPayloadSizes(p, payload_sizes);
+               });
 }
 
-std::string EncodeReplies(const std::vector<ReplyHeader>& replies) {
-  return Build(Command::kReplies, 1, 16 + 16 * replies.size(), [&replies](Packer& p) {
-    p.pack_array(static_cast<uint32_t>(replies.size()));
-    for (const ReplyHeader& h : replies) {
-      p.pack_array(3);
-      PackReplyFields(p, h);
-    }
-  });
+std::string EncodeReplies(const std::vector<ReplyHeader>& replies,
+                          std::span<const uint64_t> payload_sizes) {
+  return Build(Command::kReplies, payload_sizes.empty() ? 1 : 2, 16 + 24 * replies.size(),
+               [&replies, payload_sizes](Packer& p) {
+                 p.pack_array(static_cast<uint32_t>(replies.size()));
+                 for (const ReplyHeader& h : replies) {
+                   p.pack_array(3);
+                   PackReplyFields(p, h);
+                 }
+                 PackPayloadSizes(p, payload_sizes);
+               });
 }
 
 std::string EncodeStatusRequest(uint64_t request_id) {
@@ -610,17 +623,24 @@ std::string EncodeStatusRequest(uint64_t request_id) {
 }
 
 std::string EncodeReady(const ReadyHeader& h) {
-  return Build(Command::kReady, 3, 64, [&h](Packer& p) {
+  return Build(Command::kReady, h.packed ? 4 : 3, 64, [&h](Packer& p) {
     PackString(p, h.backend);
     PackString(p, h.replica_tag);
     p.pack(h.capacity);
+    if (h.packed) p.pack(true);
   });
 }
 
-std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uint32_t> sizes) {
-  bool split = sizes.size() > 1;
-  return Build(Command::kBatch, split ? 2 : 1, 16 + 32 * items.size() + 5 * sizes.size(),
-               [&items, &sizes, split](Packer& p) {
+std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uint32_t> sizes,
+                        std::span<const uint64_t> payload_sizes) {
+  // `sizes` is written when it splits the items, or to make room for
+  // `payload_sizes` after it.
+  const uint32_t whole = static_cast<uint32_t>(items.size());
+  if (sizes.empty() && !payload_sizes.empty()) sizes = std::span(&whole, 1);
+  bool split = sizes.size() > 1 || !payload_sizes.empty();
+  return Build(Command::kBatch, payload_sizes.empty() ? (split ? 2 : 1) : 3,
+               16 + 40 * items.size() + 5 * sizes.size(),
+               [&items, &sizes, split, payload_sizes](Packer& p) {
                  p.pack_array(static_cast<uint32_t>(items.size()));
                  for (const BatchItem& item : items) {
                    p.pack_array(3);
@@ -631,18 +651,22 @@ std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uin
                  if (!split) return;
                  p.pack_array(static_cast<uint32_t>(sizes.size()));
                  for (uint32_t n : sizes) p.pack(n);
+                 PackPayloadSizes(p, payload_sizes);
                });
 }
 
-std::string EncodeResults(const std::vector<ResultItem>& items) {
-  return Build(Command::kResults, 1, 16 + 16 * items.size(), [&items](Packer& p) {
-    p.pack_array(static_cast<uint32_t>(items.size()));
-    for (const ResultItem& item : items) {
-      p.pack_array(3);
-      p.pack(item.token);
-      PackCodeAndMessage(p, item.code, item.message);
-    }
-  });
+std::string EncodeResults(const std::vector<ResultItem>& items,
+                          std::span<const uint64_t> payload_sizes) {
+  return Build(Command::kResults, payload_sizes.empty() ? 1 : 2, 16 + 24 * items.size(),
+               [&items, payload_sizes](Packer& p) {
+                 p.pack_array(static_cast<uint32_t>(items.size()));
+                 for (const ResultItem& item : items) {
+                   p.pack_array(3);
+                   p.pack(item.token);
+                   PackCodeAndMessage(p, item.code, item.message);
+                 }
+                 PackPayloadSizes(p, payload_sizes);
+               });
 }
 
 std::string EncodeSimple(Command command) {
@@ -695,10 +719,35 @@ Status ReadReplyFields(const ArrayReader& r, uint32_t at, ReplyHeader* h) {
   return s;
 }
 
+// The optional `payload_sizes` at element `at` of `top`: absent, or one
+// size per item (PROTOCOL.md 3.1). `out` (if given) gets them, or nothing
+// when absent.
+Status ReadPayloadSizes(const msgpack::object& top, uint32_t at, size_t items,
+                        std::vector<uint64_t>* out) {
+  if (out != nullptr) out->clear();
+  if (top.via.array.size <= at) return Status::Ok();
+  const msgpack::object& a = top.via.array.ptr[at];
+  if (a.type != msgpack::type::ARRAY) return ArrayReader::Type("payload_sizes", "an array");
+  if (a.via.array.size != items) {
+    return BadRequest("field 'payload_sizes' has " + std::to_string(a.via.array.size) +
+                      " sizes for " + std::to_string(items) + " items");
+  }
+  if (out != nullptr) out->resize(items);
+  for (uint32_t i = 0; i < a.via.array.size; ++i) {
+    uint64_t n = 0;
+    if (Status s = ArrayReader::ReadUint(a.via.array.ptr[i], "payload_sizes", UINT64_MAX, &n);
+        !s.ok()) {
+      return s;
+    }
+    if (out != nullptr) (*out)[i] = n;
+  }
+  return Status::Ok();
+}
+
 // The calls of REQUESTS or REPLIES: each an array of `fields` elements.
 template <typename T, typename Read>
 StatusOr<std::vector<T>> DecodeCalls(std::string_view header, Command command, uint32_t fields,
-                                     Read read) {
+                                     Read read, std::vector<uint64_t>* payload_sizes) {
   msgpack::object_handle handle;
   if (Status s = Open(header, command, 3, &handle); !s.ok()) return s;
   const msgpack::object& calls = handle.get().via.array.ptr[2];
@@ -716,6 +765,7 @@ StatusOr<std::vector<T>> DecodeCalls(std::string_view header, Command command, u
     if (Status s = r.Need(fields); !s.ok()) return s;
     if (Status s = read(r, &out[i]); !s.ok()) return s;
   }
+  if (Status s = ReadPayloadSizes(handle.get(), 3, out.size(), payload_sizes); !s.ok()) return s;
   return out;
 }
 
@@ -741,16 +791,19 @@ StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
   return h;
 }
 
-StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header) {
+StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header,
+                                                    std::vector<uint64_t>* payload_sizes) {
   return DecodeCalls<RequestHeader>(
       header, Command::kRequests, 6,
-      [](const ArrayReader& r, RequestHeader* h) { return ReadRequestFields(r, 0, h); });
+      [](const ArrayReader& r, RequestHeader* h) { return ReadRequestFields(r, 0, h); },
+      payload_sizes);
 }
 
-StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header) {
+StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header,
+                                                 std::vector<uint64_t>* payload_sizes) {
   return DecodeCalls<ReplyHeader>(
       header, Command::kReplies, 3,
-      [](const ArrayReader& r, ReplyHeader* h) { return ReadReplyFields(r, 0, h); });
+      [](const ArrayReader& r, ReplyHeader* h) { return ReadReplyFields(r, 0, h); }, payload_sizes);
 }
 
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header) {
@@ -767,6 +820,11 @@ StatusOr<ReadyHeader> DecodeReady(std::string_view header) {
   if (s.ok()) s = r.Str(3, "replica_tag", kMaxNameBytes, &h.replica_tag);
   if (s.ok()) s = r.Uint(4, "capacity", UINT32_MAX, &capacity);
   if (!s.ok()) return s;
+  if (handle.get().via.array.size > 5) {
+    const msgpack::object& packed = handle.get().via.array.ptr[5];
+    if (packed.type != msgpack::type::BOOLEAN) return ArrayReader::Type("packed", "a boolean");
+    h.packed = packed.via.boolean;
+  }
   if (Status v = ValidateName("backend", h.backend); !v.ok()) return v;
   h.capacity = static_cast<uint32_t>(capacity);
   return h;
@@ -794,8 +852,8 @@ Status OpenItems(std::string_view header, Command command, msgpack::object_handl
 
 }  // namespace
 
-StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header,
-                                             std::vector<uint32_t>* sizes) {
+StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header, std::vector<uint32_t>* sizes,
+                                             std::vector<uint64_t>* payload_sizes) {
   msgpack::object_handle handle;
   const msgpack::object* list;
   if (Status s = OpenItems(header, Command::kBatch, &handle, &list); !s.ok()) return s;
@@ -836,11 +894,13 @@ StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header,
   } else {
     split.push_back(static_cast<uint32_t>(out.size()));
   }
+  if (Status s = ReadPayloadSizes(top, 4, out.size(), payload_sizes); !s.ok()) return s;
   if (sizes != nullptr) *sizes = std::move(split);
   return out;
 }
 
-StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header) {
+StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header,
+                                                std::vector<uint64_t>* payload_sizes) {
   msgpack::object_handle handle;
   const msgpack::object* list;
   if (Status s = OpenItems(header, Command::kResults, &handle, &list); !s.ok()) return s;
@@ -852,6 +912,7 @@ StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header) {
     if (s.ok()) s = r.Str(2, "message", kMaxMessageBytes, &out[i].message);
     if (!s.ok()) return s;
   }
+  if (Status s = ReadPayloadSizes(handle.get(), 3, out.size(), payload_sizes); !s.ok()) return s;
   return out;
 }
 

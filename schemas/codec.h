@@ -89,6 +89,7 @@ struct ReadyHeader {
   std::string backend;
   std::string replica_tag;
   uint32_t capacity = 0;  // 0: no limit of the worker's own
+  bool packed = false;    // takes BATCHes with packed payloads (PROTOCOL.md 3.1)
 };
 
 struct BatchItem {
@@ -138,15 +139,22 @@ StatusOr<Command> PeekCommand(std::string_view header);
 
 std::string EncodeRequest(const RequestHeader& h);
 std::string EncodeReply(const ReplyHeader& h);
-// REQUESTS / REPLIES: 1..kMaxCallsPerMessage calls, one payload frame each.
-std::string EncodeRequests(const std::vector<RequestHeader>& calls);
-std::string EncodeReplies(const std::vector<ReplyHeader>& replies);
+// REQUESTS / REPLIES: 1..kMaxCallsPerMessage calls, one payload frame each,
+// or, with `payload_sizes` (one per call), packed payloads (PROTOCOL.md 3.1).
+// The same `payload_sizes` for BATCH and RESULTS; decoders give them back,
+// empty when the header has none.
+std::string EncodeRequests(const std::vector<RequestHeader>& calls,
+                           std::span<const uint64_t> payload_sizes = {});
+std::string EncodeReplies(const std::vector<ReplyHeader>& replies,
+                          std::span<const uint64_t> payload_sizes = {});
 std::string EncodeStatusRequest(uint64_t request_id);
 std::string EncodeReady(const ReadyHeader& h);
 // `sizes`: how the items split into handler batches, in order (PROTOCOL.md
 // 4.2); empty or one element: all of them are one batch.
-std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uint32_t> sizes = {});
-std::string EncodeResults(const std::vector<ResultItem>& items);
+std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uint32_t> sizes = {},
+                        std::span<const uint64_t> payload_sizes = {});
+std::string EncodeResults(const std::vector<ResultItem>& items,
+                          std::span<const uint64_t> payload_sizes = {});
 std::string EncodeSimple(Command command);  // DISCONNECT, HEARTBEAT, SNAPSHOT_REQUEST
 std::string EncodeSnapshot(Command command, const Snapshot& s);  // SNAPSHOT or UPDATE
 std::string EncodeControllerHeartbeat(uint64_t version);
@@ -157,15 +165,19 @@ std::string EncodeAdminReply(const AdminReply& r);
 // Each decoder checks that the header is of its command.
 StatusOr<RequestHeader> DecodeRequest(std::string_view header);
 StatusOr<ReplyHeader> DecodeReply(std::string_view header);
-StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header);
-StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header);
+StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header,
+                                                    std::vector<uint64_t>* payload_sizes = nullptr);
+StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header,
+                                                 std::vector<uint64_t>* payload_sizes = nullptr);
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header);
 StatusOr<ReadyHeader> DecodeReady(std::string_view header);
 // `sizes` (if given) gets the handler batches' sizes: one element when the
 // header has none.
 StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header,
-                                             std::vector<uint32_t>* sizes = nullptr);
-StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header);
+                                             std::vector<uint32_t>* sizes = nullptr,
+                                             std::vector<uint64_t>* payload_sizes = nullptr);
+StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header,
+                                                std::vector<uint64_t>* payload_sizes = nullptr);
 StatusOr<Snapshot> DecodeSnapshot(std::string_view header);  // SNAPSHOT or UPDATE
 StatusOr<uint64_t> DecodeControllerHeartbeat(std::string_view header);
 // The carried error; its code is never OK.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -16,6 +17,7 @@
 
 #include "common/curve.h"
 #include "common/logging.h"
+#include "common/payloads.h"
 #include "common/polled_socket.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
@@ -36,12 +38,16 @@ std::string DefaultTag() {
 
 zmq::message_t ToMessage(const std::string& s) { return zmq::message_t(s.data(), s.size()); }
 
+// Result bytes after which a RESULTS is cut (it always carries one item).
+constexpr size_t kMaxResultsPayloadBytes = 4 << 20;
+
 struct Item {
   uint64_t token;
   std::string method;
   TimePoint deadline;
-  zmq::message_t payload;
-  TimePoint received;  // arrival at this worker
+  SharedFrame frame;         // holds the payload's bytes
+  std::string_view payload;  // in `frame`
+  TimePoint received;        // arrival at this worker
 };
 
 using Job = std::vector<Item>;
@@ -231,6 +237,7 @@ class Worker::Impl {
       return Unavailable(std::string("worker cannot connect: ") + e.what());
     }
     connected_ = true;
+    broker_packs_ = false;  // a new connection: perhaps another broker
     return Status::Ok();
   }
 
@@ -250,8 +257,8 @@ class Worker::Impl {
   }
 
   void SendReady() {
-    zmq::message_t m =
-        ToMessage(sc::EncodeReady({options_.backend, options_.replica_tag, options_.capacity}));
+    zmq::message_t m = ToMessage(sc::EncodeReady(
+        {options_.backend, options_.replica_tag, options_.capacity, /*packed=*/true}));
     if (!SendToBroker(std::span(&m, 1), Clock::now())) log_->warn("READY not sent");
   }
 
@@ -280,22 +287,39 @@ class Worker::Impl {
       return false;
     }
     std::vector<uint32_t> sizes;
-    StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(header, &sizes);
+    std::vector<uint64_t> payload_sizes;
+    StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch(header, &sizes, &payload_sizes);
     if (!batch.ok()) {
       log_->warn("malformed BATCH dropped: {}", batch.status().message());
       return false;
     }
-    if (batch->size() != frames.size() - 1) {
+    const bool packed = !payload_sizes.empty();
+    std::span<const zmq::message_t> payload_frames(frames.data() + 1, frames.size() - 1);
+    std::vector<PayloadRef> refs;
+    Status laid_out = Status::Ok();
+    if (packed) {
+      laid_out = LocatePayloads(payload_sizes, payload_frames, &refs);
+    } else if (batch->size() != payload_frames.size()) {
+      laid_out = BadRequest("BATCH frame count mismatch");
+    }
+    if (!laid_out.ok()) {
       // The tokens are known: answer each so nothing waits for its deadline.
+      log_->warn("malformed BATCH answered BAD_REQUEST: {}", laid_out.message());
       std::vector<sc::ResultItem> results;
       for (const sc::BatchItem& b : *batch) {
-        results.push_back({b.token, StatusCode::kBadRequest, "BATCH frame count mismatch"});
+        results.push_back({b.token, StatusCode::kBadRequest, laid_out.message()});
       }
       Frames out;
       out.push_back(ToMessage(sc::EncodeResults(results)));
       for (size_t i = 0; i < results.size(); ++i) out.emplace_back();
       (void)SendToBroker(out, Clock::now());
       return false;
+    }
+    if (packed) broker_packs_ = true;
+    std::vector<SharedFrame> shared;
+    shared.reserve(payload_frames.size());
+    for (size_t f = 1; f < frames.size(); ++f) {
+      shared.push_back(std::make_shared<const zmq::message_t>(std::move(frames[f])));
     }
     // Each handler batch of the message is a job of its own.
     TimePoint now = Clock::now();
@@ -305,9 +329,18 @@ class Worker::Impl {
       jobs[j].reserve(sizes[j]);
       for (uint32_t k = 0; k < sizes[j]; ++k, ++next) {
         sc::BatchItem& b = (*batch)[next];
-        jobs[j].push_back(Item{b.token, std::move(b.method),
-                               now + std::chrono::milliseconds(b.timeout_ms),
-                               std::move(frames[next + 1]), now});
+        Item item{b.token,
+                  std::move(b.method),
+                  now + std::chrono::milliseconds(b.timeout_ms),
+                  nullptr,
+                  {},
+                  now};
+        const PayloadRef at = packed ? refs[next] : PayloadRef{next, 0, shared[next]->size()};
+        if (at.size > 0) {
+          item.frame = shared[at.frame];
+          item.payload = View(*item.frame).substr(at.offset, at.size);
+        }
+        jobs[j].push_back(std::move(item));
       }
     }
     in_flight_ += batch->size();
@@ -338,7 +371,7 @@ class Worker::Impl {
     Clock::duration took{};
     std::vector<Job> share;
     std::vector<sc::ResultItem> results;
-    Frames payloads;
+    std::vector<std::string> payloads;
     while (true) {
       {
         // This thread's share of what waits (at least one batch): one lock
@@ -369,12 +402,13 @@ class Worker::Impl {
   // Runs one received batch: skip expired items and unknown methods, call the
   // handler once per method; appends a result and a payload per item to the
   // out vectors.
-  void Process(Job& job, std::vector<sc::ResultItem>* results_out, Frames* payloads_out) {
+  void Process(Job& job, std::vector<sc::ResultItem>* results_out,
+               std::vector<std::string>* payloads_out) {
     const size_t base = results_out->size();
     results_out->resize(base + job.size());
     payloads_out->resize(base + job.size());
     sc::ResultItem* results = results_out->data() + base;
-    zmq::message_t* payloads = payloads_out->data() + base;
+    std::string* payloads = payloads_out->data() + base;
     TimePoint now = Clock::now();
     if (metrics_) {
       metrics_->Started(job.size());
@@ -401,7 +435,7 @@ class Worker::Impl {
     }
     auto call = [&](std::string_view method, const std::vector<size_t>& indexes) {
       requests.clear();
-      for (size_t i : indexes) requests.push_back({method, View(job[i].payload), job[i].deadline});
+      for (size_t i : indexes) requests.push_back({method, job[i].payload, job[i].deadline});
       std::vector<Result> out;
       std::string failure;
       TimePoint call_started = Clock::now();
@@ -423,7 +457,7 @@ class Worker::Impl {
           r.code = StatusCode::kHandlerError;
           r.message = failure;
         } else if (out[k].ok()) {
-          payloads[indexes[k]] = ToMessage(out[k].value());
+          payloads[indexes[k]] = std::move(out[k]).value();
         } else {
           r.code = StatusCode::kHandlerError;
           r.message = out[k].status().message();
@@ -448,7 +482,7 @@ class Worker::Impl {
 
   // Gives finished results to the I/O thread, which sends everything done
   // since its last turn in one RESULTS; it is woken only when there was none.
-  void HandOver(std::vector<sc::ResultItem>& results, Frames& payloads) {
+  void HandOver(std::vector<sc::ResultItem>& results, std::vector<std::string>& payloads) {
     bool was_empty;
     {
       std::lock_guard<std::mutex> lock(done_mu_);
@@ -470,7 +504,7 @@ class Worker::Impl {
     uint64_t v;
     [[maybe_unused]] ssize_t n = read(done_fd_, &v, sizeof v);  // before taking: no lost wake-up
     std::vector<sc::ResultItem> items;
-    Frames payloads;
+    std::vector<std::string> payloads;
     {
       std::lock_guard<std::mutex> lock(done_mu_);
       items.swap(done_items_);
@@ -483,29 +517,51 @@ class Worker::Impl {
       log_->warn("{} results dropped: no broker connection", items.size());
       return;
     }
+    // To a broker that packs, the chunk's payloads go back to back in one
+    // frame (PROTOCOL.md 3.1); else one frame each.
     std::vector<sc::ResultItem> chunk;
-    Frames frames(1);
+    std::vector<uint64_t> payload_sizes;
+    size_t first = 0;  // the chunk's first item
     size_t header_bytes = 0;
-    auto send = [&] {
-      frames[0] = ToMessage(sc::EncodeResults(chunk));
+    size_t payload_bytes = 0;
+    Frames frames;
+    auto send = [&](size_t end) {
+      frames.clear();
+      frames.emplace_back();
+      if (broker_packs_) {
+        zmq::message_t packed(payload_bytes);
+        char* at = static_cast<char*>(packed.data());
+        for (size_t i = first; i < end; ++i) {
+          std::memcpy(at, payloads[i].data(), payloads[i].size());
+          at += payloads[i].size();
+        }
+        frames.push_back(std::move(packed));
+      } else {
+        for (size_t i = first; i < end; ++i) frames.push_back(ToMessage(payloads[i]));
+      }
+      frames[0] = ToMessage(sc::EncodeResults(chunk, payload_sizes));
       if (!SendToBroker(frames, now)) {
         log_->warn("{} results not sent: broker unreachable", chunk.size());
       }
       chunk.clear();
-      frames.resize(1);
+      payload_sizes.clear();
+      first = end;
       header_bytes = 0;
+      payload_bytes = 0;
     };
     for (size_t i = 0; i < items.size(); ++i) {
       size_t cost = sc::kResultItemBytes + std::min(items[i].message.size(), sc::kMaxMessageBytes);
       if (!chunk.empty() &&
-          (chunk.size() == sc::kMaxBatchItems || header_bytes + cost > sc::kHeaderBudget)) {
-        send();
+          (chunk.size() == sc::kMaxBatchItems || header_bytes + cost > sc::kHeaderBudget ||
+           payload_bytes + payloads[i].size() > kMaxResultsPayloadBytes)) {
+        send(i);
       }
       chunk.push_back(std::move(items[i]));
-      frames.push_back(std::move(payloads[i]));
+      if (broker_packs_) payload_sizes.push_back(payloads[i].size());
       header_bytes += cost;
+      payload_bytes += payloads[i].size();
     }
-    send();
+    send(items.size());
   }
 
   std::string MethodList() const {
@@ -539,6 +595,9 @@ class Worker::Impl {
   int drain_fd_ = -1;
   std::atomic<bool> drain_requested_{false};
   size_t in_flight_ = 0;  // I/O thread only
+  // The broker sent a packed BATCH on this connection, so it takes packed
+  // RESULTS (PROTOCOL.md 3.1); I/O thread only.
+  bool broker_packs_ = false;
   // Liveness of the broker connection; I/O thread only.
   bool connected_ = false;
   TimePoint last_heard_ = Clock::now();
@@ -554,7 +613,7 @@ class Worker::Impl {
   // written when they go from none to some.
   std::mutex done_mu_;
   std::vector<sc::ResultItem> done_items_;  // guarded by done_mu_
-  Frames done_payloads_;                    // guarded by done_mu_, one per item
+  std::vector<std::string> done_payloads_;  // guarded by done_mu_, one per item
   int done_fd_ = -1;
 
   std::mutex mu_;

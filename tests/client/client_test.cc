@@ -24,6 +24,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/payloads.h"
 #include "common/zmq_util.h"
 #include "schemas/codec.h"
 #include "tests/common/fake_router.h"
@@ -110,11 +111,19 @@ std::vector<std::pair<sc::RequestHeader, std::string>> DecodedCalls(const Frames
       return out;
     }
   }
-  auto calls = sc::DecodeRequests(zserve::View(frames[0]));
+  std::vector<uint64_t> sizes;
+  auto calls = sc::DecodeRequests(zserve::View(frames[0]), &sizes);
   REQUIRE(calls.ok());
-  REQUIRE(calls->size() == frames.size() - 1);
+  // The client library packs a REQUESTS's payloads (PROTOCOL.md 3.1).
+  REQUIRE(sizes.size() == calls->size());
+  std::vector<zserve::PayloadRef> at;
+  REQUIRE(zserve::LocatePayloads(sizes, std::span(frames).subspan(1), &at).ok());
   for (size_t i = 0; i < calls->size(); ++i) {
-    out.emplace_back((*calls)[i], std::string(zserve::View(frames[i + 1])));
+    out.emplace_back(
+        (*calls)[i],
+        at[i].size == 0
+            ? std::string()
+            : std::string(zserve::View(frames[at[i].frame + 1]).substr(at[i].offset, at[i].size)));
   }
   return out;
 }

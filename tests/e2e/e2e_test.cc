@@ -215,6 +215,172 @@ TEST_CASE("several calls in one REQUESTS message are answered in REPLIES", "[e2e
   }
 }
 
+namespace sc = zserve::schemas;
+
+// The payloads of a packed message (PROTOCOL.md 4.1): `sizes` laid over the
+// payload frames (those of `m` after the header) in order, each payload whole
+// inside one frame and every byte used; nullopt if they do not lay out so.
+std::optional<Strings> SplitPacked(const std::vector<uint64_t>& sizes, const Strings& m) {
+  Strings out;
+  size_t f = 1;   // the frame being read
+  size_t at = 0;  // its bytes already taken
+  for (uint64_t n : sizes) {
+    if (n == 0) {
+      out.emplace_back();
+      continue;
+    }
+    while (f < m.size() && at == m[f].size()) {
+      ++f;
+      at = 0;
+    }
+    if (f == m.size() || n > m[f].size() - at) return std::nullopt;
+    out.push_back(m[f].substr(at, n));
+    at += n;
+  }
+  while (f < m.size() && at == m[f].size()) {
+    ++f;
+    at = 0;
+  }
+  if (f != m.size()) return std::nullopt;
+  return out;
+}
+
+struct Answer {
+  sc::ReplyHeader header;
+  std::string payload;
+};
+
+// Reads REPLIES on `s` until `count` requests are answered, each exactly once:
+// packed (with payload_sizes that lay out over the payload frames) or not
+// (one payload frame per reply), as `packed` says.
+std::map<uint64_t, Answer> ReadReplies(zmq::socket_t& s, size_t count, bool packed) {
+  std::map<uint64_t, Answer> got;
+  while (got.size() < count) {
+    std::optional<Strings> m = RecvStrings(s, milliseconds(10'000));
+    INFO("answered so far: " << got.size() << " of " << count);
+    REQUIRE(m);
+    REQUIRE(!m->empty());
+    std::vector<uint64_t> sizes;
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies((*m)[0], &sizes);
+    REQUIRE(replies.ok());
+    Strings payloads;
+    if (packed) {
+      REQUIRE(sizes.size() == replies->size());
+      std::optional<Strings> split = SplitPacked(sizes, *m);
+      REQUIRE(split);
+      payloads = std::move(*split);
+    } else {
+      CHECK(sizes.empty());
+      REQUIRE(replies->size() + 1 == m->size());
+      payloads.assign(m->begin() + 1, m->end());
+    }
+    for (size_t i = 0; i < replies->size(); ++i) {
+      const sc::ReplyHeader& r = (*replies)[i];
+      INFO("request " << r.request_id);
+      CHECK(got.count(r.request_id) == 0);                        // each answered once
+      if (r.code != StatusCode::kOk) CHECK(payloads[i].empty());  // errors carry no payload
+      got[r.request_id] = {r, payloads[i]};
+    }
+  }
+  return got;
+}
+
+TEST_CASE("packed REQUESTS are answered with packed REPLIES and bad layouts are BAD_REQUEST",
+          "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  zmq::context_t ctx(1);
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  s.set(zmq::sockopt::linger, 0);
+  s.connect(stack.client_address());
+
+  // Payloads of different sizes, one empty, one binary; a call to an unknown
+  // endpoint and one failing in its handler.
+  std::string binary(3000, '\0');
+  for (size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<char>(i * 7 % 256);
+  const Strings payloads = {"alpha", "", "to nowhere", "throw:boom", binary, "z"};
+  const std::vector<uint64_t> sizes = {5, 0, 10, 10, 3000, 1};
+  for (size_t i = 0; i < payloads.size(); ++i) REQUIRE(payloads[i].size() == sizes[i]);
+  auto calls_from = [](uint64_t first) {
+    return std::vector<sc::RequestHeader>{{first, "echo", "__call__", 5000, "", 0},
+                                          {first + 1, "echo", "__call__", 5000, "", 0},
+                                          {first + 2, "nowhere", "__call__", 5000, "", 0},
+                                          {first + 3, "fail", "__call__", 5000, "", 0},
+                                          {first + 4, "echo", "__call__", 5000, "", 0},
+                                          {first + 5, "echo", "__call__", 5000, "", 0}};
+  };
+  auto check_answers = [&](const std::map<uint64_t, Answer>& got, uint64_t first) {
+    REQUIRE(got.size() == payloads.size());
+    for (uint64_t i : {0, 1, 4, 5}) {
+      INFO("call " << i);
+      CHECK(got.at(first + i).header.code == StatusCode::kOk);
+      CHECK(got.at(first + i).payload == payloads[i]);
+    }
+    CHECK(got.at(first + 2).header.code == StatusCode::kNotFound);
+    CHECK_THAT(got.at(first + 2).header.message, Catch::Contains("nowhere"));
+    CHECK(got.at(first + 3).header.code == StatusCode::kHandlerError);
+    CHECK_THAT(got.at(first + 3).header.message, Catch::Contains("boom"));
+  };
+  std::string all;
+  for (const std::string& p : payloads) all += p;
+
+  SendStrings(s, {sc::EncodeRequests(calls_from(10), sizes), all});
+  check_answers(ReadReplies(s, payloads.size(), /*packed=*/true), 10);
+
+  // Split between two frames at a payload boundary: the first three payloads
+  // (one of them empty) and the other three.
+  const size_t cut = payloads[0].size() + payloads[1].size() + payloads[2].size();
+  SendStrings(s, {sc::EncodeRequests(calls_from(20), sizes), all.substr(0, cut), all.substr(cut)});
+  check_answers(ReadReplies(s, payloads.size(), /*packed=*/true), 20);
+
+  // Unpacked on the same connection: unpacked REPLIES, one frame per reply.
+  Strings unpacked{sc::EncodeRequests(calls_from(30))};
+  unpacked.insert(unpacked.end(), payloads.begin(), payloads.end());
+  SendStrings(s, unpacked);
+  check_answers(ReadReplies(s, payloads.size(), /*packed=*/false), 30);
+
+  // Sizes that do not lay out over the frames: BAD_REQUEST for every call.
+  struct Bad {
+    const char* name;
+    Strings frames;
+    const char* text;
+  };
+  const std::vector<Bad> bad = {
+      {"a payload crossing a frame boundary",
+       {"abcd", "efghi"},
+       "crosses the end of payload frame"},
+      {"sizes adding up to more bytes than the frames", {"abcdef"}, "add up to more bytes"},
+      {"sizes adding up to fewer bytes than the frames", {"abcdefghij"}, "hold more bytes"},
+      {"sizes and no payload frame", {}, "add up to more bytes"},
+  };
+  uint64_t id = 100;
+  for (const Bad& b : bad) {
+    INFO(b.name);
+    std::vector<sc::RequestHeader> calls;
+    for (int i = 0; i < 3; ++i) calls.push_back({id++, "echo", "__call__", 5000, "", 0});
+    Strings frames{sc::EncodeRequests(calls, std::vector<uint64_t>{3, 3, 3})};
+    frames.insert(frames.end(), b.frames.begin(), b.frames.end());
+    SendStrings(s, frames);
+    std::map<uint64_t, Answer> got = ReadReplies(s, calls.size(), /*packed=*/true);
+    for (const sc::RequestHeader& c : calls) {
+      REQUIRE(got.count(c.request_id) == 1);
+      CHECK(got[c.request_id].header.code == StatusCode::kBadRequest);
+      CHECK_THAT(got[c.request_id].header.message, Catch::Contains(b.text));
+    }
+  }
+
+  // Nothing more was answered: the next message is the STATUS reply.
+  SendStrings(s, {sc::EncodeStatusRequest(999)});
+  std::optional<Strings> m = RecvStrings(s, milliseconds(10'000));
+  REQUIRE(m);
+  REQUIRE(m->size() == 2);
+  StatusOr<sc::ReplyHeader> status = sc::DecodeReply((*m)[0]);
+  REQUIRE(status.ok());
+  CHECK(status->request_id == 999);
+  CHECK(status->code == StatusCode::kOk);
+  CHECK(nlohmann::json::parse((*m)[1])["held_requests"] == 0);
+}
+
 TEST_CASE("a request past its deadline is DEADLINE_EXCEEDED promptly", "[e2e]") {
   Stack stack(kDeployment);
   REQUIRE(stack.ready());

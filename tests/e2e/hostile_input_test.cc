@@ -13,6 +13,7 @@
 // STATUS (its reply must be the next message, and shows the counters); on
 // the worker port it is a HEARTBEAT from a connection the broker does not
 // know, answered DISCONNECT (§4.2).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
@@ -175,8 +176,9 @@ std::string Patch(std::string header, size_t at, uint8_t byte) {
   return header;
 }
 
-std::string Ready(const std::string& backend, const std::string& tag, uint32_t capacity = 1) {
-  return sc::EncodeReady({backend, tag, capacity});
+std::string Ready(const std::string& backend, const std::string& tag, uint32_t capacity = 1,
+                  bool packed = false) {
+  return sc::EncodeReady({backend, tag, capacity, packed});
 }
 
 std::string Results(const std::vector<sc::ResultItem>& items) { return sc::EncodeResults(items); }
@@ -251,9 +253,11 @@ class RawWorker {
     last_sent_ = SteadyClock::now();
   }
 
-  // READY, answered at once with a HEARTBEAT.
-  void Register(const std::string& backend, const std::string& tag, uint32_t capacity = 1) {
-    SendStrings({Ready(backend, tag, capacity)});
+  // READY (saying it takes packed payloads if `packed`), answered at once
+  // with a HEARTBEAT.
+  void Register(const std::string& backend, const std::string& tag, uint32_t capacity = 1,
+                bool packed = false) {
+    SendStrings({Ready(backend, tag, capacity, packed)});
     std::optional<Strings> m = testing::RecvStrings(s_, kWait);
     INFO("READY answered with " << Show(m));
     REQUIRE(m);
@@ -553,8 +557,8 @@ TEST_CASE("Hostile client messages are refused with BAD_REQUEST or dropped and c
 }
 
 // `w` as the one replica of backend "raw", registered once STATUS shows it.
-void RegisterRaw(HostileStack& roles, RawWorker& w, uint32_t capacity) {
-  w.Register("raw", "raw-a", capacity);
+void RegisterRaw(HostileStack& roles, RawWorker& w, uint32_t capacity, bool packed = false) {
+  w.Register("raw", "raw-a", capacity, packed);
   WaitForStatus(roles.client(),
                 [](const nlohmann::json& j) { return j["backends"]["raw"]["replicas"] == 1; });
 }
@@ -650,6 +654,273 @@ TEST_CASE("Calls dispatched to one replica in one turn share a BATCH of handler 
     }
   }
   for (uint64_t id = 1; id <= 5; ++id) CHECK(got[id] == "answer to call " + std::to_string(id));
+  roles.CheckHealthy();
+}
+
+// Packed payloads (PROTOCOL.md 4.1, 4.2): several payloads back to back in
+// one frame, their sizes in the header's `payload_sizes`.
+
+// The payloads of a packed message: `sizes` laid over the payload frames (the
+// frames of `m` after its header) in order, each payload whole inside one
+// frame and every byte used; nullopt if they do not lay out so.
+std::optional<Strings> SplitPacked(const std::vector<uint64_t>& sizes, const Strings& m) {
+  Strings out;
+  size_t f = 1;   // the frame being read
+  size_t at = 0;  // its bytes already taken
+  auto skip_full = [&] {
+    while (f < m.size() && at == m[f].size()) {
+      ++f;
+      at = 0;
+    }
+  };
+  for (uint64_t n : sizes) {
+    if (n == 0) {
+      out.emplace_back();
+      continue;
+    }
+    skip_full();
+    if (f == m.size() || n > m[f].size() - at) return std::nullopt;
+    out.push_back(m[f].substr(at, n));
+    at += n;
+  }
+  skip_full();
+  if (f != m.size()) return std::nullopt;
+  return out;
+}
+
+// Calls 1..payloads.size() to the raw endpoint as one packed REQUESTS, the
+// payloads back to back in one frame, or in two if `cut` (at a payload
+// boundary, in bytes).
+Strings PackedRequests(const Strings& payloads, size_t cut = 0) {
+  std::vector<sc::RequestHeader> calls;
+  std::vector<uint64_t> sizes;
+  std::string all;
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    calls.push_back({i + 1, "raw", "__call__", 5000, "", 0});
+    sizes.push_back(payloads[i].size());
+    all += payloads[i];
+  }
+  if (cut == 0) return {sc::EncodeRequests(calls, sizes), all};
+  return {sc::EncodeRequests(calls, sizes), all.substr(0, cut), all.substr(cut)};
+}
+
+// What the raw worker received of the calls: each item with its payload.
+// The same strings in order, to compare what arrived with what was sent
+// whatever the order.
+Strings Sorted(Strings s) {
+  std::sort(s.begin(), s.end());
+  return s;
+}
+
+struct Received {
+  std::vector<sc::BatchItem> items;
+  Strings payloads;
+  size_t messages = 0;
+  size_t payload_frames = 0;
+};
+
+// BATCHes on `w` until `count` items came, packed or not as `packed` says.
+Received ReceiveItems(RawWorker& w, size_t count, bool packed) {
+  Received got;
+  while (got.items.size() < count) {
+    std::optional<Strings> m = w.Next();
+    INFO("items so far " << got.items.size() << ", then " << Show(m));
+    REQUIRE(m);
+    std::vector<uint32_t> sizes;
+    std::vector<uint64_t> payload_sizes;
+    StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch((*m)[0], &sizes, &payload_sizes);
+    REQUIRE(batch.ok());
+    if (packed) {
+      REQUIRE(payload_sizes.size() == batch->size());
+      std::optional<Strings> split = SplitPacked(payload_sizes, *m);
+      REQUIRE(split);
+      got.payloads.insert(got.payloads.end(), split->begin(), split->end());
+    } else {
+      CHECK(payload_sizes.empty());
+      REQUIRE(batch->size() + 1 == m->size());
+      got.payloads.insert(got.payloads.end(), m->begin() + 1, m->end());
+    }
+    got.items.insert(got.items.end(), batch->begin(), batch->end());
+    ++got.messages;
+    got.payload_frames += m->size() - 1;
+  }
+  CHECK(got.items.size() == count);
+  return got;
+}
+
+// The client's answers to `count` requests, each exactly once, all in packed
+// REPLIES: id -> (status, payload).
+std::map<uint64_t, std::pair<sc::ReplyHeader, std::string>> ReceivePackedReplies(RawClient& raw,
+                                                                                 size_t count) {
+  std::map<uint64_t, std::pair<sc::ReplyHeader, std::string>> got;
+  while (got.size() < count) {
+    std::optional<Strings> m = raw.RecvStrings();
+    INFO("replies so far " << got.size() << ", then " << Show(m));
+    REQUIRE(m);
+    std::vector<uint64_t> payload_sizes;
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies((*m)[0], &payload_sizes);
+    REQUIRE(replies.ok());
+    REQUIRE(payload_sizes.size() == replies->size());
+    std::optional<Strings> payloads = SplitPacked(payload_sizes, *m);
+    REQUIRE(payloads);
+    for (size_t i = 0; i < replies->size(); ++i) {
+      CHECK(got.count((*replies)[i].request_id) == 0);
+      got[(*replies)[i].request_id] = {(*replies)[i], (*payloads)[i]};
+    }
+  }
+  return got;
+}
+
+std::string Reversed(std::string s) {
+  std::reverse(s.begin(), s.end());
+  return s;
+}
+
+TEST_CASE("A packed worker gets a packed REQUESTS in packed BATCHes and its packed RESULTS arrive",
+          "[e2e][hostile]") {
+  HostileStack roles;
+  zmq::context_t ctx;
+  RawWorker a(ctx, roles.worker_address());
+  RegisterRaw(roles, a, 6, /*packed=*/true);
+  RawClient raw(ctx, roles.client_address());
+  Counters before = raw.GetCounters();
+  const Strings sent = {"first call", "", "3", std::string(2000, 'q') + "end", "fail me", "six"};
+  raw.SendStrings(PackedRequests(sent));
+  // The payloads lie together in the client's frame: they come as slices
+  // of it, fewer frames than items, with the same bytes.
+  Received got = ReceiveItems(a, sent.size(), /*packed=*/true);
+  INFO("BATCH messages: " << got.messages << ", payload frames: " << got.payload_frames);
+  CHECK(got.payload_frames < got.items.size());
+  CHECK(Sorted(got.payloads) == Sorted(sent));
+
+  // One RESULTS, every result in one frame: each payload reversed behind
+  // "re:", and "fail me" failed (no payload).
+  std::vector<sc::ResultItem> results;
+  std::vector<uint64_t> sizes;
+  std::string all;
+  for (size_t i = 0; i < got.items.size(); ++i) {
+    if (got.payloads[i] == "fail me") {
+      results.push_back({got.items[i].token, StatusCode::kHandlerError, "failed on purpose"});
+      sizes.push_back(0);
+      continue;
+    }
+    std::string answer = "re:" + Reversed(got.payloads[i]);
+    results.push_back({got.items[i].token, StatusCode::kOk, ""});
+    sizes.push_back(answer.size());
+    all += answer;
+  }
+  a.SendStrings({sc::EncodeResults(results, sizes), all});
+
+  auto replies = ReceivePackedReplies(raw, sent.size());
+  for (uint64_t id = 1; id <= sent.size(); ++id) {
+    const std::string& p = sent[id - 1];
+    INFO("request " << id << " of payload " << p.substr(0, 20));
+    REQUIRE(replies.count(id) == 1);
+    if (p == "fail me") {
+      CHECK(replies[id].first.code == StatusCode::kHandlerError);
+      CHECK(replies[id].first.message == "failed on purpose");
+      CHECK(replies[id].second.empty());
+    } else {
+      CHECK(replies[id].first.code == StatusCode::kOk);
+      CHECK(replies[id].second == "re:" + Reversed(p));
+    }
+  }
+  // Nothing dropped, and no other reply came before the STATUS reply.
+  CheckCounters(before, raw.GetCounters(), "", 0);
+  roles.CheckHealthy();
+}
+
+TEST_CASE("A worker without the packed flag gets one payload frame per item of a packed REQUESTS",
+          "[e2e][hostile]") {
+  HostileStack roles;
+  zmq::context_t ctx;
+  RawWorker a(ctx, roles.worker_address());
+  RegisterRaw(roles, a, 6);
+  RawClient raw(ctx, roles.client_address());
+  Counters before = raw.GetCounters();
+  const Strings sent = {"first call", "", "3", std::string(2000, 'q') + "end", "five", "six"};
+  // Over two frames, cut after the third payload.
+  raw.SendStrings(PackedRequests(sent, sent[0].size() + sent[1].size() + sent[2].size()));
+  Received got = ReceiveItems(a, sent.size(), /*packed=*/false);
+  CHECK(got.payload_frames == got.items.size());
+  CHECK(Sorted(got.payloads) == Sorted(sent));
+
+  // Unpacked RESULTS, one frame each: the client still gets packed REPLIES.
+  std::vector<sc::ResultItem> results;
+  Strings answer{""};
+  for (size_t i = 0; i < got.items.size(); ++i) {
+    results.push_back({got.items[i].token, StatusCode::kOk, ""});
+    answer.push_back("re:" + Reversed(got.payloads[i]));
+  }
+  answer[0] = sc::EncodeResults(results);
+  a.SendStrings(answer);
+  auto replies = ReceivePackedReplies(raw, sent.size());
+  for (uint64_t id = 1; id <= sent.size(); ++id) {
+    INFO("request " << id);
+    REQUIRE(replies.count(id) == 1);
+    CHECK(replies[id].first.code == StatusCode::kOk);
+    CHECK(replies[id].second == "re:" + Reversed(sent[id - 1]));
+  }
+  CheckCounters(before, raw.GetCounters(), "", 0);
+  roles.CheckHealthy();
+}
+
+TEST_CASE("Packed RESULTS whose sizes do not match their frames are dropped and calls stay held",
+          "[e2e][hostile]") {
+  HostileStack roles;
+  zmq::context_t ctx;
+  RawWorker a(ctx, roles.worker_address());
+  RegisterRaw(roles, a, 3, /*packed=*/true);
+  RawClient raw(ctx, roles.client_address());
+  const Strings sent = {"a", "bb", "ccc"};
+  raw.SendStrings(PackedRequests(sent));
+  Received got = ReceiveItems(a, sent.size(), /*packed=*/true);
+  std::map<std::string, uint64_t> token_of;
+  for (size_t i = 0; i < got.items.size(); ++i) token_of[got.payloads[i]] = got.items[i].token;
+  REQUIRE(token_of.size() == sent.size());
+  // The answer to a call is its payload upper-cased: "A", "BB", "CCC".
+  std::vector<sc::ResultItem> results;
+  for (const std::string& p : sent) results.push_back({token_of.at(p), StatusCode::kOk, ""});
+  const std::vector<uint64_t> sizes = {1, 2, 3};
+  const std::string all = "ABBCCC";
+  const std::string header = sc::EncodeResults(results, sizes);
+  struct Row {
+    const char* name;
+    Strings frames;
+  };
+  const std::vector<Row> rows = {
+      {"sizes adding up to more bytes than the frame", {header, "ABB"}},
+      {"sizes adding up to fewer bytes than the frame", {header, "ABBCCCx"}},
+      {"a payload crossing a frame boundary", {header, "AB", "BCCC"}},
+      {"sizes and no payload frame", {header}},
+      {"fewer sizes than items",
+       {sc::EncodeResults(results, std::vector<uint64_t>(sizes.begin(), sizes.end() - 1)), all}},
+  };
+  for (const Row& row : rows) {
+    INFO("row: " << row.name);
+    Counters before = raw.GetCounters();
+    a.SendStrings(row.frames);
+    // Once the counter shows it read, each STATUS reply being the next
+    // message means no call was answered.
+    Counters after;
+    REQUIRE(Eventually([&] {
+      after = raw.GetCounters();
+      return after.at("malformed_worker") >= before.at("malformed_worker") + 1;
+    }));
+    CheckCounters(before, after, "malformed_worker", 1);
+    nlohmann::json status = raw.Status();
+    CHECK(status["backends"]["raw"]["replicas"] == 1);
+    CHECK(status["backends"]["raw"]["in_flight"] == sent.size());
+  }
+  // A RESULTS that lays out (over two frames) answers each call once.
+  a.SendStrings({header, "ABB", "CCC"});
+  auto replies = ReceivePackedReplies(raw, sent.size());
+  CHECK(replies[1].second == "A");
+  CHECK(replies[2].second == "BB");
+  CHECK(replies[3].second == "CCC");
+  for (const auto& [id, reply] : replies) CHECK(reply.first.code == StatusCode::kOk);
+  nlohmann::json status = raw.Status();  // and no other reply came first
+  CHECK(status["backends"]["raw"]["in_flight"] == 0);
   roles.CheckHealthy();
 }
 

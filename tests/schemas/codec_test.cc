@@ -699,3 +699,315 @@ TEST_CASE("Every state that Validate accepts can be decoded from a SNAPSHOT", "[
   REQUIRE(got.ok());
   CHECK(got->state == state);
 }
+
+// Packed payloads (PROTOCOL.md 3.1): `payload_sizes`, one per item, as an
+// optional trailing element of REQUESTS, REPLIES, BATCH and RESULTS.
+namespace {
+
+// `header` (an encoder's) with one more trailing element, written by `extra`.
+std::string WithExtra(const std::string& header, const std::function<void(Packer&)>& extra) {
+  msgpack::object_handle handle = msgpack::unpack(header.data(), header.size());
+  const msgpack::object& top = handle.get();
+  return Raw([&](Packer& p) {
+    p.pack_array(top.via.array.size + 1);
+    for (uint32_t i = 0; i < top.via.array.size; ++i) p.pack(top.via.array.ptr[i]);
+    extra(p);
+  });
+}
+
+// The number of elements of `header`'s top-level array.
+uint32_t TopSize(const std::string& header) {
+  msgpack::object_handle handle = msgpack::unpack(header.data(), header.size());
+  return handle.get().via.array.size;
+}
+
+std::vector<sc::RequestHeader> ThreeCalls() {
+  return {{1, "echo", "__call__", 100, "", 0},
+          {2, "dense", "score", 0, "user-7", 1},
+          {3, "echo", "upper", 7, "k", -1}};
+}
+std::vector<sc::ReplyHeader> ThreeReplies() {
+  return {{1, StatusCode::kOk, ""}, {2, StatusCode::kOverloaded, "full"}, {3, StatusCode::kOk, ""}};
+}
+std::vector<sc::BatchItem> ThreeBatchItems() { return {{1, "m", 10}, {2, "m", 10}, {3, "n", 20}}; }
+std::vector<sc::ResultItem> ThreeResults() {
+  return {{10, StatusCode::kOk, ""},
+          {11, StatusCode::kHandlerError, "boom"},
+          {12, StatusCode::kOk, ""}};
+}
+
+// Payload sizes with zero, small and the largest values.
+const std::vector<uint64_t> kPayloadSizes = {0, 17, std::numeric_limits<uint64_t>::max()};
+
+}  // namespace
+
+TEST_CASE("REQUESTS and REPLIES round-trip payload_sizes", "[schemas]") {
+  const std::vector<sc::RequestHeader> calls = ThreeCalls();
+  std::vector<uint64_t> got_sizes = {99};
+  auto got = sc::DecodeRequests(sc::EncodeRequests(calls, kPayloadSizes), &got_sizes);
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 3);
+  CHECK((*got)[1].request_id == 2);
+  CHECK((*got)[1].shard_key == "user-7");
+  CHECK(got_sizes == kPayloadSizes);
+  CHECK(TopSize(sc::EncodeRequests(calls, kPayloadSizes)) == 4);
+
+  got_sizes = {99};
+  auto back = sc::DecodeReplies(sc::EncodeReplies(ThreeReplies(), kPayloadSizes), &got_sizes);
+  REQUIRE(back.ok());
+  REQUIRE(back->size() == 3);
+  CHECK((*back)[1].code == StatusCode::kOverloaded);
+  CHECK((*back)[1].message == "full");
+  CHECK(got_sizes == kPayloadSizes);
+  CHECK(TopSize(sc::EncodeReplies(ThreeReplies(), kPayloadSizes)) == 4);
+
+  // Without a place to put them, they are checked and dropped.
+  CHECK(sc::DecodeRequests(sc::EncodeRequests(calls, kPayloadSizes)).ok());
+  CHECK(sc::DecodeReplies(sc::EncodeReplies(ThreeReplies(), kPayloadSizes)).ok());
+}
+
+TEST_CASE("BATCH round-trips payload_sizes with and without a split", "[schemas]") {
+  const std::vector<sc::BatchItem> items = ThreeBatchItems();
+  std::vector<uint32_t> sizes;
+  std::vector<uint64_t> got_sizes = {99};
+  SECTION("one handler batch: sizes is written as one element before payload_sizes") {
+    const std::string bytes = sc::EncodeBatch(items, {}, kPayloadSizes);
+    CHECK(TopSize(bytes) == 5);
+    auto got = sc::DecodeBatch(bytes, &sizes, &got_sizes);
+    REQUIRE(got.ok());
+    REQUIRE(got->size() == 3);
+    CHECK((*got)[2].token == 3);
+    CHECK((*got)[2].method == "n");
+    CHECK((*got)[2].timeout_ms == 20);
+    CHECK(sizes == std::vector<uint32_t>{3});
+    CHECK(got_sizes == kPayloadSizes);
+  }
+  SECTION("one handler batch given as one size") {
+    auto got = sc::DecodeBatch(sc::EncodeBatch(items, std::vector<uint32_t>{3}, kPayloadSizes),
+                               &sizes, &got_sizes);
+    REQUIRE(got.ok());
+    CHECK(sizes == std::vector<uint32_t>{3});
+    CHECK(got_sizes == kPayloadSizes);
+  }
+  SECTION("split into handler batches") {
+    auto got = sc::DecodeBatch(sc::EncodeBatch(items, std::vector<uint32_t>{2, 1}, kPayloadSizes),
+                               &sizes, &got_sizes);
+    REQUIRE(got.ok());
+    CHECK(got->size() == 3);
+    CHECK(sizes == std::vector<uint32_t>{2, 1});
+    CHECK(got_sizes == kPayloadSizes);
+  }
+  SECTION("payload_sizes without sizes to receive the split") {
+    auto got = sc::DecodeBatch(sc::EncodeBatch(items, std::vector<uint32_t>{1, 2}, kPayloadSizes),
+                               nullptr, &got_sizes);
+    REQUIRE(got.ok());
+    CHECK(got_sizes == kPayloadSizes);
+  }
+}
+
+TEST_CASE("RESULTS round-trips payload_sizes", "[schemas]") {
+  std::vector<uint64_t> got_sizes = {99};
+  const std::string bytes = sc::EncodeResults(ThreeResults(), kPayloadSizes);
+  CHECK(TopSize(bytes) == 4);
+  auto got = sc::DecodeResults(bytes, &got_sizes);
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 3);
+  CHECK((*got)[1].token == 11);
+  CHECK((*got)[1].code == StatusCode::kHandlerError);
+  CHECK((*got)[1].message == "boom");
+  CHECK(got_sizes == kPayloadSizes);
+}
+
+TEST_CASE("Headers without payload_sizes keep their old form and decode to no sizes", "[schemas]") {
+  // A stale vector is cleared, not left as it was.
+  std::vector<uint64_t> got_sizes = {1, 2, 3};
+  const std::string requests = sc::EncodeRequests(ThreeCalls());
+  CHECK(TopSize(requests) == 3);
+  REQUIRE(sc::DecodeRequests(requests, &got_sizes).ok());
+  CHECK(got_sizes.empty());
+
+  got_sizes = {1, 2, 3};
+  const std::string replies = sc::EncodeReplies(ThreeReplies());
+  CHECK(TopSize(replies) == 3);
+  REQUIRE(sc::DecodeReplies(replies, &got_sizes).ok());
+  CHECK(got_sizes.empty());
+
+  got_sizes = {1, 2, 3};
+  std::vector<uint32_t> sizes;
+  const std::string batch = sc::EncodeBatch(ThreeBatchItems());
+  CHECK(TopSize(batch) == 3);
+  REQUIRE(sc::DecodeBatch(batch, &sizes, &got_sizes).ok());
+  CHECK(sizes == std::vector<uint32_t>{3});
+  CHECK(got_sizes.empty());
+
+  got_sizes = {1, 2, 3};
+  const std::string split = sc::EncodeBatch(ThreeBatchItems(), std::vector<uint32_t>{1, 2});
+  CHECK(TopSize(split) == 4);
+  REQUIRE(sc::DecodeBatch(split, &sizes, &got_sizes).ok());
+  CHECK(sizes == std::vector<uint32_t>{1, 2});
+  CHECK(got_sizes.empty());
+
+  got_sizes = {1, 2, 3};
+  const std::string results = sc::EncodeResults(ThreeResults());
+  CHECK(TopSize(results) == 3);
+  REQUIRE(sc::DecodeResults(results, &got_sizes).ok());
+  CHECK(got_sizes.empty());
+
+  // Exactly the bytes of a header built by hand in the old form.
+  CHECK(sc::EncodeResults({{5, StatusCode::kOk, ""}}) == Raw([](Packer& p) {
+          p.pack_array(3);
+          p.pack(uint64_t{1});
+          p.pack(uint64_t{18});
+          p.pack_array(1);
+          p.pack_array(3);
+          p.pack(uint64_t{5});
+          p.pack(uint64_t{0});
+          Str(p, "");
+        }));
+}
+
+TEST_CASE("Malformed payload_sizes are refused with BAD_REQUEST naming payload_sizes",
+          "[schemas]") {
+  using Decode = std::function<Status(std::string_view)>;
+  struct Kind {
+    std::string name;
+    std::string header;  // valid, of 3 items, with everything before payload_sizes
+    Decode decode;
+  };
+  const std::vector<Kind> kinds = {
+      {"REQUESTS", sc::EncodeRequests(ThreeCalls()),
+       [](std::string_view h) -> Status { return sc::DecodeRequests(h).status(); }},
+      {"REPLIES", sc::EncodeReplies(ThreeReplies()),
+       [](std::string_view h) -> Status { return sc::DecodeReplies(h).status(); }},
+      {"BATCH", sc::EncodeBatch(ThreeBatchItems(), std::vector<uint32_t>{2, 1}),
+       [](std::string_view h) -> Status { return sc::DecodeBatch(h).status(); }},
+      {"RESULTS", sc::EncodeResults(ThreeResults()),
+       [](std::string_view h) -> Status { return sc::DecodeResults(h).status(); }},
+  };
+  struct Bad {
+    std::string name;
+    std::function<void(Packer&)> payload_sizes;
+  };
+  const std::vector<Bad> bads = {
+      {"two sizes for three items",
+       [](Packer& p) {
+         p.pack_array(2);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{2});
+       }},
+      {"four sizes for three items",
+       [](Packer& p) {
+         p.pack_array(4);
+         for (uint64_t n = 0; n < 4; ++n) p.pack(n);
+       }},
+      {"no sizes for three items", [](Packer& p) { p.pack_array(0); }},
+      {"an integer instead of an array", [](Packer& p) { p.pack(uint64_t{3}); }},
+      {"a map instead of an array",
+       [](Packer& p) {
+         p.pack_map(1);
+         p.pack(uint64_t{0});
+         p.pack(uint64_t{1});
+       }},
+      {"nil instead of an array", [](Packer& p) { p.pack_nil(); }},
+      {"a string element",
+       [](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         Str(p, "2");
+         p.pack(uint64_t{3});
+       }},
+      {"a negative element",
+       [](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         p.pack(int64_t{-2});
+         p.pack(uint64_t{3});
+       }},
+      {"a float element",
+       [](Packer& p) {
+         p.pack_array(3);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{2});
+         p.pack(2.5);
+       }},
+      {"a nested array element",
+       [](Packer& p) {
+         p.pack_array(3);
+         p.pack_array(1);
+         p.pack(uint64_t{1});
+         p.pack(uint64_t{2});
+         p.pack(uint64_t{3});
+       }},
+  };
+  for (const Kind& k : kinds) {
+    REQUIRE(k.decode(k.header).ok());
+    // The same with well-formed payload_sizes is accepted.
+    REQUIRE(k.decode(WithExtra(k.header, [](Packer& p) {
+               p.pack_array(3);
+               for (uint64_t n : {0, 1, 2}) p.pack(n);
+             })).ok());
+    for (const Bad& b : bads) {
+      INFO(k.name << ": " << b.name);
+      Status s = k.decode(WithExtra(k.header, b.payload_sizes));
+      CHECK_FALSE(s.ok());
+      CHECK(s.code() == StatusCode::kBadRequest);
+      CHECK_THAT(s.message(), Contains("payload_sizes"));
+    }
+  }
+  // Through the encoders too: a count that does not match the items.
+  const std::vector<uint64_t> two = {1, 2};
+  CHECK_THAT(sc::DecodeRequests(sc::EncodeRequests(ThreeCalls(), two)).status().message(),
+             Contains("payload_sizes"));
+  CHECK_THAT(sc::DecodeReplies(sc::EncodeReplies(ThreeReplies(), two)).status().message(),
+             Contains("payload_sizes"));
+  CHECK_THAT(sc::DecodeBatch(sc::EncodeBatch(ThreeBatchItems(), {}, two)).status().message(),
+             Contains("payload_sizes"));
+  CHECK_THAT(sc::DecodeResults(sc::EncodeResults(ThreeResults(), two)).status().message(),
+             Contains("payload_sizes"));
+}
+
+TEST_CASE("READY round-trips packed and writes it only when true", "[schemas]") {
+  sc::ReadyHeader h{"model_a", "host-1/pid-99", 12, true};
+  const std::string bytes = sc::EncodeReady(h);
+  CHECK(TopSize(bytes) == 6);
+  auto got = sc::DecodeReady(bytes);
+  REQUIRE(got.ok());
+  CHECK(got->backend == "model_a");
+  CHECK(got->replica_tag == "host-1/pid-99");
+  CHECK(got->capacity == 12);
+  CHECK(got->packed);
+
+  h.packed = false;
+  const std::string old_form = sc::EncodeReady(h);
+  CHECK(TopSize(old_form) == 5);
+  got = sc::DecodeReady(old_form);
+  REQUIRE(got.ok());
+  CHECK_FALSE(got->packed);
+
+  // An explicit false is read as false.
+  got = sc::DecodeReady(WithExtra(old_form, [](Packer& p) { p.pack(false); }));
+  REQUIRE(got.ok());
+  CHECK_FALSE(got->packed);
+}
+
+TEST_CASE("READY whose packed element is not a boolean is refused", "[schemas]") {
+  const std::string old_form = sc::EncodeReady({"model_a", "tag", 1});
+  struct Case {
+    std::string name;
+    std::function<void(Packer&)> packed;
+  };
+  for (const Case& c : std::vector<Case>{{"the integer 1", [](Packer& p) { p.pack(uint64_t{1}); }},
+                                         {"the integer 0", [](Packer& p) { p.pack(uint64_t{0}); }},
+                                         {"the string true", [](Packer& p) { Str(p, "true"); }},
+                                         {"nil", [](Packer& p) { p.pack_nil(); }},
+                                         {"an array", [](Packer& p) {
+                                            p.pack_array(1);
+                                            p.pack(true);
+                                          }}}) {
+    INFO(c.name);
+    auto got = sc::DecodeReady(WithExtra(old_form, c.packed));
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(got.status().message(), Contains("packed"));
+  }
+}

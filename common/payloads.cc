@@ -1,0 +1,117 @@
+#include "common/payloads.h"
+
+#include <string>
+
+namespace zserve {
+
+Status LocatePayloads(std::span<const uint64_t> sizes, std::span<const zmq::message_t> frames,
+                      std::vector<PayloadRef>* out) {
+  out->resize(sizes.size());
+  size_t f = 0;
+  size_t at = 0;  // bytes of frames[f] already laid out
+  // Past the frames already full (and any empty ones).
+  auto skip_full = [&] {
+    while (f < frames.size() && at == frames[f].size()) {
+      ++f;
+      at = 0;
+    }
+  };
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const uint64_t n = sizes[i];
+    if (n == 0) {
+      (*out)[i] = {frames.size(), 0, 0};  // in no frame
+      continue;
+    }
+    skip_full();
+    if (f == frames.size()) {
+      return BadRequest("payload_sizes add up to more bytes than the payload frames hold");
+    }
+    if (n > frames[f].size() - at) {
+      return BadRequest("payload " + std::to_string(i) + " of " + std::to_string(n) +
+                        " bytes crosses the end of payload frame " + std::to_string(f));
+    }
+    (*out)[i] = {f, at, static_cast<size_t>(n)};
+    at += n;
+  }
+  skip_full();
+  if (f != frames.size()) {
+    return BadRequest("payload frames hold more bytes than payload_sizes add up to");
+  }
+  return Status::Ok();
+}
+
+Payload Payload::Own(zmq::message_t frame) {
+  Payload p;
+  p.own = std::move(frame);
+  return p;
+}
+
+Payload Payload::Slice(SharedFrame frame, size_t offset, size_t size) {
+  Payload p;
+  p.shared = std::move(frame);
+  p.offset = offset;
+  p.size = size;
+  return p;
+}
+
+std::string_view Payload::view() const {
+  if (!shared) return View(own);
+  return std::string_view(static_cast<const char*>(shared->data()) + offset, size);
+}
+
+Payload Payload::Share() const {
+  Payload p;
+  if (shared) {
+    p.shared = shared;
+    p.offset = offset;
+    p.size = size;
+  } else {
+    p.own.copy(const_cast<zmq::message_t&>(own));  // shares the buffer, no data copy
+  }
+  return p;
+}
+
+zmq::message_t Payload::Message() const {
+  if (shared) return SliceMessage(shared, offset, size);
+  zmq::message_t m;
+  m.copy(const_cast<zmq::message_t&>(own));  // shares the buffer, no data copy
+  return m;
+}
+
+zmq::message_t SliceMessage(const SharedFrame& frame, size_t offset, size_t size) {
+  if (offset == 0 && size == frame->size()) {
+    zmq::message_t whole;
+    whole.copy(const_cast<zmq::message_t&>(*frame));  // shares the buffer
+    return whole;
+  }
+  // The slice keeps the frame alive until ZeroMQ is done with it, possibly
+  // on its I/O thread: shared_ptr's count is atomic.
+  auto* keep = new SharedFrame(frame);
+  char* data = static_cast<char*>(const_cast<void*>(frame->data())) + offset;
+  return zmq::message_t(
+      data, size, [](void*, void* hint) { delete static_cast<SharedFrame*>(hint); }, keep);
+}
+
+void PackedFrames::Add(const Payload& p) {
+  const size_t n = p.bytes();
+  sizes_.push_back(n);
+  if (n == 0) return;  // takes no byte of any frame
+  if (p.shared && run_.shared == p.shared && run_.offset + run_.size == p.offset) {
+    run_.size += n;  // next to the run: the same slice grows
+    return;
+  }
+  Finish();
+  if (p.shared) {
+    run_ = Payload::Slice(p.shared, p.offset, n);
+  } else {
+    out_->push_back(p.Message());
+  }
+}
+
+void PackedFrames::Finish() {
+  if (!run_.shared) return;
+  out_->push_back(SliceMessage(run_.shared, run_.offset, run_.size));
+  run_ = {};
+}
+
+}  // namespace zserve
