@@ -343,6 +343,7 @@ class Worker::Impl {
         jobs[j].push_back(std::move(item));
       }
     }
+    shared.clear();  // the items hold the frames now; none is freed here
     in_flight_ += batch->size();
     if (metrics_) metrics_->Received(batch->size());
     size_t wake;
