@@ -296,33 +296,16 @@ void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint n
     return;
   }
   const bool packed = !payload_sizes_.empty();
-  std::span<const zmq::message_t> payload_frames(frames.data() + 2, frames.size() - 2);
-  Status bad = Status::Ok();
-  if (packed) {
-    bad = LocatePayloads(payload_sizes_, payload_frames, &payload_refs_);
-  } else if (calls->size() != payload_frames.size()) {
-    bad = BadRequest("REQUESTS has " + std::to_string(calls->size()) + " calls but " +
-                     std::to_string(payload_frames.size()) + " payload frames");
-  }
+  Status bad = !packed && calls->size() != frames.size() - 2
+                   ? BadRequest("REQUESTS has " + std::to_string(calls->size()) + " calls but " +
+                                std::to_string(frames.size() - 2) + " payload frames")
+                   : received_.Lay(payload_sizes_, frames, 2);
   if (!bad.ok()) {
     for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, bad, {}, true, packed);
     return;
   }
-  std::vector<SharedFrame> shared;
-  if (packed) {
-    shared.reserve(payload_frames.size());
-    for (size_t f = 2; f < frames.size(); ++f) {
-      shared.push_back(std::make_shared<const zmq::message_t>(std::move(frames[f])));
-    }
-  }
   for (size_t i = 0; i < calls->size(); ++i) {
     sc::RequestHeader& c = (*calls)[i];
-    Payload payload;
-    if (!packed) {
-      payload = Payload::Own(std::move(frames[i + 2]));
-    } else if (const PayloadRef& at = payload_refs_[i]; at.size > 0) {
-      payload = Payload::Slice(shared[at.frame], at.offset, at.size);
-    }
     Accept({.client = Copy(frames[0]),
             .request_id = c.request_id,
             .endpoint = c.endpoint,
@@ -330,11 +313,12 @@ void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint n
             .shard_key = c.shard_key,
             .timeout_ms = c.timeout_ms,
             .priority = c.priority,
-            .payload = std::move(payload),
+            .payload = received_.Take(i),
             .batched = true,
             .packed = packed},
            now);
   }
+  received_.Clear();
 }
 
 void Broker::HandleMdpClient(Frames& frames, TimePoint now) {
@@ -503,41 +487,25 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
     return;
   }
   StatusOr<std::vector<sc::ResultItem>> results = sc::DecodeResults(header, &payload_sizes_);
-  const bool packed = results.ok() && !payload_sizes_.empty();
-  std::span<const zmq::message_t> payload_frames(frames.data() + 2, frames.size() - 2);
-  if (packed) {
-    if (Status s = LocatePayloads(payload_sizes_, payload_frames, &payload_refs_); !s.ok()) {
-      results = s;
-    }
-  } else if (results.ok() && results->size() != payload_frames.size()) {
+  if (results.ok() && payload_sizes_.empty() && results->size() != frames.size() - 2) {
     results = BadRequest("RESULTS has " + std::to_string(results->size()) + " items but " +
-                         std::to_string(payload_frames.size()) + " payload frames");
+                         std::to_string(frames.size() - 2) + " payload frames");
+  }
+  if (results.ok()) {
+    if (Status s = received_.Lay(payload_sizes_, frames, 2); !s.ok()) results = s;
   }
   if (!results.ok()) {
     metrics_->Dropped(Drop::kMalformedWorker);
     log_->warn("malformed RESULTS dropped: {}", results.status().message());
     return;
   }
-  std::vector<SharedFrame> shared;
-  if (packed) {
-    shared.reserve(payload_frames.size());
-    for (size_t f = 2; f < frames.size(); ++f) {
-      shared.push_back(std::make_shared<const zmq::message_t>(std::move(frames[f])));
-    }
-  }
   for (size_t i = 0; i < results->size(); ++i) {
     const sc::ResultItem& item = (*results)[i];
     switch (router_.Complete(replica, item.token)) {
       case Completion::kDeliver: {
         // An error carries no payload (PROTOCOL.md 4.1), whatever the worker sent.
-        Payload payload;
-        if (item.code != StatusCode::kOk) {
-        } else if (!packed) {
-          payload = Payload::Own(std::move(frames[i + 2]));
-        } else if (const PayloadRef& at = payload_refs_[i]; at.size > 0) {
-          payload = Payload::Slice(shared[at.frame], at.offset, at.size);
-        }
-        Finish(item.token, Status(item.code, item.message), std::move(payload));
+        Finish(item.token, Status(item.code, item.message),
+               item.code == StatusCode::kOk ? received_.Take(i) : Payload());
         break;
       }
       case Completion::kLate:
@@ -549,6 +517,7 @@ void Broker::HandleResults(const std::string& replica, Frames& frames, std::stri
         break;
     }
   }
+  received_.Clear();
   if (router_.Drained(replica)) RemoveDrained(replica);
 }
 

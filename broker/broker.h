@@ -181,7 +181,7 @@ class Broker {
   size_t reply_batch_count_ = 0;
   std::unordered_map<std::string, size_t> reply_batch_index_;  // connection -> batch
   std::vector<uint64_t> payload_sizes_;                        // scratch for packed messages
-  std::vector<PayloadRef> payload_refs_;                       // scratch for packed messages
+  ReceivedPayloads received_;  // scratch: the payloads of the message in hand
 };
 
 }  // namespace zserve::broker

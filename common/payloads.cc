@@ -92,6 +92,27 @@ zmq::message_t SliceMessage(const SharedFrame& frame, size_t offset, size_t size
       data, size, [](void*, void* hint) { delete static_cast<SharedFrame*>(hint); }, keep);
 }
 
+Status ReceivedPayloads::Lay(std::span<const uint64_t> sizes, Frames& frames, size_t first) {
+  frames_ = &frames;
+  first_ = first;
+  packed_ = !sizes.empty();
+  shared_.clear();
+  if (!packed_) return Status::Ok();
+  std::span<const zmq::message_t> payload_frames(frames.data() + first, frames.size() - first);
+  if (Status s = LocatePayloads(sizes, payload_frames, &refs_); !s.ok()) return s;
+  for (size_t f = first; f < frames.size(); ++f) {
+    shared_.push_back(std::make_shared<const zmq::message_t>(std::move(frames[f])));
+  }
+  return Status::Ok();
+}
+
+Payload ReceivedPayloads::Take(size_t i) {
+  if (!packed_) return Payload::Own(std::move((*frames_)[first_ + i]));
+  const PayloadRef& at = refs_[i];
+  if (at.size == 0) return {};
+  return Payload::Slice(shared_[at.frame], at.offset, at.size);
+}
+
 void PackedFrames::Add(const Payload& p) {
   const size_t n = p.bytes();
   sizes_.push_back(n);

@@ -59,6 +59,26 @@ struct Payload {
 // less, which it keeps inline, rather than share it).
 zmq::message_t SliceMessage(const SharedFrame& frame, size_t offset, size_t size);
 
+// The payloads of a received message, its frames from `first` on: one
+// frame each, or packed by `sizes` (non-empty) over them. Lay() checks a
+// packed layout and takes the frames; Take(i) then gives payload i, once
+// each, without copying. Reusable from one message to the next.
+class ReceivedPayloads {
+ public:
+  // BAD_REQUEST if packed payloads do not lay out over the frames. With no
+  // sizes, the caller has checked that there is one frame per item.
+  Status Lay(std::span<const uint64_t> sizes, Frames& frames, size_t first);
+  Payload Take(size_t i);
+  void Clear() { shared_.clear(); }  // drops this holder's references
+
+ private:
+  Frames* frames_ = nullptr;
+  size_t first_ = 0;
+  bool packed_ = false;
+  std::vector<PayloadRef> refs_;
+  std::vector<SharedFrame> shared_;
+};
+
 // Builds the payload frames of a packed message: payloads that lie next to
 // each other in one shared frame leave as one slice of it, and a payload
 // with a frame of its own leaves in that frame. Appends the frames to `out`

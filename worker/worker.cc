@@ -45,9 +45,8 @@ struct Item {
   uint64_t token;
   std::string method;
   TimePoint deadline;
-  SharedFrame frame;         // holds the payload's bytes
-  std::string_view payload;  // in `frame`
-  TimePoint received;        // arrival at this worker
+  Payload payload;     // its own frame, or a slice of a shared one
+  TimePoint received;  // arrival at this worker
 };
 
 using Job = std::vector<Item>;
@@ -294,14 +293,9 @@ class Worker::Impl {
       return false;
     }
     const bool packed = !payload_sizes.empty();
-    std::span<const zmq::message_t> payload_frames(frames.data() + 1, frames.size() - 1);
-    std::vector<PayloadRef> refs;
-    Status laid_out = Status::Ok();
-    if (packed) {
-      laid_out = LocatePayloads(payload_sizes, payload_frames, &refs);
-    } else if (batch->size() != payload_frames.size()) {
-      laid_out = BadRequest("BATCH frame count mismatch");
-    }
+    Status laid_out = !packed && batch->size() != frames.size() - 1
+                          ? BadRequest("BATCH frame count mismatch")
+                          : received_.Lay(payload_sizes, frames, 1);
     if (!laid_out.ok()) {
       // The tokens are known: answer each so nothing waits for its deadline.
       log_->warn("malformed BATCH answered BAD_REQUEST: {}", laid_out.message());
@@ -316,11 +310,6 @@ class Worker::Impl {
       return false;
     }
     if (packed) broker_packs_ = true;
-    std::vector<SharedFrame> shared;
-    shared.reserve(payload_frames.size());
-    for (size_t f = 1; f < frames.size(); ++f) {
-      shared.push_back(std::make_shared<const zmq::message_t>(std::move(frames[f])));
-    }
     // Each handler batch of the message is a job of its own.
     TimePoint now = Clock::now();
     std::vector<Job> jobs(sizes.size());
@@ -329,21 +318,12 @@ class Worker::Impl {
       jobs[j].reserve(sizes[j]);
       for (uint32_t k = 0; k < sizes[j]; ++k, ++next) {
         sc::BatchItem& b = (*batch)[next];
-        Item item{b.token,
-                  std::move(b.method),
-                  now + std::chrono::milliseconds(b.timeout_ms),
-                  nullptr,
-                  {},
-                  now};
-        const PayloadRef at = packed ? refs[next] : PayloadRef{next, 0, shared[next]->size()};
-        if (at.size > 0) {
-          item.frame = shared[at.frame];
-          item.payload = View(*item.frame).substr(at.offset, at.size);
-        }
-        jobs[j].push_back(std::move(item));
+        jobs[j].push_back(Item{b.token, std::move(b.method),
+                               now + std::chrono::milliseconds(b.timeout_ms), received_.Take(next),
+                               now});
       }
     }
-    shared.clear();  // the items hold the frames now; none is freed here
+    received_.Clear();  // the items hold the frames now; none is freed here
     in_flight_ += batch->size();
     if (metrics_) metrics_->Received(batch->size());
     size_t wake;
@@ -436,7 +416,7 @@ class Worker::Impl {
     }
     auto call = [&](std::string_view method, const std::vector<size_t>& indexes) {
       requests.clear();
-      for (size_t i : indexes) requests.push_back({method, job[i].payload, job[i].deadline});
+      for (size_t i : indexes) requests.push_back({method, job[i].payload.view(), job[i].deadline});
       std::vector<Result> out;
       std::string failure;
       TimePoint call_started = Clock::now();
@@ -599,6 +579,7 @@ class Worker::Impl {
   // The broker sent a packed BATCH on this connection, so it takes packed
   // RESULTS (PROTOCOL.md 3.1); I/O thread only.
   bool broker_packs_ = false;
+  ReceivedPayloads received_;  // scratch: the payloads of the BATCH in hand; I/O thread only
   // Liveness of the broker connection; I/O thread only.
   bool connected_ = false;
   TimePoint last_heard_ = Clock::now();
