@@ -649,14 +649,16 @@ void Broker::SendDispatches(TimePoint now) {
     if (dispatches.empty()) return;
     // Every dispatch to one replica in this round goes in one BATCH (each
     // still its own handler batch): one message per replica, not per batch.
-    std::unordered_map<std::string_view, size_t> group_of;
-    std::vector<std::vector<Dispatch*>> groups;
+    group_of_.clear();
+    for (std::vector<Dispatch*>& group : groups_) group.clear();
+    size_t used = 0;
     for (Dispatch& d : dispatches) {
-      auto [at, added] = group_of.try_emplace(d.replica, groups.size());
-      if (added) groups.emplace_back();
-      groups[at->second].push_back(&d);
+      auto [at, added] = group_of_.try_emplace(d.replica, used);
+      if (added && ++used > groups_.size()) groups_.emplace_back();
+      groups_[at->second].push_back(&d);
     }
-    for (std::vector<Dispatch*>& group : groups) {
+    for (size_t g = 0; g < used; ++g) {
+      const std::vector<Dispatch*>& group = groups_[g];
       const std::string& replica = group.front()->replica;
       if (!router_.HasReplica(replica)) continue;  // lost earlier in this round
       if (mdp_replicas_.contains(replica)) {
@@ -667,6 +669,7 @@ void Broker::SendDispatches(TimePoint now) {
       }
       SendBatches(replica, group, now);
     }
+    router_.Recycle(std::move(dispatches));
   }
 }
 

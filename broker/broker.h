@@ -182,6 +182,9 @@ class Broker {
   std::unordered_map<std::string, size_t> reply_batch_index_;  // connection -> batch
   std::vector<uint64_t> payload_sizes_;                        // scratch for packed messages
   ReceivedPayloads received_;  // scratch: the payloads of the message in hand
+  // SendDispatches's grouping by replica, kept for its capacity.
+  std::unordered_map<std::string_view, size_t> group_of_;
+  std::vector<std::vector<Dispatch*>> groups_;
 };
 
 }  // namespace zserve::broker

@@ -269,28 +269,99 @@ std::optional<TimePoint> Router::BatchRelease(Backend& b) {
   return *oldest + std::chrono::milliseconds(c.batch_wait_timeout_ms);
 }
 
+// The counts the one-batch-at-a-time rule of FillBackend would give each
+// replica from the shared queue, into runs_ in the order replicas are first
+// chosen. Touches only the replicas that get something, plus those without
+// room ahead of them in by_load (as LeastLoaded does).
+void Router::PlanRuns(Backend& b) {
+  runs_.clear();
+  plan_.clear();
+  struct Less {
+    bool operator()(const Planned& x, const Planned& y) const {
+      return std::tie(x.load, x.seq) > std::tie(y.load, y.seq);  // a min-heap
+    }
+  };
+  const uint32_t batch = std::max<uint32_t>(b.config.max_batch_size, 1);
+  size_t left = b.shared_queued;
+  auto next = b.by_load.begin();
+  while (left > 0) {
+    while (next != b.by_load.end() && FreeSlots(*std::get<2>(*next), b) == 0) ++next;
+    Planned p;
+    if (!plan_.empty() &&
+        (next == b.by_load.end() || std::tie(plan_.front().load, plan_.front().seq) <
+                                        std::tie(std::get<0>(*next), std::get<1>(*next)))) {
+      std::pop_heap(plan_.begin(), plan_.end(), Less{});
+      p = plan_.back();
+      plan_.pop_back();
+    } else if (next != b.by_load.end()) {
+      auto [load, seq, r] = *next++;
+      p = {load, seq, runs_.size(), FreeSlots(*r, b)};
+      runs_.emplace_back(r, 0);
+    } else {
+      break;  // no replica has room
+    }
+    uint32_t take = static_cast<uint32_t>(std::min<size_t>({p.free, batch, left}));
+    runs_[p.run].second += take;
+    p.load += take;
+    p.free -= take;
+    left -= take;
+    if (p.free > 0) {
+      plan_.push_back(p);
+      std::push_heap(plan_.begin(), plan_.end(), Less{});
+    }
+  }
+}
+
+// One handler batch for `r`: at most `room` and max_batch_size tokens, its
+// pinned ones first. False when nothing goes now: a partial batch is held
+// for its window, or there is nothing to take.
+bool Router::DispatchBatch(Backend& b, TimePoint now, Replica& r, uint32_t room,
+                           std::vector<Dispatch>* out) {
+  if (std::optional<TimePoint> release = BatchRelease(b); release && now < *release) {
+    if (!b.held) {
+      b.held = true;
+      held_.emplace_back(*release, &b);
+    }
+    return false;
+  }
+  const std::string& id = *r.id;
+  Dispatch d{id, {}};
+  if (!spare_tokens_.empty()) {
+    d.tokens = std::move(spare_tokens_.back());
+    spare_tokens_.pop_back();
+  }
+  uint32_t take = std::min(room, b.config.max_batch_size);
+  uint64_t token;
+  while (d.tokens.size() < take && (PopPinned(r, id, &token) || PopShared(b, &token))) {
+    Take(token, id, r, &d);
+  }
+  if (d.tokens.empty()) return false;
+  out->push_back(std::move(d));
+  return true;
+}
+
 void Router::FillBackend(Backend& b, TimePoint now, std::vector<Dispatch>* out) {
   while (b.queued > 0) {
-    if (std::optional<TimePoint> release = BatchRelease(b); release && now < *release) {
-      if (!b.held) {
-        b.held = true;
-        held_.emplace_back(*release, &b);
+    if (b.queued == b.shared_queued) {
+      // Only shared tokens wait: each replica gets what the rule below would
+      // give it, but in one run, so that requests that arrived together (one
+      // client message) leave together (one slice of its payload frame,
+      // PROTOCOL.md 3.1) instead of alternating between replicas.
+      PlanRuns(b);
+      if (runs_.empty()) return;
+      for (auto& [r, count] : runs_) {
+        while (count > 0) {
+          if (!DispatchBatch(b, now, *r, count, out)) return;
+          count -= static_cast<uint32_t>(out->back().tokens.size());
+        }
       }
-      return;
+      continue;
     }
     // The least-loaded replica with room and something to take: no replica
     // hoards work that an idle one could run.
     Replica* best = LeastLoaded(b);
     if (best == nullptr) return;
-    const std::string* best_id = best->id;
-    Dispatch d{*best_id, {}};
-    uint32_t take = std::min(FreeSlots(*best, b), b.config.max_batch_size);
-    uint64_t token;
-    while (d.tokens.size() < take && (PopPinned(*best, *best_id, &token) || PopShared(b, &token))) {
-      Take(token, *best_id, *best, &d);
-    }
-    if (d.tokens.empty()) return;
-    out->push_back(std::move(d));
+    if (!DispatchBatch(b, now, *best, FreeSlots(*best, b), out)) return;
   }
 }
 
@@ -308,6 +379,16 @@ std::vector<Dispatch> Router::TakeDispatches(TimePoint now) {
   }
   dirty_.clear();
   return out;
+}
+
+void Router::Recycle(std::vector<Dispatch>&& dispatches) {
+  constexpr size_t kMaxSpare = 4096;
+  for (Dispatch& d : dispatches) {
+    if (spare_tokens_.size() == kMaxSpare) break;
+    d.tokens.clear();
+    spare_tokens_.push_back(std::move(d.tokens));
+  }
+  dispatches.clear();
 }
 
 void Router::Forget(uint64_t token, const Entry& e) {

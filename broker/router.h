@@ -107,6 +107,9 @@ class Router {
   // Fills free replica capacity from the backend queues, holding a partial
   // batch back until its oldest request has waited batch_wait_timeout.
   std::vector<Dispatch> TakeDispatches(TimePoint now);
+  // Gives sent dispatches back, so that their token vectors serve again
+  // (no allocation per dispatch once warm). Optional.
+  void Recycle(std::vector<Dispatch>&& dispatches);
 
   // A replica answered `token`.
   Completion Complete(std::string_view replica, uint64_t token);
@@ -190,6 +193,9 @@ class Router {
   void Queue(uint64_t token, Entry& e, bool front);  // into a pinned or shared queue
   const std::string* StickyReplica(const Backend& b, std::string_view key) const;
   void FillBackend(Backend& b, TimePoint now, std::vector<Dispatch>* out);
+  void PlanRuns(Backend& b);
+  bool DispatchBatch(Backend& b, TimePoint now, Replica& r, uint32_t room,
+                     std::vector<Dispatch>* out);
   std::optional<TimePoint> BatchRelease(Backend& b);
   bool PopShared(Backend& b, uint64_t* token);
   bool PopPinned(Replica& r, const std::string& id, uint64_t* token);
@@ -219,6 +225,16 @@ class Router {
   std::pmr::set<std::pair<TimePoint, uint64_t>> deadlines_{&token_pool_};  // queued and in flight
   std::vector<Backend*> dirty_;                                            // backends to fill
   std::vector<std::pair<TimePoint, Backend*>> held_;  // batch windows still open
+  // PlanRuns's result and scratch, kept for their capacity.
+  struct Planned {
+    uint32_t load;
+    uint64_t seq;
+    size_t run;  // index in runs_
+    uint32_t free;
+  };
+  std::vector<std::pair<Replica*, uint32_t>> runs_;  // replica, tokens it takes
+  std::vector<Planned> plan_;                        // a heap: replicas that may take more
+  std::vector<std::vector<uint64_t>> spare_tokens_;  // from Recycle, empty, with capacity
 };
 
 }  // namespace zserve::broker

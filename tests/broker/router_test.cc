@@ -248,6 +248,55 @@ TEST_CASE("Work goes to the least-loaded replica", "[broker]") {
   CHECK(StatusOf(r, "be").in_flight == 8);
 }
 
+TEST_CASE("Requests queued together reach each replica as one run of consecutive requests",
+          "[broker]") {
+  // Each replica gets as many as one batch at a time to the least loaded
+  // would give it, but consecutive ones: requests that came in one client
+  // message then leave in one slice of its payload frame.
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 100}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.AddReplica("w2", "be", 0).ok());
+  for (uint64_t t = 1; t <= 10; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
+  CHECK(ds.size() == 10);  // max_batch_size 1: one handler batch per request
+  CHECK(TokensTo(ds, "w1") == Ids{1, 2, 3, 4, 5});
+  CHECK(TokensTo(ds, "w2") == Ids{6, 7, 8, 9, 10});
+
+  // Uneven loads: w1 holds 5 more than w2 after w2 finishes its 5. The
+  // less loaded catches up first, then the rest is shared.
+  for (uint64_t t = 6; t <= 10; ++t) REQUIRE(r.Complete("w2", t) == Completion::kDeliver);
+  for (uint64_t t = 11; t <= 17; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  ds = r.TakeDispatches(t0);
+  CHECK(TokensTo(ds, "w2") == Ids{11, 12, 13, 14, 15, 16});
+  CHECK(TokensTo(ds, "w1") == Ids{17});
+  CHECK(StatusOf(r, "be").in_flight == 12);
+}
+
+TEST_CASE("Runs keep max_batch_size and each replica's room", "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  // max_concurrent_queries 8 each; 18 queued: 4 to w1, 4 to w2, 4 to w1,
+  // 4 to w2, two left for lack of room.
+  r.ApplyConfig(OneBackend({.max_batch_size = 4, .max_concurrent_queries = 8}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.AddReplica("w2", "be", 0).ok());
+  for (uint64_t t = 1; t <= 18; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
+  REQUIRE(ds.size() == 4);
+  CHECK(ds[0].replica == "w1");
+  CHECK(ds[0].tokens == Ids{1, 2, 3, 4});
+  CHECK(ds[1].replica == "w1");
+  CHECK(ds[1].tokens == Ids{5, 6, 7, 8});
+  CHECK(ds[2].replica == "w2");
+  CHECK(ds[2].tokens == Ids{9, 10, 11, 12});
+  CHECK(ds[3].replica == "w2");
+  CHECK(ds[3].tokens == Ids{13, 14, 15, 16});
+  CHECK(StatusOf(r, "be").queued == 2);
+  CHECK(StatusOf(r, "be").in_flight == 16);
+}
+
 TEST_CASE("Among many replicas work spreads evenly and follows completions and drains",
           "[broker]") {
   Router r(Seeded());
