@@ -310,17 +310,24 @@ class Worker::Impl {
       return false;
     }
     if (packed) broker_packs_ = true;
-    // Each handler batch of the message is a job of its own.
+    // Each handler batch of the message is a job of its own, in a vector a
+    // pool thread gave back (no allocation per job once warm).
     TimePoint now = Clock::now();
-    std::vector<Job> jobs(sizes.size());
+    incoming_.clear();
     size_t next = 0;
-    for (size_t j = 0; j < sizes.size(); ++j) {
-      jobs[j].reserve(sizes[j]);
-      for (uint32_t k = 0; k < sizes[j]; ++k, ++next) {
+    for (uint32_t size : sizes) {
+      incoming_.emplace_back();
+      if (!spare_jobs_io_.empty()) {
+        incoming_.back() = std::move(spare_jobs_io_.back());
+        spare_jobs_io_.pop_back();
+      }
+      Job& job = incoming_.back();
+      job.reserve(size);
+      for (uint32_t k = 0; k < size; ++k, ++next) {
         sc::BatchItem& b = (*batch)[next];
-        jobs[j].push_back(Item{b.token, std::move(b.method),
-                               now + std::chrono::milliseconds(b.timeout_ms), received_.Take(next),
-                               now});
+        job.push_back(Item{b.token, std::move(b.method),
+                           now + std::chrono::milliseconds(b.timeout_ms), received_.Take(next),
+                           now});
       }
     }
     received_.Clear();  // the items hold the frames now; none is freed here
@@ -329,7 +336,8 @@ class Worker::Impl {
     size_t wake;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (Job& job : jobs) jobs_.push_back(std::move(job));
+      for (Job& job : incoming_) jobs_.push_back(std::move(job));
+      if (spare_jobs_io_.empty()) spare_jobs_io_.swap(spare_jobs_);
       const size_t share = ShareSize();
       wake = (jobs_.size() + share - 1) / share;
     }
@@ -363,6 +371,11 @@ class Worker::Impl {
           // What the last share took per batch, for ShareSize.
           double ns = std::chrono::duration<double, std::nano>(took).count() / share.size();
           batch_ns_ = batch_ns_ == 0 ? ns : 0.8 * batch_ns_ + 0.2 * ns;
+          // The emptied jobs (their frames freed above) serve the I/O thread again.
+          for (Job& job : share) {
+            if (spare_jobs_.size() == kMaxSpareJobs) break;
+            spare_jobs_.push_back(std::move(job));
+          }
           share.clear();
         }
         cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
@@ -374,7 +387,10 @@ class Worker::Impl {
         }
       }
       TimePoint started = Clock::now();
-      for (Job& job : share) Process(job, &results, &payloads);
+      for (Job& job : share) {
+        Process(job, &results, &payloads);
+        job.clear();  // frees its frames here, not under the lock
+      }
       took = Clock::now() - started;
       HandOver(results, payloads);
     }
@@ -484,8 +500,12 @@ class Worker::Impl {
   void SendDone(TimePoint now) {
     uint64_t v;
     [[maybe_unused]] ssize_t n = read(done_fd_, &v, sizeof v);  // before taking: no lost wake-up
-    std::vector<sc::ResultItem> items;
-    std::vector<std::string> payloads;
+    // Swapped with the pool's lists, which so get back emptied vectors with
+    // their capacity.
+    std::vector<sc::ResultItem>& items = sending_items_;
+    std::vector<std::string>& payloads = sending_payloads_;
+    items.clear();
+    payloads.clear();
     {
       std::lock_guard<std::mutex> lock(done_mu_);
       items.swap(done_items_);
@@ -597,10 +617,18 @@ class Worker::Impl {
   std::vector<sc::ResultItem> done_items_;  // guarded by done_mu_
   std::vector<std::string> done_payloads_;  // guarded by done_mu_, one per item
   int done_fd_ = -1;
+  std::vector<sc::ResultItem> sending_items_;  // I/O thread only: SendDone's turn
+  std::vector<std::string> sending_payloads_;  // I/O thread only
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;  // guarded by mu_
+  // Emptied jobs, kept for their capacity: the pool gives them back under
+  // mu_, the I/O thread takes them all at once into spare_jobs_io_.
+  static constexpr size_t kMaxSpareJobs = 4096;
+  std::vector<Job> spare_jobs_;     // guarded by mu_
+  std::vector<Job> spare_jobs_io_;  // I/O thread only
+  std::vector<Job> incoming_;       // I/O thread only: the BATCH in hand's jobs
   static constexpr double kShareNs = 50'000;
   double batch_ns_ = 0;  // recent time per batch in a pool thread; guarded by mu_
   bool stop_ = false;    // guarded by mu_
