@@ -479,13 +479,29 @@ class Worker::Impl {
 
   // Gives finished results to the I/O thread, which sends everything done
   // since its last turn in one RESULTS; it is woken only when there was none.
+  // The payloads are copied back to back here, so that the handler's strings
+  // are freed by the thread that made them (malloc's fast path) and the I/O
+  // thread gets one buffer.
   void HandOver(std::vector<sc::ResultItem>& results, std::vector<std::string>& payloads) {
+    thread_local std::string packed;
+    thread_local std::vector<size_t> sizes;
+    packed.clear();
+    sizes.clear();
+    for (const std::string& p : payloads) {
+      packed.append(p);
+      sizes.push_back(p.size());
+    }
     bool was_empty;
     {
       std::lock_guard<std::mutex> lock(done_mu_);
       was_empty = done_items_.empty();
       std::move(results.begin(), results.end(), std::back_inserter(done_items_));
-      std::move(payloads.begin(), payloads.end(), std::back_inserter(done_payloads_));
+      if (done_bytes_.empty()) {
+        done_bytes_.swap(packed);  // the usual case: the I/O thread took the last ones
+      } else {
+        done_bytes_.append(packed);
+      }
+      done_sizes_.insert(done_sizes_.end(), sizes.begin(), sizes.end());
     }
     results.clear();
     payloads.clear();
@@ -500,16 +516,19 @@ class Worker::Impl {
   void SendDone(TimePoint now) {
     uint64_t v;
     [[maybe_unused]] ssize_t n = read(done_fd_, &v, sizeof v);  // before taking: no lost wake-up
-    // Swapped with the pool's lists, which so get back emptied vectors with
+    // Swapped with the pool's lists, which so get back emptied buffers with
     // their capacity.
     std::vector<sc::ResultItem>& items = sending_items_;
-    std::vector<std::string>& payloads = sending_payloads_;
+    std::string& bytes = sending_bytes_;
+    std::vector<size_t>& sizes = sending_sizes_;
     items.clear();
-    payloads.clear();
+    bytes.clear();
+    sizes.clear();
     {
       std::lock_guard<std::mutex> lock(done_mu_);
       items.swap(done_items_);
-      payloads.swap(done_payloads_);
+      bytes.swap(done_bytes_);
+      sizes.swap(done_sizes_);
     }
     if (items.empty()) return;
     in_flight_ -= items.size();
@@ -522,7 +541,8 @@ class Worker::Impl {
     // frame (PROTOCOL.md 3.1); else one frame each.
     std::vector<sc::ResultItem> chunk;
     std::vector<uint64_t> payload_sizes;
-    size_t first = 0;  // the chunk's first item
+    size_t first = 0;       // the chunk's first item
+    size_t first_byte = 0;  // and where its payload starts in `bytes`
     size_t header_bytes = 0;
     size_t payload_bytes = 0;
     Frames frames;
@@ -530,15 +550,13 @@ class Worker::Impl {
       frames.clear();
       frames.emplace_back();
       if (broker_packs_) {
-        zmq::message_t packed(payload_bytes);
-        char* at = static_cast<char*>(packed.data());
-        for (size_t i = first; i < end; ++i) {
-          std::memcpy(at, payloads[i].data(), payloads[i].size());
-          at += payloads[i].size();
-        }
-        frames.push_back(std::move(packed));
+        frames.emplace_back(bytes.data() + first_byte, payload_bytes);
       } else {
-        for (size_t i = first; i < end; ++i) frames.push_back(ToMessage(payloads[i]));
+        size_t at = first_byte;
+        for (size_t i = first; i < end; ++i) {
+          frames.emplace_back(bytes.data() + at, sizes[i]);
+          at += sizes[i];
+        }
       }
       frames[0] = ToMessage(sc::EncodeResults(chunk, payload_sizes));
       if (!SendToBroker(frames, now)) {
@@ -547,6 +565,7 @@ class Worker::Impl {
       chunk.clear();
       payload_sizes.clear();
       first = end;
+      first_byte += payload_bytes;
       header_bytes = 0;
       payload_bytes = 0;
     };
@@ -554,13 +573,13 @@ class Worker::Impl {
       size_t cost = sc::kResultItemBytes + std::min(items[i].message.size(), sc::kMaxMessageBytes);
       if (!chunk.empty() &&
           (chunk.size() == sc::kMaxBatchItems || header_bytes + cost > sc::kHeaderBudget ||
-           payload_bytes + payloads[i].size() > kMaxResultsPayloadBytes)) {
+           payload_bytes + sizes[i] > kMaxResultsPayloadBytes)) {
         send(i);
       }
       chunk.push_back(std::move(items[i]));
-      if (broker_packs_) payload_sizes.push_back(payloads[i].size());
+      if (broker_packs_) payload_sizes.push_back(sizes[i]);
       header_bytes += cost;
-      payload_bytes += payloads[i].size();
+      payload_bytes += sizes[i];
     }
     send(items.size());
   }
@@ -615,10 +634,12 @@ class Worker::Impl {
   // written when they go from none to some.
   std::mutex done_mu_;
   std::vector<sc::ResultItem> done_items_;  // guarded by done_mu_
-  std::vector<std::string> done_payloads_;  // guarded by done_mu_, one per item
+  std::string done_bytes_;                  // guarded by done_mu_: their payloads, back to back
+  std::vector<size_t> done_sizes_;          // guarded by done_mu_: one per item
   int done_fd_ = -1;
   std::vector<sc::ResultItem> sending_items_;  // I/O thread only: SendDone's turn
-  std::vector<std::string> sending_payloads_;  // I/O thread only
+  std::string sending_bytes_;                  // I/O thread only
+  std::vector<size_t> sending_sizes_;          // I/O thread only
 
   std::mutex mu_;
   std::condition_variable cv_;
