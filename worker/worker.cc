@@ -86,6 +86,7 @@ class Worker::Impl {
     }
     for (const std::string& m : handler_->Methods()) methods_.insert(m);
     for (uint32_t i = 0; i < options_.threads; ++i) pool_.emplace_back([this] { PoolLoop(); });
+    keeper_ = std::thread([this] { KeeperLoop(); });
     return Status::Ok();
   }
 
@@ -96,6 +97,9 @@ class Worker::Impl {
   }
 
   Status Run(int wake_fd, const std::function<void()>& on_wake) {
+    // This thread uses the socket; it lends it to the keeper only while it
+    // runs a handler itself (RunHere).
+    std::lock_guard<std::mutex> socket(socket_mu_);
     last_heard_ = Clock::now();
     SendReady();
     log_->info("replica '{}' of backend '{}' serving, broker {}", options_.replica_tag,
@@ -147,6 +151,10 @@ class Worker::Impl {
         last_heard_ = now;
         reconnect_backoff_ = options_.heartbeat_interval;
         confirmed |= HandleBroker(frames, draining);
+        if (ran_here_) {
+          now = Clock::now();  // the handler took this thread's time
+          ran_here_ = false;
+        }
       }
       // The broker confirmed the drain; leave once every result is sent. With
       // no broker to confirm, leave once nothing is in hand.
@@ -334,16 +342,120 @@ class Worker::Impl {
     in_flight_ += batch->size();
     if (metrics_) metrics_->Received(batch->size());
     size_t wake;
+    bool here;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      // Short handler batches on an idle pool run here: waking a pool thread
+      // and being woken for its results would cost more than the calls. Past
+      // kHereBudgetNs of them, pool threads help (at most `threads` calls at
+      // once in all).
+      here = busy_ == 0 && jobs_.empty() && batch_ns_ > 0 && batch_ns_ < kShareNs;
+      if (here) {
+        wake =
+            static_cast<size_t>(batch_ns_ * static_cast<double>(incoming_.size()) / kHereBudgetNs);
+      }
       for (Job& job : incoming_) jobs_.push_back(std::move(job));
       if (spare_jobs_io_.empty()) spare_jobs_io_.swap(spare_jobs_);
-      const size_t share = ShareSize();
-      wake = (jobs_.size() + share - 1) / share;
+      here_busy_ = here;
+      if (!here) {
+        const size_t share = ShareSize();
+        wake = (jobs_.size() + share - 1) / share;
+      }
+    }
+    if (here) {
+      for (size_t i = 0; i < std::min<size_t>(wake, options_.threads - 1); ++i) cv_.notify_one();
+      RunHere();
+      return false;
     }
     // As many threads as there are shares, no more: the others stay asleep.
     for (size_t i = 0; i < std::min<size_t>(wake, options_.threads); ++i) cv_.notify_one();
     return false;
+  }
+
+  // I/O thread: runs the waiting jobs itself, one at a time, and sends their
+  // results. The socket is lent to the keeper meanwhile: when one call runs
+  // long, it wakes the pool for the jobs not yet started, sends what the pool
+  // finished, and the heartbeats (KeeperLoop). So a call that blocks, even
+  // on another call, costs neither the replica's registration nor the rest
+  // of the BATCH.
+  void RunHere() {
+    std::vector<sc::ResultItem>& results = here_results_;
+    std::vector<std::string>& payloads = here_payloads_;
+    results.clear();
+    payloads.clear();
+    const TimePoint started = Clock::now();
+    size_t ran = 0;
+    Job job;
+    socket_mu_.unlock();
+    here_running_.store(true);
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!job.empty() || ran > 0) {
+          job.clear();
+          if (spare_jobs_io_.size() < kMaxSpareJobs) spare_jobs_io_.push_back(std::move(job));
+        }
+        if (jobs_.empty()) {
+          if (ran > 0) NoteBatchTime(Clock::now() - started, ran);
+          here_busy_ = false;
+          break;
+        }
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      here_calls_.fetch_add(1);
+      Process(job, &results, &payloads);
+      ++ran;
+    }
+    here_running_.store(false);
+    socket_mu_.lock();
+    ran_here_ = true;
+    sending_items_.swap(results);
+    Pack(payloads, &sending_bytes_, &sending_sizes_);
+    SendResults(Clock::now());
+  }
+
+  // The keeper: a thread asleep but for a tick (every kKeeperTick while the
+  // I/O thread runs handlers, else every half heartbeat interval). When the
+  // I/O thread is still in the call it was in at the last tick, the keeper
+  // wakes pool threads for the jobs that wait (all but one: at most
+  // `threads` calls at once) and does the I/O thread's sending: the results
+  // the pool finished, and a heartbeat when nothing else went out.
+  void KeeperLoop() {
+    std::unique_lock<std::mutex> lock(keeper_mu_);
+    uint64_t calls = here_calls_.load();
+    while (true) {
+      const bool active = here_running_.load() || here_calls_.load() != calls;
+      calls = here_calls_.load();
+      const auto tick =
+          active ? kKeeperTick
+                 : std::chrono::duration_cast<Clock::duration>(options_.heartbeat_interval / 2);
+      if (keeper_cv_.wait_for(lock, tick, [this] { return keeper_stop_; })) return;
+      if (!here_running_.load() || here_calls_.load() != calls) continue;
+      // The same call since the last tick.
+      size_t waiting;
+      {
+        std::lock_guard<std::mutex> jobs_lock(mu_);
+        waiting = jobs_.size();
+      }
+      for (size_t i = 0; i + 1 < std::min<size_t>(waiting + 1, options_.threads); ++i) {
+        cv_.notify_one();
+      }
+      std::unique_lock<std::mutex> socket(socket_mu_, std::try_to_lock);
+      if (!socket.owns_lock()) continue;
+      const TimePoint now = Clock::now();
+      SendDone(now);
+      if (connected_ && now - last_sent_ >= options_.heartbeat_interval) {
+        SendSimple(sc::Command::kHeartbeat);
+      }
+    }
+  }
+
+  // Records how long batches took (a pool thread's share, or RunHere's), for
+  // ShareSize and the choice of running here. With mu_ held.
+  void NoteBatchTime(Clock::duration took, size_t batches) {
+    double ns = std::chrono::duration<double, std::nano>(took).count() / batches;
+    batch_ns_ = batch_ns_ == 0 ? ns : 0.8 * batch_ns_ + 0.2 * ns;
   }
 
   // How many waiting batches one pool thread takes at once: an equal part
@@ -368,9 +480,8 @@ class Worker::Impl {
         // threads take theirs.
         std::unique_lock<std::mutex> lock(mu_);
         if (!share.empty()) {
-          // What the last share took per batch, for ShareSize.
-          double ns = std::chrono::duration<double, std::nano>(took).count() / share.size();
-          batch_ns_ = batch_ns_ == 0 ? ns : 0.8 * batch_ns_ + 0.2 * ns;
+          NoteBatchTime(took, share.size());
+          --busy_;
           // The emptied jobs (their frames freed above) serve the I/O thread again.
           for (Job& job : share) {
             if (spare_jobs_.size() == kMaxSpareJobs) break;
@@ -378,9 +489,13 @@ class Worker::Impl {
           }
           share.clear();
         }
-        cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+        // At most `threads` calls at once, RunHere's included.
+        cv_.wait(lock, [this] {
+          return stop_ || (!jobs_.empty() && busy_ + (here_busy_ ? 1 : 0) < options_.threads);
+        });
         if (jobs_.empty()) return;  // stop_ and nothing left
         size_t n = std::min(jobs_.size(), ShareSize());
+        ++busy_;
         for (size_t i = 0; i < n; ++i) {
           share.push_back(std::move(jobs_.front()));
           jobs_.pop_front();
@@ -485,12 +600,7 @@ class Worker::Impl {
   void HandOver(std::vector<sc::ResultItem>& results, std::vector<std::string>& payloads) {
     thread_local std::string packed;
     thread_local std::vector<size_t> sizes;
-    packed.clear();
-    sizes.clear();
-    for (const std::string& p : payloads) {
-      packed.append(p);
-      sizes.push_back(p.size());
-    }
+    Pack(payloads, &packed, &sizes);
     bool was_empty;
     {
       std::lock_guard<std::mutex> lock(done_mu_);
@@ -511,8 +621,18 @@ class Worker::Impl {
     }
   }
 
-  // I/O thread: sends the results the pool finished, as few RESULTS as the
-  // limits allow.
+  // The payloads back to back, and their sizes.
+  static void Pack(const std::vector<std::string>& payloads, std::string* bytes,
+                   std::vector<size_t>* sizes) {
+    bytes->clear();
+    sizes->clear();
+    for (const std::string& p : payloads) {
+      bytes->append(p);
+      sizes->push_back(p.size());
+    }
+  }
+
+  // I/O thread: sends the results the pool finished.
   void SendDone(TimePoint now) {
     uint64_t v;
     [[maybe_unused]] ssize_t n = read(done_fd_, &v, sizeof v);  // before taking: no lost wake-up
@@ -530,6 +650,15 @@ class Worker::Impl {
       bytes.swap(done_bytes_);
       sizes.swap(done_sizes_);
     }
+    SendResults(now);
+  }
+
+  // I/O thread: sends sending_items_ (payloads in sending_bytes_, sized by
+  // sending_sizes_) in as few RESULTS as the limits allow.
+  void SendResults(TimePoint now) {
+    std::vector<sc::ResultItem>& items = sending_items_;
+    const std::string& bytes = sending_bytes_;
+    const std::vector<size_t>& sizes = sending_sizes_;
     if (items.empty()) return;
     in_flight_ -= items.size();
     if (!connected_) {
@@ -592,6 +721,12 @@ class Worker::Impl {
 
   void StopPool() {
     {
+      std::lock_guard<std::mutex> lock(keeper_mu_);
+      keeper_stop_ = true;
+    }
+    keeper_cv_.notify_all();
+    if (keeper_.joinable()) keeper_.join();
+    {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
@@ -608,18 +743,18 @@ class Worker::Impl {
   std::unique_ptr<Handler> handler_;
   Logger log_;
   zmq::context_t context_;
-  PolledSocket broker_;    // I/O thread only
+  PolledSocket broker_;    // with socket_mu_ held (the I/O thread, or the keeper)
   PolledSocket monitor_;   // PAIR: broker_'s handshake refusals (with CURVE only)
   uint64_t monitors_ = 0;  // monitor endpoints made, for unique names
   bool refusal_logged_ = false;
   int drain_fd_ = -1;
   std::atomic<bool> drain_requested_{false};
-  size_t in_flight_ = 0;  // I/O thread only
+  size_t in_flight_ = 0;  // with socket_mu_ held
   // The broker sent a packed BATCH on this connection, so it takes packed
-  // RESULTS (PROTOCOL.md 3.1); I/O thread only.
+  // RESULTS (PROTOCOL.md 3.1); with socket_mu_ held.
   bool broker_packs_ = false;
   ReceivedPayloads received_;  // scratch: the payloads of the BATCH in hand; I/O thread only
-  // Liveness of the broker connection; I/O thread only.
+  // Liveness of the broker connection; with socket_mu_ held.
   bool connected_ = false;
   TimePoint last_heard_ = Clock::now();
   TimePoint last_sent_ = Clock::now();
@@ -637,9 +772,9 @@ class Worker::Impl {
   std::string done_bytes_;                  // guarded by done_mu_: their payloads, back to back
   std::vector<size_t> done_sizes_;          // guarded by done_mu_: one per item
   int done_fd_ = -1;
-  std::vector<sc::ResultItem> sending_items_;  // I/O thread only: SendDone's turn
-  std::string sending_bytes_;                  // I/O thread only
-  std::vector<size_t> sending_sizes_;          // I/O thread only
+  std::vector<sc::ResultItem> sending_items_;  // with socket_mu_ held: SendResults's turn
+  std::string sending_bytes_;                  // with socket_mu_ held
+  std::vector<size_t> sending_sizes_;          // with socket_mu_ held
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -651,9 +786,29 @@ class Worker::Impl {
   std::vector<Job> spare_jobs_io_;  // I/O thread only
   std::vector<Job> incoming_;       // I/O thread only: the BATCH in hand's jobs
   static constexpr double kShareNs = 50'000;
-  double batch_ns_ = 0;  // recent time per batch in a pool thread; guarded by mu_
-  bool stop_ = false;    // guarded by mu_
+  double batch_ns_ = 0;     // recent time per batch, in the pool or here; guarded by mu_
+  size_t busy_ = 0;         // pool threads with a share in hand; guarded by mu_
+  bool here_busy_ = false;  // RunHere is taking jobs; guarded by mu_
+  bool stop_ = false;       // guarded by mu_
   std::vector<std::thread> pool_;
+
+  // Running short batches on the I/O thread (RunHere), with pool threads
+  // helping past kHereBudgetNs of them, and the keeper that stands in for it.
+  static constexpr double kHereBudgetNs = 1'000'000;
+  static constexpr std::chrono::milliseconds kKeeperTick{5};
+  // Held by the I/O thread while it uses broker_ and the state that goes with
+  // it (connected_, last_sent_, in_flight_, sending_*): always, but while
+  // RunHere calls handlers, when the keeper may take it.
+  std::mutex socket_mu_;
+  bool ran_here_ = false;                     // I/O thread only: RunHere ran this turn
+  std::vector<sc::ResultItem> here_results_;  // I/O thread only: RunHere's scratch
+  std::vector<std::string> here_payloads_;    // I/O thread only
+  std::atomic<bool> here_running_{false};     // RunHere is calling handlers
+  std::atomic<uint64_t> here_calls_{0};       // jobs RunHere started
+  std::mutex keeper_mu_;
+  std::condition_variable keeper_cv_;
+  bool keeper_stop_ = false;  // guarded by keeper_mu_
+  std::thread keeper_;
 };
 
 Worker::Worker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -8,8 +8,10 @@
 // worker lives on. Returning the wrong number of results does the same.
 //
 // Threads: HandleBatch is called from the worker's pool threads, possibly
-// several at once; a handler with state guards it itself. The request views
-// are valid only during the call.
+// several at once, and, while its calls are short (docs/semantics.md, "Where
+// a worker runs its handler"), from the worker's I/O thread; never more than
+// the worker's `threads` at once. A handler with state guards it itself. The
+// request views are valid only during the call.
 #ifndef ZSERVE_HANDLER_H_
 #define ZSERVE_HANDLER_H_
 
@@ -44,7 +46,8 @@ class Handler {
   virtual std::vector<std::string> Methods() const;
   // Takes the backend's user_config without a restart: once when the worker
   // first hears from the controller, then at every change. Runs on the
-  // worker's I/O thread, possibly while HandleBatch runs on pool threads. An
+  // worker's I/O thread, possibly while HandleBatch runs on pool threads
+  // (never during a HandleBatch on the I/O thread itself). An
   // error is logged and the handler keeps its previous configuration.
   virtual Status Reconfigure(std::string_view user_config);
 };

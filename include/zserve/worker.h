@@ -1,6 +1,6 @@
 // A replica of one backend: connects to the broker, registers, receives
-// batches, runs the handler on a pool of threads and returns one reply per
-// request. Users build their own worker binary around their model with this
+// batches, runs the handler on a pool of threads (short calls on its I/O
+// thread, docs/semantics.md) and returns one reply per request. Users build their own worker binary around their model with this
 // library; `zserve worker` is the same library with built-in handlers.
 //
 // Run() blocks the calling thread, which becomes the worker's I/O thread and

@@ -125,6 +125,7 @@ class Harness {
   Harness& operator=(const Harness&) = delete;
 
   bool returned() const { return returned_.load(); }
+  std::thread::id run_thread() const { return thread_.get_id(); }  // the I/O thread
 
   sc::ReadyHeader ExpectReady() {
     Frames f;
@@ -137,7 +138,7 @@ class Harness {
   }
 
   // RESULTS until every token of `tokens` is answered; each exactly once and
-  // no other token.
+  // no other token. Heartbeats are let pass.
   std::map<uint64_t, Answer> Collect(const std::set<uint64_t>& tokens) {
     std::map<uint64_t, Answer> answers;
     const auto end = Clock::now() + kWait;
@@ -147,6 +148,7 @@ class Harness {
       INFO("answered " << answers.size() << " of " << tokens.size());
       REQUIRE(left.count() > 0);
       REQUIRE(broker.Recv(&f, left));
+      if (CommandOf(f) == sc::Command::kHeartbeat) continue;  // the worker's, when quiet
       REQUIRE(CommandOf(f) == sc::Command::kResults);
       auto items = sc::DecodeResults(zserve::View(f[0]));
       REQUIRE(items.ok());
@@ -204,6 +206,10 @@ class Gate {
     std::lock_guard<std::mutex> lock(mu_);
     open_ = true;
     cv_.notify_all();
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = false;
   }
   bool WaitOpen(milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -354,6 +360,170 @@ TEST_CASE("slow handler batches run on every pool thread at once, also once time
       CHECK(answers[t].message == "");
     }
   }
+  CHECK(h.Stop().ok());
+}
+
+// A handler that notes the thread of each call and the most calls at once; it
+// blocks on a gate when its payload is "block", and "linger" waits (bounded)
+// for a third call to run at the same time.
+class ThreadNoting : public zserve::Handler {
+ public:
+  std::vector<Result> HandleBatch(std::span<const Request> batch) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      max_running_ = std::max(max_running_, ++running_);
+      cv_.notify_all();
+    }
+    std::vector<Result> out;
+    for (const Request& r : batch) {
+      if (r.payload == "linger") {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, milliseconds(300), [this] { return running_ >= 3; });
+      }
+      if (r.payload == "block") {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          blocked_.push_back(std::this_thread::get_id());
+          cv_.notify_all();
+        }
+        if (!gate.WaitOpen(std::chrono::seconds(10))) {
+          out.emplace_back(zserve::Internal("the gate never opened"));
+          continue;
+        }
+      }
+      out.emplace_back(std::string(r.payload));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    last_ = std::this_thread::get_id();
+    --running_;
+    return out;
+  }
+  size_t max_running() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_running_;
+  }
+  std::thread::id last() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_;
+  }
+  // The thread of the n-th (from 1) "block" call, once it is blocked (bounded).
+  std::optional<std::thread::id> BlockedThread(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, kWait, [&] { return blocked_.size() >= n; })) return std::nullopt;
+    return blocked_[n - 1];
+  }
+  Gate gate;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread::id last_;
+  std::vector<std::thread::id> blocked_;
+  size_t running_ = 0;
+  size_t max_running_ = 0;
+};
+
+// Sends one-item BATCHes, one at a time, until a call runs on the worker's
+// I/O thread (bounded); returns the tokens used.
+uint64_t WarmUntilCalledHere(Harness& h, ThreadNoting& handler, uint64_t token) {
+  for (int i = 0; i < 200; ++i) {
+    ++token;
+    REQUIRE(h.broker.SendBatch(Items({token}, "__call__"), {"warm"}).ok());
+    REQUIRE(h.Collect({token})[token].payload == "warm");
+    if (handler.last() == h.run_thread()) return token;
+  }
+  FAIL("no call ran on the worker's I/O thread in 200 BATCHes");
+  return token;
+}
+
+// Sends a BATCH of one-call handler batches: "block", then `others`, until
+// "block" blocks the worker's I/O thread (the pool may take it while the
+// average is high: then it is answered and tried again, bounded). Returns the
+// token before the BATCH's: "block" is token + 1, the others follow.
+uint64_t BlockIoThread(Harness& h, ThreadNoting& handler, const std::vector<std::string>& others) {
+  uint64_t token = 0;
+  for (size_t attempt = 1;; ++attempt) {
+    REQUIRE(attempt <= 5);
+    token = WarmUntilCalledHere(h, handler, token);
+    std::vector<uint64_t> tokens;
+    std::vector<std::string> payloads{"block"};
+    payloads.insert(payloads.end(), others.begin(), others.end());
+    for (size_t i = 1; i <= payloads.size(); ++i) tokens.push_back(token + i);
+    REQUIRE(h.broker
+                .SendBatch(Items(tokens, "__call__"), payloads,
+                           std::vector<uint32_t>(payloads.size(), 1))
+                .ok());
+    std::optional<std::thread::id> thread = handler.BlockedThread(attempt);
+    REQUIRE(thread.has_value());
+    if (*thread == h.run_thread()) return token;
+    handler.gate.Open();  // the pool took it: answer them all, try again
+    h.Collect(std::set<uint64_t>(tokens.begin(), tokens.end()));
+    handler.gate.Close();
+    token = tokens.back();
+  }
+}
+
+TEST_CASE("short handler calls run on the worker's own thread once timed", "[worker]") {
+  auto owned = std::make_unique<ThreadNoting>();
+  ThreadNoting& handler = *owned;
+  Harness h(std::move(owned));
+  h.ExpectReady();
+  // Not timed yet: the first call goes to a pool thread.
+  REQUIRE(h.broker.SendBatch(Items({1}, "__call__"), {"first"}).ok());
+  CHECK(h.Collect({1})[1].payload == "first");
+  CHECK(handler.last() != h.run_thread());
+  WarmUntilCalledHere(h, handler, 1);
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("a call that blocks on the worker's own thread holds up neither its BATCH nor heartbeats",
+          "[worker]") {
+  // Heartbeats every 200 ms. A call that blocks on the I/O thread: the other
+  // calls of its BATCH are answered and the worker still sends heartbeats
+  // while it blocks; then it is answered too, each token once.
+  // (With 3 threads the pool would do the same, so the test retries until the
+  // call blocks the I/O thread: the case to test.)
+  auto owned = std::make_unique<ThreadNoting>();
+  ThreadNoting& handler = *owned;
+  Harness h(std::move(owned), [](zserve::WorkerOptions& o) {
+    o.heartbeat_interval = milliseconds(200);
+    o.threads = 3;
+  });
+  h.ExpectReady();
+  const uint64_t token = BlockIoThread(h, handler, {"a", "b"});
+  const uint64_t blocked = token + 1;
+  std::map<uint64_t, Answer> answers;
+  bool heartbeat = false;
+  const auto end = Clock::now() + kWait;
+  while ((answers.size() < 2 || !heartbeat) && Clock::now() < end) {
+    Frames f;
+    if (!h.broker.Recv(&f, milliseconds(50))) {
+      REQUIRE(h.broker.SendSimple(sc::Command::kHeartbeat).ok());  // the broker's side
+      continue;
+    }
+    if (CommandOf(f) == sc::Command::kHeartbeat) {
+      heartbeat = true;
+      continue;
+    }
+    REQUIRE(CommandOf(f) == sc::Command::kResults);
+    auto items = sc::DecodeResults(zserve::View(f[0]));
+    REQUIRE(items.ok());
+    for (size_t i = 0; i < items->size(); ++i) {
+      INFO("token " << (*items)[i].token);
+      REQUIRE(answers.count((*items)[i].token) == 0);
+      answers[(*items)[i].token] =
+          Answer{(*items)[i].code, (*items)[i].message, std::string(zserve::View(f[i + 1]))};
+    }
+  }
+  CHECK(heartbeat);
+  REQUIRE(answers.size() == 2);
+  CHECK(answers[token + 2].payload == "a");
+  CHECK(answers[token + 3].payload == "b");
+  CHECK(handler.last() != h.run_thread());  // the pool ran them
+  handler.gate.Open();
+  auto last = h.Collect({blocked});
+  CHECK(last[blocked].code == StatusCode::kOk);
+  CHECK(last[blocked].payload == "block");
   CHECK(h.Stop().ok());
 }
 
@@ -730,3 +900,20 @@ TEST_CASE("an unknown builtin is BAD_REQUEST listing the known names", "[worker]
 }
 
 }  // namespace
+
+TEST_CASE("the worker's own thread counts as one of its threads", "[worker]") {
+  // 2 threads: while "block" holds the I/O thread, the pool runs one call at a
+  // time, so the two "linger" calls never meet a third call.
+  auto owned = std::make_unique<ThreadNoting>();
+  ThreadNoting& handler = *owned;
+  Harness h(std::move(owned), [](zserve::WorkerOptions& o) { o.threads = 2; });
+  h.ExpectReady();
+  const uint64_t token = BlockIoThread(h, handler, {"linger", "linger"});
+  auto lingered = h.Collect({token + 2, token + 3});
+  CHECK(lingered[token + 2].payload == "linger");
+  CHECK(lingered[token + 3].payload == "linger");
+  handler.gate.Open();
+  CHECK(h.Collect({token + 1})[token + 1].payload == "block");
+  CHECK(handler.max_running() == 2);
+  CHECK(h.Stop().ok());
+}
