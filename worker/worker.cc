@@ -442,7 +442,9 @@ class Worker::Impl {
         cv_.notify_one();
       }
       std::unique_lock<std::mutex> socket(socket_mu_, std::try_to_lock);
-      if (!socket.owns_lock()) continue;
+      // Still running: the I/O thread clears here_running_ before it takes
+      // the socket back, so it is in RunHere until this lock is let go.
+      if (!socket.owns_lock() || !here_running_.load()) continue;
       const TimePoint now = Clock::now();
       SendDone(now);
       if (connected_ && now - last_sent_ >= options_.heartbeat_interval) {
@@ -632,7 +634,8 @@ class Worker::Impl {
     }
   }
 
-  // I/O thread: sends the results the pool finished.
+  // Sends the results the pool finished; with socket_mu_ held (the I/O
+  // thread, or the keeper).
   void SendDone(TimePoint now) {
     uint64_t v;
     [[maybe_unused]] ssize_t n = read(done_fd_, &v, sizeof v);  // before taking: no lost wake-up
@@ -653,8 +656,9 @@ class Worker::Impl {
     SendResults(now);
   }
 
-  // I/O thread: sends sending_items_ (payloads in sending_bytes_, sized by
-  // sending_sizes_) in as few RESULTS as the limits allow.
+  // Sends sending_items_ (payloads in sending_bytes_, sized by
+  // sending_sizes_) in as few RESULTS as the limits allow; with socket_mu_
+  // held.
   void SendResults(TimePoint now) {
     std::vector<sc::ResultItem>& items = sending_items_;
     const std::string& bytes = sending_bytes_;
