@@ -1,6 +1,7 @@
 // Reliability with real processes killed for real: heartbeats declare a
 // kill -9'd replica dead and its requests are retried or failed, `zserve up`
-// restarts a crashed worker, and workers register again with a restarted
+// restarts a crashed worker, a handler call longer than the liveness keeps
+// its replica, and workers register again with a restarted
 // broker. Short heartbeats (100 ms) keep it quick.
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -84,6 +85,34 @@ endpoints:
   client->Wait();
   CHECK(result.status().code() == StatusCode::kReplicaFailed);
   CHECK(SteadyClock::now() - killed_at < milliseconds(2000));
+}
+
+TEST_CASE("A handler call longer than the heartbeat liveness keeps its replica",
+          "[e2e][reliability]") {
+  // Short calls first, so that the worker runs calls on its I/O thread
+  // (docs/semantics.md, "Where a worker runs its handler"); then one call of
+  // 1 s, over three times the broker's 300 ms liveness. The worker's keeper
+  // heartbeats meanwhile: the call is answered and the replica never lost.
+  Roles roles(R"(
+backends:
+  slow: {handler: sleep, retry_on_replica_failure: 0}
+endpoints:
+  slow: {backend: slow}
+)");
+  roles.StartWorker("slow", "sleep");
+  auto client = Connect(roles.client_address());
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["slow"]["replicas"] == 1; });
+  for (int i = 0; i < 20; ++i) {
+    StatusOr<std::string> quick = client->Call("slow", "0");
+    REQUIRE(quick.ok());
+  }
+  StatusOr<std::string> slow = client->Call("slow", "1000");
+  REQUIRE(slow.ok());
+  CHECK(*slow == "1000");
+  nlohmann::json j = BrokerStatus(*client);
+  CHECK(j["counters"]["lost_replicas"] == 0);
+  CHECK(j["backends"]["slow"]["replicas"] == 1);
 }
 
 TEST_CASE("Workers register again with a restarted broker on their own", "[e2e][reliability]") {
