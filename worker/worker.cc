@@ -427,9 +427,9 @@ class Worker::Impl {
     while (true) {
       const bool active = here_running_.load() || here_calls_.load() != calls;
       calls = here_calls_.load();
-      const auto tick =
+      const Clock::duration tick =
           active ? kKeeperTick
-                 : std::chrono::duration_cast<Clock::duration>(options_.heartbeat_interval / 2);
+                 : std::max<Clock::duration>(kKeeperTick, options_.heartbeat_interval / 2);
       if (keeper_cv_.wait_for(lock, tick, [this] { return keeper_stop_; })) return;
       if (!here_running_.load() || here_calls_.load() != calls) continue;
       // The same call since the last tick.
