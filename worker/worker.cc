@@ -386,8 +386,27 @@ class Worker::Impl {
     const TimePoint started = Clock::now();
     size_t ran = 0;
     Job job;
-    socket_mu_.unlock();
-    here_running_.store(true);
+    // Lends the socket for the loop, and takes it back however the loop ends
+    // (a handler's exceptions are caught in Process, but an allocation may
+    // throw): the pool is then no longer held to threads - 1 either.
+    struct Lent {
+      Impl& w;
+      explicit Lent(Impl& worker) : w(worker) {
+        w.socket_mu_.unlock();
+        w.here_running_.store(true);
+      }
+      ~Lent() {
+        {
+          std::lock_guard<std::mutex> lock(w.mu_);
+          w.here_busy_ = false;
+        }
+        w.here_running_.store(false);
+        w.socket_mu_.lock();
+      }
+      Lent(const Lent&) = delete;
+      Lent& operator=(const Lent&) = delete;
+    };
+    std::optional<Lent> lent(std::in_place, *this);
     while (true) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -397,7 +416,6 @@ class Worker::Impl {
         }
         if (jobs_.empty()) {
           if (ran > 0) NoteBatchTime(Clock::now() - started, ran);
-          here_busy_ = false;
           break;
         }
         job = std::move(jobs_.front());
@@ -407,8 +425,7 @@ class Worker::Impl {
       Process(job, &results, &payloads);
       ++ran;
     }
-    here_running_.store(false);
-    socket_mu_.lock();
+    lent.reset();
     ran_here_ = true;
     sending_items_.swap(results);
     Pack(payloads, &sending_bytes_, &sending_sizes_);
@@ -419,8 +436,9 @@ class Worker::Impl {
   // I/O thread runs handlers, else every half heartbeat interval). When the
   // I/O thread is still in the call it was in at the last tick, the keeper
   // wakes pool threads for the jobs that wait (all but one: at most
-  // `threads` calls at once) and does the I/O thread's sending: the results
-  // the pool finished, and a heartbeat when nothing else went out.
+  // `threads` calls at once). While the I/O thread runs handlers it does its
+  // sending: the results the pool finished, and a heartbeat when nothing
+  // else went out for an interval.
   void KeeperLoop() {
     std::unique_lock<std::mutex> lock(keeper_mu_);
     uint64_t calls = here_calls_.load();
@@ -431,16 +449,20 @@ class Worker::Impl {
           active ? kKeeperTick
                  : std::max<Clock::duration>(kKeeperTick, options_.heartbeat_interval / 2);
       if (keeper_cv_.wait_for(lock, tick, [this] { return keeper_stop_; })) return;
-      if (!here_running_.load() || here_calls_.load() != calls) continue;
-      // The same call since the last tick.
-      size_t waiting;
-      {
-        std::lock_guard<std::mutex> jobs_lock(mu_);
-        waiting = jobs_.size();
+      if (!here_running_.load()) continue;
+      if (here_calls_.load() == calls) {
+        // The same call since the last tick: the pool takes what waits.
+        size_t waiting;
+        {
+          std::lock_guard<std::mutex> jobs_lock(mu_);
+          waiting = jobs_.size();
+        }
+        for (size_t i = 0; i + 1 < std::min<size_t>(waiting + 1, options_.threads); ++i) {
+          cv_.notify_one();
+        }
       }
-      for (size_t i = 0; i + 1 < std::min<size_t>(waiting + 1, options_.threads); ++i) {
-        cv_.notify_one();
-      }
+      // Calls go on on the I/O thread (one long one, or many that turned
+      // slower than their average): send for it.
       std::unique_lock<std::mutex> socket(socket_mu_, std::try_to_lock);
       // Still running: the I/O thread clears here_running_ before it takes
       // the socket back, so it is in RunHere until this lock is let go.

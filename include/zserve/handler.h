@@ -10,8 +10,10 @@
 // Threads: HandleBatch is called from the worker's pool threads, possibly
 // several at once, and, while its calls are short (docs/semantics.md, "Where
 // a worker runs its handler"), from the worker's I/O thread; never more than
-// the worker's `threads` at once. A handler with state guards it itself. The
-// request views are valid only during the call.
+// the worker's `threads` at once. A handler with state guards it itself, and
+// must not wait for a later request to its own replica (none is read while
+// the I/O thread is in a call). The request views are valid only during the
+// call.
 #ifndef ZSERVE_HANDLER_H_
 #define ZSERVE_HANDLER_H_
 

@@ -364,8 +364,8 @@ TEST_CASE("slow handler batches run on every pool thread at once, also once time
 }
 
 // A handler that notes the thread of each call and the most calls at once; it
-// blocks on a gate when its payload is "block", and "linger" waits (bounded)
-// for a third call to run at the same time.
+// blocks on a gate when its payload is "block", "linger" waits (bounded) for
+// a third call to run at the same time, and "pause" takes 2 ms.
 class ThreadNoting : public zserve::Handler {
  public:
   std::vector<Result> HandleBatch(std::span<const Request> batch) override {
@@ -379,6 +379,10 @@ class ThreadNoting : public zserve::Handler {
       if (r.payload == "linger") {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait_for(lock, milliseconds(300), [this] { return running_ >= 3; });
+      }
+      if (r.payload == "pause") {  // 2 ms of work, as a wait that nothing ends
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, milliseconds(2), [] { return false; });
       }
       if (r.payload == "block") {
         {
@@ -915,5 +919,50 @@ TEST_CASE("the worker's own thread counts as one of its threads", "[worker]") {
   handler.gate.Open();
   CHECK(h.Collect({token + 1})[token + 1].payload == "block");
   CHECK(handler.max_running() == 2);
+  CHECK(h.Stop().ok());
+}
+
+TEST_CASE("many calls that turned slow on the worker's own thread still let heartbeats out",
+          "[worker]") {
+  // 1 thread (the pool cannot help) and 100 ms heartbeats: after short calls,
+  // a BATCH of 200 calls of 2 ms each runs on the I/O thread for about
+  // 400 ms, no call lasting a keeper tick (5 ms); the keeper heartbeats
+  // meanwhile.
+  auto owned = std::make_unique<ThreadNoting>();
+  ThreadNoting& handler = *owned;
+  Harness h(std::move(owned), [](zserve::WorkerOptions& o) {
+    o.heartbeat_interval = milliseconds(100);
+    o.threads = 1;
+  });
+  h.ExpectReady();
+  const uint64_t token = WarmUntilCalledHere(h, handler, 0);
+  std::vector<uint64_t> tokens;
+  for (uint64_t t = token + 1; t <= token + 200; ++t) tokens.push_back(t);
+  REQUIRE(h.broker
+              .SendBatch(Items(tokens, "__call__"), std::vector<std::string>(200, "pause"),
+                         std::vector<uint32_t>(200, 1))
+              .ok());
+  bool heartbeat_first = false;
+  size_t answered = 0;
+  const auto end = Clock::now() + kWait;
+  while (answered < tokens.size() && Clock::now() < end) {
+    Frames f;
+    if (!h.broker.Recv(&f, milliseconds(50))) {
+      REQUIRE(h.broker.SendSimple(sc::Command::kHeartbeat).ok());  // the broker's side
+      continue;
+    }
+    if (CommandOf(f) == sc::Command::kHeartbeat) {
+      heartbeat_first = heartbeat_first || answered == 0;
+      REQUIRE(h.broker.SendSimple(sc::Command::kHeartbeat).ok());
+      continue;
+    }
+    REQUIRE(CommandOf(f) == sc::Command::kResults);
+    auto items = sc::DecodeResults(zserve::View(f[0]));
+    REQUIRE(items.ok());
+    answered += items->size();
+  }
+  CHECK(answered == tokens.size());
+  CHECK(heartbeat_first);  // while the BATCH ran, before its results
+  CHECK(handler.last() == h.run_thread());
   CHECK(h.Stop().ok());
 }
