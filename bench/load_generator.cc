@@ -93,6 +93,11 @@ void AddLoadFlags(CLI::App& app, LoadOptions& o) {
   app.add_option("--max-outstanding", o.max_outstanding,
                  "Open loop: requests not sent while this many are unanswered")
       ->capture_default_str();
+  app.add_option("--send-every", o.send_every_us,
+                 "Open loop: microseconds between sends; the arrivals due are sent together "
+                 "(latency still counts from each arrival; 0: as each arrives)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--broker-pid", o.broker_pid, "Report this process's CPU time per request");
   app.add_flag("--json", o.json, "One JSON object per run");
   app.add_option_function<std::vector<std::string>>(
@@ -123,6 +128,7 @@ std::string RunResult::ToJson() const {
   j["mode"] = spec.open_loop ? "open" : "closed";
   j["inflight"] = spec.inflight;
   j["target_rate_rps"] = spec.rate_rps;
+  j["send_every_us"] = spec.send_every_us;
   j["size"] = spec.payload_size;
   j["seconds"] = seconds;
   j["requests"] = ok;
@@ -174,7 +180,7 @@ int LoadGenerator::Run() {
   std::vector<RunSpec> specs;
   for (size_t size : o_.sizes) {
     if (!o_.rates.empty()) {
-      for (double rate : o_.rates) specs.push_back({true, 0, rate, size});
+      for (double rate : o_.rates) specs.push_back({true, 0, rate, size, o_.send_every_us});
     } else {
       for (int n : o_.inflight) specs.push_back({false, n, 0, size});
     }
@@ -260,6 +266,8 @@ StatusOr<RunResult> LoadGenerator::RunOne(const RunSpec& spec) {
   int64_t window_start = 0, window_end = 0;
   int64_t broker_cpu0 = 0, client_cpu0 = 0;
   int64_t next_arrival = started_ns_;
+  int64_t wake = started_ns_, next_send = started_ns_;
+  const int64_t send_every_ns = static_cast<int64_t>(spec.send_every_us * 1000);
 
   auto begin_measure = [&](int64_t now) {
     phase_ = Phase::kMeasure;
@@ -291,18 +299,23 @@ StatusOr<RunResult> LoadGenerator::RunOne(const RunSpec& spec) {
     }
     int64_t wait_ns;
     if (open_loop_) {
-      while (next_arrival <= now) {
-        uint64_t tag = (run_ << kSeqBits) | (next_seq_++ & kSeqMask);
-        if (outstanding_ >= o_.max_outstanding) {
-          if (phase_ == Phase::kMeasure) ++result.errors["CLIENT_BACKLOG"];
-        } else {
-          open_starts_.emplace(tag, next_arrival);  // latency from the intended start
-          ++outstanding_;
-          target_.Send(tag, payload);
+      // Arrivals due are sent together, at most once per --send-every.
+      if (now >= next_send && next_arrival <= now) {
+        while (next_arrival <= now) {
+          uint64_t tag = (run_ << kSeqBits) | (next_seq_++ & kSeqMask);
+          if (outstanding_ >= o_.max_outstanding) {
+            if (phase_ == Phase::kMeasure) ++result.errors["CLIENT_BACKLOG"];
+          } else {
+            open_starts_.emplace(tag, next_arrival);  // latency from the intended start
+            ++outstanding_;
+            target_.Send(tag, payload);
+          }
+          next_arrival += std::max<int64_t>(1, SecondsToNs(gap_s(rng)));
         }
-        next_arrival += std::max<int64_t>(1, SecondsToNs(gap_s(rng)));
+        next_send = now + send_every_ns;
       }
-      wait_ns = next_arrival - NowNs();
+      wake = std::max(next_arrival, next_send);
+      wait_ns = wake - NowNs();
     } else {
       while (!free_slots_.empty()) {
         uint64_t slot = free_slots_.back();
@@ -322,11 +335,13 @@ StatusOr<RunResult> LoadGenerator::RunOne(const RunSpec& spec) {
     } else {
       target_.Poll(std::chrono::milliseconds(0), *this);
       // Poll waits in whole milliseconds: sleep out a shorter gap to the next
-      // arrival in slices, so a reply waits at most a slice to be seen.
-      int64_t left = next_arrival - NowNs();
+      // send in slices, so a reply waits at most a slice (or the send
+      // interval, when longer) to be seen.
+      int64_t left = wake - NowNs();
       if (open_loop_ && left > 0) {
         constexpr int64_t kSliceNs = 50'000;
-        timespec ts{0, static_cast<long>(std::min<int64_t>(left, kSliceNs))};
+        const int64_t slice = std::max(kSliceNs, send_every_ns);
+        timespec ts{0, static_cast<long>(std::min(left, slice))};
         nanosleep(&ts, nullptr);
       }
     }

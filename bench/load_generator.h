@@ -35,6 +35,7 @@ struct LoadOptions {
   double warmup_s = 1;
   double drain_s = 10;                 // most time to wait for replies after a run
   uint64_t max_outstanding = 100'000;  // open loop: past this, requests are not sent
+  double send_every_us = 0;            // open loop: arrivals sent together this often
   pid_t broker_pid = 0;                // > 0: report its CPU time per request
   bool json = false;
   std::map<std::string, std::string> tags;  // copied into the JSON ("replicas": "2")

@@ -21,9 +21,10 @@ namespace zserve::bench {
 // One run of a sweep.
 struct RunSpec {
   bool open_loop = false;
-  int inflight = 0;         // closed loop: requests kept in flight
-  double rate_rps = 0;      // open loop: target rate, Poisson arrivals
-  size_t payload_size = 0;  // bytes
+  int inflight = 0;          // closed loop: requests kept in flight
+  double rate_rps = 0;       // open loop: target rate, Poisson arrivals
+  size_t payload_size = 0;   // bytes
+  double send_every_us = 0;  // open loop: arrivals due are sent together this often
 };
 
 class CompletionSink {

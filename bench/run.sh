@@ -49,6 +49,8 @@ else
 fi
 # zserve's in-flight cap per replica; the default (8) is for real handlers.
 MAX_CQ=${ZSERVE_BENCH_MAX_CQ:-1000}
+# Open loop: the arrivals due are sent together this often (microseconds).
+SEND_EVERY=${ZSERVE_BENCH_SEND_EVERY_US:-100}
 LOAD=(--duration "$DUR" --warmup "$WARM" --drain 10 --json)
 
 HAVE_NATS=1
@@ -182,17 +184,19 @@ rates=$(for f in $OPEN_FRACTIONS; do awk -v p="$peak" -v f="$f" 'BEGIN {printf "
 echo "== open loop at $rates requests/s (zserve peak $peak)" >&2
 for ((rep = 1; rep <= REPS; rep++)); do
   zserve_up "$top"
-  run_load "$ZSERVE" bench --broker "$ZS_ADDR" --rate "$rates" --size 100 \
-    --broker-pid "$ZS_BROKER_PID" --tag "rep=$rep,replicas=$top,kind=open"
+  run_load "$ZSERVE" bench --broker "$ZS_ADDR" --rate "$rates" --send-every "$SEND_EVERY" \
+    --size 100 --broker-pid "$ZS_BROKER_PID" --tag "rep=$rep,replicas=$top,kind=open"
   stop_all
   if [ "$HAVE_NATS" = 1 ]; then
-    nats_up "$top" asap
-    run_load "$BIN/nats_bench_client" --url "$NATS_URL" --send-mode asap --rate "$rates" \
-      --size 100 --broker-pid "$NATS_PID" --tag "rep=$rep,replicas=$top,kind=open"
+    nats_up "$top" buffered
+    run_load "$BIN/nats_bench_client" --url "$NATS_URL" --send-mode buffered --rate "$rates" \
+      --send-every "$SEND_EVERY" --size 100 --broker-pid "$NATS_PID" \
+      --tag "rep=$rep,replicas=$top,kind=open"
     stop_all
   fi
   zmq_up
-  run_load "$BIN/zmq_bench_client" --server "$ZMQ_ADDR" --rate "$rates" --size 100 \
+  run_load "$BIN/zmq_bench_client" --server "$ZMQ_ADDR" --rate "$rates" \
+    --send-every "$SEND_EVERY" --size 100 \
     --tag "rep=$rep,replicas=1,kind=open"
   stop_all
 done
