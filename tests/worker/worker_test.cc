@@ -164,6 +164,45 @@ class Harness {
     return answers;
   }
 
+  // What CollectWithHeartbeats saw.
+  struct Watched {
+    std::map<uint64_t, Answer> answers;
+    bool heartbeat = false;        // the worker sent one
+    bool heartbeat_first = false;  // ... before the first RESULTS
+  };
+  // RESULTS until every token of `tokens` is answered (each exactly once, no
+  // other token) and the worker has sent a heartbeat, or kWait passes. Plays
+  // the broker's side of heartbeating meanwhile: one when the line is quiet
+  // for 50 ms, one back for each of the worker's.
+  Watched CollectWithHeartbeats(const std::set<uint64_t>& tokens) {
+    Watched w;
+    const auto end = Clock::now() + kWait;
+    while ((w.answers.size() < tokens.size() || !w.heartbeat) && Clock::now() < end) {
+      Frames f;
+      if (!broker.Recv(&f, milliseconds(50))) {
+        REQUIRE(broker.SendSimple(sc::Command::kHeartbeat).ok());
+        continue;
+      }
+      if (CommandOf(f) == sc::Command::kHeartbeat) {
+        w.heartbeat = true;
+        w.heartbeat_first = w.heartbeat_first || w.answers.empty();
+        REQUIRE(broker.SendSimple(sc::Command::kHeartbeat).ok());
+        continue;
+      }
+      REQUIRE(CommandOf(f) == sc::Command::kResults);
+      auto items = sc::DecodeResults(zserve::View(f[0]));
+      REQUIRE(items.ok());
+      for (size_t i = 0; i < items->size(); ++i) {
+        const sc::ResultItem& r = (*items)[i];
+        INFO("token " << r.token);
+        REQUIRE(tokens.count(r.token) == 1);
+        REQUIRE(w.answers.count(r.token) == 0);
+        w.answers[r.token] = Answer{r.code, r.message, std::string(zserve::View(f[i + 1]))};
+      }
+    }
+    return w;
+  }
+
   // Drain() and the DISCONNECT handshake; Run()'s result.
   Status Stop() {
     worker->Drain();
@@ -496,33 +535,11 @@ TEST_CASE("a call that blocks on the worker's own thread holds up neither its BA
   h.ExpectReady();
   const uint64_t token = BlockIoThread(h, handler, {"a", "b"});
   const uint64_t blocked = token + 1;
-  std::map<uint64_t, Answer> answers;
-  bool heartbeat = false;
-  const auto end = Clock::now() + kWait;
-  while ((answers.size() < 2 || !heartbeat) && Clock::now() < end) {
-    Frames f;
-    if (!h.broker.Recv(&f, milliseconds(50))) {
-      REQUIRE(h.broker.SendSimple(sc::Command::kHeartbeat).ok());  // the broker's side
-      continue;
-    }
-    if (CommandOf(f) == sc::Command::kHeartbeat) {
-      heartbeat = true;
-      continue;
-    }
-    REQUIRE(CommandOf(f) == sc::Command::kResults);
-    auto items = sc::DecodeResults(zserve::View(f[0]));
-    REQUIRE(items.ok());
-    for (size_t i = 0; i < items->size(); ++i) {
-      INFO("token " << (*items)[i].token);
-      REQUIRE(answers.count((*items)[i].token) == 0);
-      answers[(*items)[i].token] =
-          Answer{(*items)[i].code, (*items)[i].message, std::string(zserve::View(f[i + 1]))};
-    }
-  }
-  CHECK(heartbeat);
-  REQUIRE(answers.size() == 2);
-  CHECK(answers[token + 2].payload == "a");
-  CHECK(answers[token + 3].payload == "b");
+  Harness::Watched w = h.CollectWithHeartbeats({token + 2, token + 3});
+  CHECK(w.heartbeat);
+  REQUIRE(w.answers.size() == 2);
+  CHECK(w.answers[token + 2].payload == "a");
+  CHECK(w.answers[token + 3].payload == "b");
   CHECK(handler.last() != h.run_thread());  // the pool ran them
   handler.gate.Open();
   auto last = h.Collect({blocked});
@@ -947,28 +964,10 @@ TEST_CASE("many calls that turned slow on the worker's own thread still let hear
                 .SendBatch(Items(tokens, "__call__"), std::vector<std::string>(200, "pause"),
                            std::vector<uint32_t>(200, 1))
                 .ok());
-    bool heartbeat_first = false;
-    size_t answered = 0;
-    const auto end = Clock::now() + kWait;
-    while (answered < tokens.size() && Clock::now() < end) {
-      Frames f;
-      if (!h.broker.Recv(&f, milliseconds(50))) {
-        REQUIRE(h.broker.SendSimple(sc::Command::kHeartbeat).ok());  // the broker's side
-        continue;
-      }
-      if (CommandOf(f) == sc::Command::kHeartbeat) {
-        heartbeat_first = heartbeat_first || answered == 0;
-        REQUIRE(h.broker.SendSimple(sc::Command::kHeartbeat).ok());
-        continue;
-      }
-      REQUIRE(CommandOf(f) == sc::Command::kResults);
-      auto items = sc::DecodeResults(zserve::View(f[0]));
-      REQUIRE(items.ok());
-      answered += items->size();
-    }
-    REQUIRE(answered == tokens.size());
+    Harness::Watched w = h.CollectWithHeartbeats({tokens.begin(), tokens.end()});
+    REQUIRE(w.answers.size() == tokens.size());
     if (handler.last() != h.run_thread()) continue;  // the pool ran them
-    CHECK(heartbeat_first);                          // while the BATCH ran, before its results
+    CHECK(w.heartbeat_first);                        // while the BATCH ran, before its results
     break;
   }
   CHECK(h.Stop().ok());
