@@ -89,7 +89,8 @@ bench: bench-deps build
 	bench/run.sh --build-dir $(BUILD_DIR) --docs docs
 
 # The scale benchmark (issue #7, minutes): 1 to 1000 simulated replicas,
-# 10 000 endpoints, the broker's memory per queued request. Writes
+# 10 000 endpoints, the broker's memory per queued request, the router
+# alone at 1 to 10 000 replicas (bench/router_dispatch). Writes
 # $(BUILD_DIR)/bench-scale/scale.jsonl and prints the table of
 # docs/benchmarks.md "Scale".
 bench-scale: build

@@ -14,8 +14,11 @@
 #     so the backend's total capacity stays ~1000;
 #   - 1 and 10 000 endpoints (all routed to `echo`, 2 replicas), loading one;
 #   - the broker's memory per queued request: Q calls to an endpoint whose
-#     backend has no replica (bench/queue_memory).
-# Smoke mode (CTest): R = 1, 10; 100 endpoints; Q = 2000; 1 s runs.
+#     backend has no replica (bench/queue_memory);
+#   - the router alone, no sockets (bench/router_dispatch): nanoseconds per
+#     request at R = 1 ... 10 000 with the same slots per replica.
+# Smoke mode (CTest): R = 1, 10; 100 endpoints; Q = 2000; 1 s runs; the
+# router alone at R = 1, 10.
 #
 # Results: OUT/scale.jsonl, one JSON object per run (the bench's line plus
 # broker_rss_kb; the queue-memory line); a markdown table on stdout (medians
@@ -50,13 +53,15 @@ RESULTS=$OUT/scale.jsonl
 
 if [ "$MODE" = full ]; then
   REPLICAS="1 10 100 1000"; MANY_ENDPOINTS=10000; QUEUED=100000; DUR=${DUR:-5}; WARM=1
+  ROUTER_REPLICAS=1,10,100,1000,10000; ROUTER_REQUESTS=2000000
 else
   REPLICAS="1 10"; MANY_ENDPOINTS=100; QUEUED=2000; DUR=${DUR:-1}; WARM=0.5
+  ROUTER_REPLICAS=1,10; ROUTER_REQUESTS=100000
 fi
 TOTAL_CAPACITY=1000  # in flight across the replicas, and the bench's in-flight count
 ENDPOINT_REPLICAS=2
 
-for b in "$ZSERVE" "$BIN/sim_replicas" "$BIN/queue_memory" "$BIN/free_ports"; do
+for b in "$ZSERVE" "$BIN/sim_replicas" "$BIN/queue_memory" "$BIN/free_ports" "$BIN/router_dispatch"; do
   [ -x "$b" ] || { echo "scale.sh: $b is not built" >&2; exit 1; }
 done
 # 1000 replicas are 1000 connections at the broker and 2000 descriptors here.
@@ -191,6 +196,9 @@ for ((rep = 1; rep <= REPS; rep++)); do
   }
   echo "{\"rep\":$rep,${line#\{}" >> "$RESULTS"
   stop_all
+  echo "== rep $rep: the router alone, replicas $ROUTER_REPLICAS" >&2
+  "$BIN/router_dispatch" --replicas "$ROUTER_REPLICAS" --inflight "$TOTAL_CAPACITY" \
+    --requests "$ROUTER_REQUESTS" --json | sed "s/^{/{\"rep\":$rep,/" >> "$RESULTS"
 done
 echo "== $(wc -l < "$RESULTS") runs in $RESULTS" >&2
 
@@ -226,3 +234,15 @@ for e in 1 "$MANY_ENDPOINTS"; do row endpoints endpoints "$e" "$e"; done
 echo
 bpr=$(grep '"kind":"queue_memory"' "$RESULTS" | while read -r l; do field bytes_per_queued_request <<< "$l"; done | median)
 printf 'queue memory: %.0f bytes per queued request (%d queued, 100 B payloads)\n' "$bpr" "$QUEUED"
+echo
+echo "The router alone (bench/router_dispatch: admit, choose a replica, complete; no sockets):"
+echo
+echo "| replicas (slots each) | router ns per request | × 1 replica's |"
+echo "|---|---|---|"
+base=""
+for r in ${ROUTER_REPLICAS//,/ }; do
+  c=$((TOTAL_CAPACITY / r)); [ "$c" -ge 1 ] || c=1
+  ns=$(grep '"kind":"router"' "$RESULTS" | grep "\"replicas\":$r," | while read -r l; do field ns_per_request <<< "$l"; done | median)
+  base=${base:-$ns}
+  printf '| %s (%s) | %.0f | %.2f |\n' "$r" "$c" "$ns" "$(awk -v a="$ns" -v b="$base" 'BEGIN { print a / b }')"
+done

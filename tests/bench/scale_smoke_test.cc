@@ -1,8 +1,9 @@
 // The scale benchmark in smoke mode: bench/scale.sh starts a controller, a
 // broker and the simulated replicas itself, loads 1 and 10 replicas and 1 and
-// 100 endpoints for a second each and queues 2000 requests at a backend with
-// no replica. Every run must report replies and no errors, and the queue run
-// a positive memory cost per request. No speed is asserted.
+// 100 endpoints for a second each, queues 2000 requests at a backend with
+// no replica and times the router alone at 1 and 10 replicas. Every run must
+// report replies and no errors, the queue run a positive memory cost per
+// request and the router runs a time per request. No speed is asserted.
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <iterator>
@@ -29,6 +30,7 @@ TEST_CASE("smoke of the scale benchmark reports every run without errors", "[ben
   REQUIRE(*code == 0);
 
   std::set<std::string> replicas, endpoints;
+  std::set<int> router_replicas;
   int queue_runs = 0;
   std::ifstream in(dir + "/scale.jsonl");
   std::string line;
@@ -40,6 +42,13 @@ TEST_CASE("smoke of the scale benchmark reports every run without errors", "[ben
       ++queue_runs;
       CHECK(j["queued"].get<int64_t>() == 2000);
       CHECK(j["bytes_per_queued_request"].get<double>() > 0);
+      continue;
+    }
+    if (j.value("kind", "") == "router") {
+      router_replicas.insert(j["replicas"].get<int>());
+      CHECK(j["requests"].get<uint64_t>() == 100'000);
+      CHECK(j["dispatches"].get<uint64_t>() > 0);
+      CHECK(j["ns_per_request"].get<double>() > 0);
       continue;
     }
     CHECK(j["throughput_rps"].get<double>() > 0);
@@ -55,10 +64,12 @@ TEST_CASE("smoke of the scale benchmark reports every run without errors", "[ben
   CHECK(replicas == std::set<std::string>{"1", "10"});
   CHECK(endpoints == std::set<std::string>{"1", "100"});
   CHECK(queue_runs == 1);
+  CHECK(router_replicas == std::set<int>{1, 10});
   // The table a user reads.
   CHECK(run.output().find("| 1 (1000) |") != std::string::npos);
   CHECK(run.output().find("| 10 (100) |") != std::string::npos);
   CHECK(run.output().find("bytes per queued request") != std::string::npos);
+  CHECK(run.output().find("| router ns per request |") != std::string::npos);
 }
 
 }  // namespace
