@@ -82,9 +82,7 @@ class HostileStack {
   HostileStack() : metrics_port_(FreePort()), roles_(kYaml, HostileOptions(metrics_port_)) {
     roles_.StartWorker("echo", "echo");
     client_lib_ = Connect(roles_.client_address());
-    WaitForStatus(*client_lib_, [](const nlohmann::json& j) {
-      return j["backends"].contains("echo") && j["backends"]["echo"]["replicas"] == 1;
-    });
+    WaitForReplicas(*client_lib_, "echo", 1);
   }
 
   const std::string& client_address() const { return roles_.client_address(); }
@@ -559,8 +557,7 @@ TEST_CASE("Hostile client messages are refused with BAD_REQUEST or dropped and c
 // `w` as the one replica of backend "raw", registered once STATUS shows it.
 void RegisterRaw(HostileStack& roles, RawWorker& w, uint32_t capacity, bool packed = false) {
   w.Register("raw", "raw-a", capacity, packed);
-  WaitForStatus(roles.client(),
-                [](const nlohmann::json& j) { return j["backends"]["raw"]["replicas"] == 1; });
+  WaitForReplicas(roles.client(), "raw", 1);
 }
 
 TEST_CASE("A request id reused while the first is in flight is answered once for each request",
@@ -1232,8 +1229,7 @@ TEST_CASE("Results for calls in flight from the wrong worker or malformed are dr
   a.Register("raw", "raw-a");
   b.Register("raw", "raw-b");
   RawClient raw(ctx, roles.client_address());
-  WaitForStatus(roles.client(),
-                [](const nlohmann::json& j) { return j["backends"]["raw"]["replicas"] == 2; });
+  WaitForReplicas(roles.client(), "raw", 2);
   uint64_t id = 100;
   for (const InFlightRow& row : InFlightRows()) RunInFlightRow(roles, raw, a, b, ++id, row);
 }
@@ -1249,8 +1245,7 @@ TEST_CASE("Bad REPLYs of a registered MDP worker are dropped and a second READY 
   std::optional<Strings> got = RecvStrings(m, kWait);
   REQUIRE(got);
   REQUIRE(*got == Strings{"", "MDPW01", heartbeat});
-  WaitForStatus(roles.client(),
-                [](const nlohmann::json& j) { return j["backends"]["mdp"]["replicas"] == 1; });
+  WaitForReplicas(roles.client(), "mdp", 1);
   struct Row {
     const char* name;
     Strings frames;

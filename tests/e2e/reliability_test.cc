@@ -35,9 +35,7 @@ endpoints:
   Process& a = roles.StartWorker("slow", "sleep");
   roles.StartWorker("slow", "sleep");
   auto client = Connect(roles.client_address());
-  WaitForStatus(*client, [](const nlohmann::json& j) {
-    return j["backends"].contains("slow") && j["backends"]["slow"]["replicas"] == 2;
-  });
+  WaitForReplicas(*client, "slow", 2);
   int ok = 0;
   std::vector<Status> failures;
   for (int i = 0; i < 2; ++i) {
@@ -74,8 +72,7 @@ endpoints:
 )");
   Process& a = roles.StartWorker("slow", "sleep");
   auto client = Connect(roles.client_address());
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["slow"]["replicas"] == 1; });
+  WaitForReplicas(*client, "slow", 1);
   StatusOr<std::string> result = Internal("no answer");
   client->CallAsync("slow", "5000", {}, [&](StatusOr<std::string> r) { result = std::move(r); });
   WaitForStatus(*client,
@@ -101,8 +98,7 @@ endpoints:
 )");
   roles.StartWorker("slow", "sleep");
   auto client = Connect(roles.client_address());
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["slow"]["replicas"] == 1; });
+  WaitForReplicas(*client, "slow", 1);
   for (int i = 0; i < 20; ++i) {
     StatusOr<std::string> quick = client->Call("slow", "0");
     REQUIRE(quick.ok());
@@ -133,9 +129,7 @@ endpoints:
   roles.StartBroker();
   auto client = Connect(roles.client_address());
   // The new broker knows no replica until the worker registers again.
-  WaitForStatus(*client, [](const nlohmann::json& j) {
-    return j["backends"].contains("echo") && j["backends"]["echo"]["replicas"] == 1;
-  });
+  WaitForReplicas(*client, "echo", 1);
   StatusOr<std::string> r = client->Call("echo", "after");
   REQUIRE(r.ok());
   CHECK(*r == "after");
@@ -180,8 +174,7 @@ endpoints:
 )");
   roles.StartWorker("slow", "sleep");
   auto client = Connect(roles.client_address());
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["slow"]["replicas"] == 1; });
+  WaitForReplicas(*client, "slow", 1);
   CallOptions plain, idempotent;
   plain.timeout = idempotent.timeout = milliseconds(20'000);
   idempotent.idempotent = true;

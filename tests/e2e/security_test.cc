@@ -167,9 +167,7 @@ TEST_CASE("With CURVE on an allowed client calls and an unknown key is refused",
   Roles roles(kEchoYaml, keys.Options());
   roles.StartWorker("echo", "echo", keys.Worker());
   auto client = SecureConnect(roles.client_address(), keys.pair("client"), keys.pub("broker"));
-  WaitForStatus(*client, [](const nlohmann::json& j) {
-    return j["backends"].contains("echo") && j["backends"]["echo"]["replicas"] == 1;
-  });
+  WaitForReplicas(*client, "echo", 1);
   StatusOr<std::string> r = client->Call("echo", "hello");
   REQUIRE(r.ok());
   CHECK(*r == "hello");
@@ -222,8 +220,7 @@ TEST_CASE("With CURVE on a client key cannot register as a worker", "[e2e][secur
   }));
   // The worker key does register.
   roles.StartWorker("echo", "echo", keys.Worker());
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["echo"]["replicas"] == 1; });
+  WaitForReplicas(*client, "echo", 1);
   CHECK(client->Call("echo", "served").ok());
 }
 
@@ -268,9 +265,7 @@ TEST_CASE("With CURVE on the payload is not plaintext on the wire", "[e2e][secur
                                 void* arg) {
     Relay relay(PortOf(roles.client_address()));
     std::unique_ptr<Client> client(connect(relay.address(), arg));
-    WaitForStatus(*client, [](const nlohmann::json& j) {
-      return j["backends"].contains("echo") && j["backends"]["echo"]["replicas"] == 1;
-    });
+    WaitForReplicas(*client, "echo", 1);
     StatusOr<std::string> r = client->Call("echo", canary);
     REQUIRE(r.ok());
     CHECK(*r == canary);
@@ -314,8 +309,7 @@ endpoints:
               o);
   roles.StartWorker("slow", "sleep");
   auto client = Connect(roles.client_address());
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["slow"]["replicas"] == 1; });
+  WaitForReplicas(*client, "slow", 1);
   std::vector<StatusOr<std::string>> results(10, Internal("no answer"));
   for (size_t i = 0; i < results.size(); ++i) {
     client->CallAsync("slow", "300", {},
@@ -357,8 +351,7 @@ TEST_CASE("The broker answers messages over its size limits with BAD_REQUEST",
   Roles roles(kEchoYaml, o);
   roles.StartWorker("echo", "echo");
   auto client = Connect(roles.client_address());
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["echo"]["replicas"] == 1; });
+  WaitForReplicas(*client, "echo", 1);
   auto request = [](uint64_t id, const std::string& endpoint) {
     return sc::EncodeRequest({id, endpoint, "__call__", 5000, "", 0});
   };

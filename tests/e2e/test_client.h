@@ -52,6 +52,13 @@ void WaitForStatus(Client& client, Pred done,
   }
 }
 
+// Polls the broker's STATUS until it counts `replicas` replicas of `backend`.
+inline void WaitForReplicas(Client& client, const std::string& backend, int replicas) {
+  WaitForStatus(client, [&backend, replicas](const nlohmann::json& j) {
+    return j["backends"].contains(backend) && j["backends"][backend]["replicas"] == replicas;
+  });
+}
+
 // Polls `done` until it holds or `limit` passes. Each check is a round trip
 // to a process (a call, a status, an HTTP query), so the pause between checks
 // only keeps the loop from spinning; it orders nothing.
