@@ -6,6 +6,8 @@
 // otherwise), its re-encoding must be stable, and it must agree with
 // PeekCommand (no decoder accepts another command's header) and with
 // PeekRequestId (a best effort: when it reads an id, it is the right one).
+// The fast path of the per-call decoders (schemas/fast_decode.h) must agree
+// with their full decoders on every input.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -15,6 +17,7 @@
 
 #include "schemas/codec.h"
 #include "schemas/config.h"
+#include "schemas/fast_decode.h"
 
 namespace zserve::schemas {
 namespace {
@@ -45,51 +48,19 @@ bool HasNaN(const AdminRequest& r) {
          (r.endpoint.shadow && HasNaN(*r.endpoint.shadow));
 }
 
-// Field-by-field equality of the headers that have no operator==. NaN
-// weights compare unequal, so a state with one is compared by its encoding
-// only (the stability check below).
-bool Same(const RequestHeader& a, const RequestHeader& b) {
-  return a.request_id == b.request_id && a.endpoint == b.endpoint && a.method == b.method &&
-         a.timeout_ms == b.timeout_ms && a.shard_key == b.shard_key && a.priority == b.priority;
-}
-bool Same(const ReplyHeader& a, const ReplyHeader& b) {
-  return a.request_id == b.request_id && a.code == b.code && a.message == b.message;
-}
+// Equality of decoded headers. NaN weights compare unequal, so a state with
+// one is compared by its encoding only (the stability check below).
 template <typename T>
-bool Same(const std::vector<T>& a, const std::vector<T>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!Same(a[i], b[i])) return false;
-  }
-  return true;
+bool Same(const T& a, const T& b) {
+  return a == b;
 }
 bool Same(const ReadyHeader& a, const ReadyHeader& b) {
   return a.backend == b.backend && a.replica_tag == b.replica_tag && a.capacity == b.capacity &&
          a.packed == b.packed;
 }
-bool Same(const std::vector<BatchItem>& a, const std::vector<BatchItem>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].token != b[i].token || a[i].method != b[i].method ||
-        a[i].timeout_ms != b[i].timeout_ms) {
-      return false;
-    }
-  }
-  return true;
-}
-bool Same(const std::vector<ResultItem>& a, const std::vector<ResultItem>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].token != b[i].token || a[i].code != b[i].code || a[i].message != b[i].message) {
-      return false;
-    }
-  }
-  return true;
-}
 bool Same(const ErrorHeader& a, const ErrorHeader& b) {
   return a.code == b.code && a.message == b.message;
 }
-bool Same(uint64_t a, uint64_t b) { return a == b; }
 bool Same(const Snapshot& a, const Snapshot& b) {
   return a.version == b.version && (HasNaN(a.state) || a.state == b.state);
 }
@@ -271,6 +242,10 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
 // one more picked by its length (each decoder must refuse other commands;
 // running all of them on every input would parse it thirteen times).
 void Run(std::string_view h) {
+  // The fast path of the per-call decoders agrees with the full decoders.
+  if (FastPathCheck fast = CheckFastPath(h); !fast.mismatch.empty()) {
+    Fail("fast path", fast.mismatch);
+  }
   StatusOr<Command> peek = PeekCommand(h);
   if (peek.ok()) {
     (void)CommandName(*peek);

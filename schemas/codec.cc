@@ -6,12 +6,18 @@
 #include <msgpack.hpp>
 #include <type_traits>
 
+#include "schemas/fast_decode.h"
+
 namespace zserve::schemas {
 namespace {
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
-
-std::string Take(msgpack::sbuffer& buf) { return std::string(buf.data(), buf.size()); }
+// The packer writes straight into the header's string: no buffer to copy
+// from afterwards.
+struct StringSink {
+  std::string* out;
+  void write(const char* bytes, size_t n) { out->append(bytes, n); }
+};
+using Packer = msgpack::packer<StringSink>;
 
 void PackPrefix(Packer& p, Command command, uint32_t extra) {
   p.pack_array(2 + extra);
@@ -223,11 +229,13 @@ void PackCodeAndMessage(Packer& p, StatusCode code, std::string_view message) {
 // A header: the version and command prefix, `extra` more elements from `body`.
 template <typename Fn>
 std::string Build(Command command, uint32_t extra, size_t reserve, Fn&& body) {
-  msgpack::sbuffer buf(reserve);
-  Packer p(buf);
+  std::string out;
+  out.reserve(reserve);
+  StringSink sink{&out};
+  Packer p(sink);
   PackPrefix(p, command, extra);
   body(p);
-  return Take(buf);
+  return out;
 }
 
 // A float64, as PROTOCOL.md says. Not pack_double: it writes whole values as
@@ -771,7 +779,7 @@ StatusOr<std::vector<T>> DecodeCalls(std::string_view header, Command command, u
 
 }  // namespace
 
-StatusOr<RequestHeader> DecodeRequest(std::string_view header) {
+StatusOr<RequestHeader> full::DecodeRequest(std::string_view header) {
   msgpack::object_handle handle;
   if (Status s = Open(header, Command::kRequest, 8, &handle); !s.ok()) return s;
   RequestHeader h;
@@ -781,7 +789,7 @@ StatusOr<RequestHeader> DecodeRequest(std::string_view header) {
   return h;
 }
 
-StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
+StatusOr<ReplyHeader> full::DecodeReply(std::string_view header) {
   msgpack::object_handle handle;
   if (Status s = Open(header, Command::kReply, 5, &handle); !s.ok()) return s;
   ReplyHeader h;
@@ -791,16 +799,16 @@ StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
   return h;
 }
 
-StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header,
-                                                    std::vector<uint64_t>* payload_sizes) {
+StatusOr<std::vector<RequestHeader>> full::DecodeRequests(std::string_view header,
+                                                          std::vector<uint64_t>* payload_sizes) {
   return DecodeCalls<RequestHeader>(
       header, Command::kRequests, 6,
       [](const ArrayReader& r, RequestHeader* h) { return ReadRequestFields(r, 0, h); },
       payload_sizes);
 }
 
-StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header,
-                                                 std::vector<uint64_t>* payload_sizes) {
+StatusOr<std::vector<ReplyHeader>> full::DecodeReplies(std::string_view header,
+                                                       std::vector<uint64_t>* payload_sizes) {
   return DecodeCalls<ReplyHeader>(
       header, Command::kReplies, 3,
       [](const ArrayReader& r, ReplyHeader* h) { return ReadReplyFields(r, 0, h); }, payload_sizes);
@@ -852,8 +860,9 @@ Status OpenItems(std::string_view header, Command command, msgpack::object_handl
 
 }  // namespace
 
-StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header, std::vector<uint32_t>* sizes,
-                                             std::vector<uint64_t>* payload_sizes) {
+StatusOr<std::vector<BatchItem>> full::DecodeBatch(std::string_view header,
+                                                   std::vector<uint32_t>* sizes,
+                                                   std::vector<uint64_t>* payload_sizes) {
   msgpack::object_handle handle;
   const msgpack::object* list;
   if (Status s = OpenItems(header, Command::kBatch, &handle, &list); !s.ok()) return s;
@@ -899,8 +908,8 @@ StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header, std::vecto
   return out;
 }
 
-StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header,
-                                                std::vector<uint64_t>* payload_sizes) {
+StatusOr<std::vector<ResultItem>> full::DecodeResults(std::string_view header,
+                                                      std::vector<uint64_t>* payload_sizes) {
   msgpack::object_handle handle;
   const msgpack::object* list;
   if (Status s = OpenItems(header, Command::kResults, &handle, &list); !s.ok()) return s;
@@ -914,6 +923,48 @@ StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header,
   }
   if (Status s = ReadPayloadSizes(handle.get(), 3, out.size(), payload_sizes); !s.ok()) return s;
   return out;
+}
+
+// The per-call headers: the fast path (schemas/fast_decode.h), else the
+// full decoder.
+StatusOr<RequestHeader> DecodeRequest(std::string_view header) {
+  RequestHeader h;
+  if (FastDecodeRequest(header, &h)) return h;
+  return full::DecodeRequest(header);
+}
+
+StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
+  ReplyHeader h;
+  if (FastDecodeReply(header, &h)) return h;
+  return full::DecodeReply(header);
+}
+
+StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header,
+                                                    std::vector<uint64_t>* payload_sizes) {
+  std::vector<RequestHeader> out;
+  if (FastDecodeRequests(header, &out, payload_sizes)) return out;
+  return full::DecodeRequests(header, payload_sizes);
+}
+
+StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header,
+                                                 std::vector<uint64_t>* payload_sizes) {
+  std::vector<ReplyHeader> out;
+  if (FastDecodeReplies(header, &out, payload_sizes)) return out;
+  return full::DecodeReplies(header, payload_sizes);
+}
+
+StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header, std::vector<uint32_t>* sizes,
+                                             std::vector<uint64_t>* payload_sizes) {
+  std::vector<BatchItem> out;
+  if (FastDecodeBatch(header, &out, sizes, payload_sizes)) return out;
+  return full::DecodeBatch(header, sizes, payload_sizes);
+}
+
+StatusOr<std::vector<ResultItem>> DecodeResults(std::string_view header,
+                                                std::vector<uint64_t>* payload_sizes) {
+  std::vector<ResultItem> out;
+  if (FastDecodeResults(header, &out, payload_sizes)) return out;
+  return full::DecodeResults(header, payload_sizes);
 }
 
 StatusOr<Snapshot> DecodeSnapshot(std::string_view header) {

@@ -77,12 +77,14 @@ struct RequestHeader {
   uint32_t timeout_ms = 0;  // 0: the endpoint's default
   std::string shard_key;
   int32_t priority = 0;
+  bool operator==(const RequestHeader&) const = default;
 };
 
 struct ReplyHeader {
   uint64_t request_id = 0;
   StatusCode code = StatusCode::kOk;
   std::string message;
+  bool operator==(const ReplyHeader&) const = default;
 };
 
 struct ReadyHeader {
@@ -96,12 +98,14 @@ struct BatchItem {
   uint64_t token = 0;
   std::string method;
   uint32_t timeout_ms = 0;  // what remains of the deadline at dispatch
+  bool operator==(const BatchItem&) const = default;
 };
 
 struct ResultItem {
   uint64_t token = 0;
   StatusCode code = StatusCode::kOk;
   std::string message;
+  bool operator==(const ResultItem&) const = default;
 };
 
 struct Snapshot {
