@@ -93,7 +93,7 @@ Status Router::AdmitShadow(uint64_t token, const std::string& backend, TimePoint
 Status Router::Enqueue(uint64_t token, Backend& b, Entry entry, bool front) {
   auto [it, inserted] = entries_.try_emplace(token, std::move(entry));
   if (!inserted) return BadRequest("token " + std::to_string(token) + " is already in use");
-  deadlines_.emplace(it->second.deadline, token);
+  it->second.deadline_at = deadlines_.Add(it->second.deadline, token);
   ++b.queued;
   ++total_queued_;
   Queue(token, it->second, front);
@@ -391,8 +391,8 @@ void Router::Recycle(std::vector<Dispatch>&& dispatches) {
   dispatches.clear();
 }
 
-void Router::Forget(uint64_t token, const Entry& e) {
-  if (e.state != State::kExpiredInFlight) deadlines_.erase({e.deadline, token});
+void Router::Forget(const Entry& e) {
+  if (e.state != State::kExpiredInFlight) deadlines_.Remove(e.deadline_at);
 }
 
 Completion Router::Complete(std::string_view replica, uint64_t token) {
@@ -405,7 +405,7 @@ Completion Router::Complete(std::string_view replica, uint64_t token) {
   auto r = replicas_.find(e.replica);
   if (r != replicas_.end()) SetInFlight(r->second, r->second.in_flight - 1);
   MarkDirty(*e.backend);
-  Forget(token, e);
+  Forget(e);
   entries_.erase(it);
   return result;
 }
@@ -429,9 +429,8 @@ void Router::CompactIfSparse(Backend& b) {
 
 std::vector<uint64_t> Router::Expire(TimePoint now) {
   std::vector<uint64_t> out;
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    uint64_t token = deadlines_.begin()->second;
-    deadlines_.erase(deadlines_.begin());
+  uint64_t token;
+  while (deadlines_.PopDue(now, &token)) {
     auto it = entries_.find(token);
     if (it == entries_.end()) std::abort();  // deadlines_ and entries_ out of step
     Entry& e = it->second;
@@ -454,10 +453,7 @@ std::vector<uint64_t> Router::Expire(TimePoint now) {
   return out;
 }
 
-std::optional<TimePoint> Router::NextDeadline() const {
-  if (deadlines_.empty()) return std::nullopt;
-  return deadlines_.begin()->first;
-}
+std::optional<TimePoint> Router::NextDeadline() const { return deadlines_.Earliest(); }
 
 std::optional<TimePoint> Router::NextTimer() const {
   std::optional<TimePoint> next = NextDeadline();
@@ -571,7 +567,7 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
       Queue(*tok, e, /*front=*/true);  // retries go first
       out.requeued.push_back(*tok);
     } else {
-      Forget(*tok, e);
+      Forget(e);
       entries_.erase(*tok);
       out.failed.push_back(*tok);
     }

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "broker/traffic_policy.h"
+#include "common/deadline_queue.h"
 #include "common/zmq_util.h"
 #include "schemas/config.h"
 #include "zserve/status.h"
@@ -154,6 +155,7 @@ class Router {
     std::string replica;    // in flight on, or pinned to (sticky), or empty
     std::string shard_key;  // empty: none
     uint32_t attempts = 0;
+    DeadlineQueue::Handle deadline_at = 0;  // in deadlines_ unless kExpiredInFlight
   };
   struct Replica {
     std::string backend;
@@ -207,7 +209,7 @@ class Router {
   bool IsQueuedIn(uint64_t token, const Backend& b) const;
   void CompactIfSparse(Backend& b);
   void MarkDirty(Backend& b);
-  void Forget(uint64_t token, const Entry& e);
+  void Forget(const Entry& e);
 
   RouterOptions options_;
   std::mt19937_64 rng_;
@@ -218,12 +220,12 @@ class Router {
   StringMap<Backend> backends_;
   StringMap<Replica> replicas_;
   uint64_t next_replica_seq_ = 0;
-  // One entry and one deadline node per live token, from a pool: after the
+  // One entry per live token, from a pool, and one deadline: after the
   // first peak, admitting and completing a call allocates nothing.
   std::pmr::unsynchronized_pool_resource token_pool_;
   std::pmr::unordered_map<uint64_t, Entry> entries_{&token_pool_};
-  std::pmr::set<std::pair<TimePoint, uint64_t>> deadlines_{&token_pool_};  // queued and in flight
-  std::vector<Backend*> dirty_;                                            // backends to fill
+  DeadlineQueue deadlines_;                           // of the tokens queued and in flight
+  std::vector<Backend*> dirty_;                       // backends to fill
   std::vector<std::pair<TimePoint, Backend*>> held_;  // batch windows still open
   // PlanRuns's result and scratch, kept for their capacity.
   struct Planned {

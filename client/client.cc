@@ -4,12 +4,12 @@
 #include <deque>
 #include <memory_resource>
 #include <optional>
-#include <set>
 #include <unordered_map>
 #include <utility>
 #include <zmq.hpp>
 
 #include "common/curve.h"
+#include "common/deadline_queue.h"
 #include "common/payloads.h"
 #include "common/polled_socket.h"
 #include "common/zmq_util.h"
@@ -74,9 +74,8 @@ class Client::Impl {
     // An idempotent call keeps its frames, to send again after a lost connection.
     std::optional<Resend> resend;
     if (o.idempotent) resend = Resend{sc::EncodeRequest(h), std::string(payload)};
-    TimePoint guard = Clock::now() + timeout + options_.grace;
+    DeadlineQueue::Handle guard = guards_.Add(Clock::now() + timeout + options_.grace, id);
     pending_.emplace(id, Pending{std::move(done), guard, std::move(resend)});
-    guards_.emplace(guard, id);
     // Big payloads do not wait for company: a message stays well under the
     // broker's --max-message-bytes unless one call alone is that big.
     if (queued_payload_bytes_ + payload.size() > kMaxQueuedPayloadBytes) Flush();
@@ -105,7 +104,7 @@ class Client::Impl {
         if (it == pending_.end()) continue;
         ready_.emplace_back(std::move(it->second.done),
                             Unavailable("cannot send to the broker: " + sent.message()));
-        guards_.erase({it->second.guard, it->first});
+        guards_.Remove(it->second.guard);
         pending_.erase(it);
       }
     }
@@ -147,7 +146,7 @@ class Client::Impl {
     TimePoint end = timeout.count() < 0 ? TimePoint::max() : Clock::now() + timeout;
     while (done == 0) {
       TimePoint now = Clock::now();
-      TimePoint wake = std::min(end, guards_.empty() ? end : guards_.begin()->first);
+      TimePoint wake = std::min(end, guards_.Earliest().value_or(end));
       auto wait = wake == TimePoint::max()
                       ? std::chrono::milliseconds(-1)
                       : std::max(std::chrono::ceil<std::chrono::milliseconds>(wake - now),
@@ -174,7 +173,7 @@ class Client::Impl {
   };
   struct Pending {
     Callback done;
-    TimePoint guard;
+    DeadlineQueue::Handle guard;   // in guards_
     std::optional<Resend> resend;  // idempotent calls only
   };
 
@@ -203,7 +202,7 @@ class Client::Impl {
     for (uint64_t id : failed) {
       auto it = pending_.find(id);
       Callback done = std::move(it->second.done);
-      guards_.erase({it->second.guard, id});
+      guards_.Remove(it->second.guard);
       pending_.erase(it);
       done(refused ? PermissionDenied("the broker refused this client's CURVE key (not in its "
                                       "allow-list as a client)")
@@ -222,9 +221,8 @@ class Client::Impl {
                           Unavailable("cannot send to the broker: " + sent.message()));
       return;
     }
-    TimePoint guard = Clock::now() + timeout + options_.grace;
+    DeadlineQueue::Handle guard = guards_.Add(Clock::now() + timeout + options_.grace, id);
     pending_.emplace(id, Pending{std::move(done), guard, std::move(resend)});
-    guards_.emplace(guard, id);
   }
 
   // A REPLY, or REPLIES with one payload frame per reply or packed
@@ -259,7 +257,7 @@ class Client::Impl {
     auto it = pending_.find(reply.request_id);
     if (it == pending_.end()) return 0;  // answered already (local deadline)
     Callback done = std::move(it->second.done);
-    guards_.erase({it->second.guard, it->first});
+    guards_.Remove(it->second.guard);
     pending_.erase(it);
     if (reply.code == StatusCode::kOk) {
       done(std::string(payload));
@@ -271,9 +269,8 @@ class Client::Impl {
 
   size_t ExpireGuards(TimePoint now) {
     size_t n = 0;
-    while (!guards_.empty() && guards_.begin()->first <= now) {
-      uint64_t id = guards_.begin()->second;
-      guards_.erase(guards_.begin());
+    uint64_t id;
+    while (guards_.PopDue(now, &id)) {
       auto it = pending_.find(id);
       Callback done = std::move(it->second.done);
       pending_.erase(it);
@@ -314,7 +311,7 @@ class Client::Impl {
   // Nodes from a pool: after the first peak, a call allocates none for these.
   std::pmr::unsynchronized_pool_resource call_pool_;
   std::pmr::unordered_map<uint64_t, Pending> pending_{&call_pool_};
-  std::pmr::set<std::pair<TimePoint, uint64_t>> guards_{&call_pool_};
+  DeadlineQueue guards_;                           // each pending call's deadline
   std::deque<std::pair<Callback, Status>> ready_;  // failed at send; run at next Poll
 };
 
