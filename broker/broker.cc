@@ -426,6 +426,14 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
     return;
   }
   std::string_view header = View(frames[1]);
+  // RESULTS from a registered replica, the hot path, is checked whole by
+  // HandleResults's decoder: its first bytes are enough here (no MessagePack
+  // parse of it twice). From an unknown replica it is checked first, so
+  // that a malformed one is dropped as such, not answered DISCONNECT.
+  if (sc::PeekCommandFast(header) == sc::Command::kResults && router_.HasReplica(replica)) {
+    HandleResults(replica, frames, header);
+    return;
+  }
   StatusOr<sc::Command> command = sc::PeekCommand(header);
   if (!command.ok()) {
     metrics_->Dropped(Drop::kMalformedWorker);

@@ -69,6 +69,7 @@ class Worker::Impl {
     if (options_.metrics != nullptr) {
       metrics_ = std::make_unique<worker::WorkerMetrics>(
           *options_.metrics, options_.backend, options_.replica_tag, options_.start_count);
+      here_tally_.emplace(*metrics_);
     }
     if (options_.threads == 0) return BadRequest("threads must be at least 1");
     drain_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -277,7 +278,11 @@ class Worker::Impl {
   // Returns true when the broker confirms a drain (it sends no more work).
   bool HandleBroker(Frames& frames, bool draining) {
     std::string_view header = View(frames[0]);
-    StatusOr<sc::Command> command = sc::PeekCommand(header);
+    // A BATCH, the hot path, is checked whole by DecodeBatch below: its
+    // first bytes are enough here (no MessagePack parse of it twice).
+    const bool batch_prefix = sc::PeekCommandFast(header) == sc::Command::kBatch;
+    StatusOr<sc::Command> command =
+        batch_prefix ? StatusOr<sc::Command>(sc::Command::kBatch) : sc::PeekCommand(header);
     if (!command.ok()) {
       log_->warn("malformed message from broker dropped: {}", command.status().message());
       return false;
@@ -422,9 +427,10 @@ class Worker::Impl {
         jobs_.pop_front();
       }
       here_calls_.fetch_add(1);
-      Process(job, &results, &payloads);
+      Process(job, &results, &payloads, here_tally_ ? &*here_tally_ : nullptr);
       ++ran;
     }
+    if (here_tally_) here_tally_->Flush();
     lent.reset();
     ran_here_ = true;
     sending_items_.swap(results);
@@ -493,6 +499,8 @@ class Worker::Impl {
   }
 
   void PoolLoop() {
+    std::optional<worker::WorkerMetrics::Tally> tally;
+    if (metrics_) tally.emplace(*metrics_);
     Clock::duration took{};
     std::vector<Job> share;
     std::vector<sc::ResultItem> results;
@@ -527,19 +535,20 @@ class Worker::Impl {
       }
       TimePoint started = Clock::now();
       for (Job& job : share) {
-        Process(job, &results, &payloads);
+        Process(job, &results, &payloads, tally ? &*tally : nullptr);
         job.clear();  // frees its frames here, not under the lock
       }
       took = Clock::now() - started;
+      if (tally) tally->Flush();
       HandOver(results, payloads);
     }
   }
 
   // Runs one received batch: skip expired items and unknown methods, call the
   // handler once per method; appends a result and a payload per item to the
-  // out vectors.
+  // out vectors. `tally` (null without metrics) counts the waits and calls.
   void Process(Job& job, std::vector<sc::ResultItem>* results_out,
-               std::vector<std::string>* payloads_out) {
+               std::vector<std::string>* payloads_out, worker::WorkerMetrics::Tally* tally) {
     const size_t base = results_out->size();
     results_out->resize(base + job.size());
     payloads_out->resize(base + job.size());
@@ -548,7 +557,7 @@ class Worker::Impl {
     TimePoint now = Clock::now();
     if (metrics_) {
       metrics_->Started(job.size());
-      for (const Item& item : job) metrics_->Waited(now - item.received);
+      for (const Item& item : job) tally->Waited(now - item.received);
     }
     // Scratch kept by each pool thread: no allocation per job once warm.
     thread_local std::vector<size_t> callable;
@@ -586,7 +595,7 @@ class Worker::Impl {
       } catch (...) {
         failure = "handler threw a non-standard exception";
       }
-      if (metrics_) metrics_->HandlerCall(requests.size(), Clock::now() - call_started);
+      if (tally) tally->HandlerCall(requests.size(), Clock::now() - call_started);
       for (size_t k = 0; k < indexes.size(); ++k) {
         sc::ResultItem& r = results[indexes[k]];
         if (!failure.empty()) {
@@ -829,8 +838,9 @@ class Worker::Impl {
   bool ran_here_ = false;                     // I/O thread only: RunHere ran this turn
   std::vector<sc::ResultItem> here_results_;  // I/O thread only: RunHere's scratch
   std::vector<std::string> here_payloads_;    // I/O thread only
-  std::atomic<bool> here_running_{false};     // RunHere is calling handlers
-  std::atomic<uint64_t> here_calls_{0};       // jobs RunHere started
+  std::optional<worker::WorkerMetrics::Tally> here_tally_;  // I/O thread only; with metrics_
+  std::atomic<bool> here_running_{false};                   // RunHere is calling handlers
+  std::atomic<uint64_t> here_calls_{0};                     // jobs RunHere started
   std::mutex keeper_mu_;
   std::condition_variable keeper_cv_;
   bool keeper_stop_ = false;  // guarded by keeper_mu_

@@ -41,27 +41,41 @@ void WorkerMetrics::Started(size_t n) {
   processing_.Increment(static_cast<double>(n));
 }
 
-void WorkerMetrics::Waited(Clock::duration waited) { queuing_duration_.Observe(Seconds(waited)); }
-
-void WorkerMetrics::HandlerCall(size_t batch_size, Clock::duration took) {
-  pm::Histogram* h;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (by_batch_size_.size() <= batch_size) by_batch_size_.resize(batch_size + 1, nullptr);
-    h = by_batch_size_[batch_size];
-    if (h == nullptr) {
-      pm::Labels l = labels_;
-      l["batch_size"] = std::to_string(batch_size);
-      h = by_batch_size_[batch_size] = &processing_duration_.Add(l, LatencyBuckets());
-    }
+pm::Histogram& WorkerMetrics::ProcessingDuration(size_t batch_size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (by_batch_size_.size() <= batch_size) by_batch_size_.resize(batch_size + 1, nullptr);
+  pm::Histogram*& h = by_batch_size_[batch_size];
+  if (h == nullptr) {
+    pm::Labels l = labels_;
+    l["batch_size"] = std::to_string(batch_size);
+    h = &processing_duration_.Add(l, LatencyBuckets());
   }
-  h->Observe(Seconds(took));
+  return *h;
 }
 
 void WorkerMetrics::Answered(size_t n, size_t errors) {
   processing_.Decrement(static_cast<double>(n));
   requests_.Increment(static_cast<double>(n));
   if (errors > 0) errors_.Increment(static_cast<double>(errors));
+}
+
+WorkerMetrics::Tally::Tally(WorkerMetrics& metrics)
+    : metrics_(metrics), waited_(metrics.queuing_duration_, LatencyBuckets()) {}
+
+void WorkerMetrics::Tally::Waited(Clock::duration waited) { waited_.Observe(Seconds(waited)); }
+
+void WorkerMetrics::Tally::HandlerCall(size_t batch_size, Clock::duration took) {
+  if (by_batch_size_.size() <= batch_size) by_batch_size_.resize(batch_size + 1);
+  std::optional<BufferedHistogram>& h = by_batch_size_[batch_size];
+  if (!h) h.emplace(metrics_.ProcessingDuration(batch_size), LatencyBuckets());
+  h->Observe(Seconds(took));
+}
+
+void WorkerMetrics::Tally::Flush() {
+  waited_.Flush();
+  for (std::optional<BufferedHistogram>& h : by_batch_size_) {
+    if (h) h->Flush();
+  }
 }
 
 }  // namespace zserve::worker

@@ -16,9 +16,11 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "common/metrics_server.h"
 #include "common/zmq_util.h"
 
 namespace zserve::worker {
@@ -34,13 +36,32 @@ class WorkerMetrics {
 
   // `n` requests arrived in a BATCH: queued.
   void Received(size_t n);
-  // `n` requests leave the queue for a handler thread; Waited() for each.
+  // `n` requests leave the queue for a handler thread; Tally::Waited() for
+  // each.
   void Started(size_t n);
-  void Waited(Clock::duration waited);
-  // One handler call over `batch_size` requests took `took`.
-  void HandlerCall(size_t batch_size, Clock::duration took);
   // `n` requests are answered, `errors` of them not OK.
   void Answered(size_t n, size_t errors);
+
+  // One thread's histogram observations, counted in plain numbers and handed
+  // to Prometheus in one call per histogram by Flush(), once per share of
+  // work: observed one by one, each would take the histogram's lock (and
+  // the handler call its batch size's lookup) per request. The gauges and
+  // counters above move at once. For one thread; flush before the results
+  // it counted are sent.
+  class Tally {
+   public:
+    explicit Tally(WorkerMetrics& metrics);
+    // From a request's arrival to its handler call.
+    void Waited(Clock::duration waited);
+    // One handler call over `batch_size` requests took `took`.
+    void HandlerCall(size_t batch_size, Clock::duration took);
+    void Flush();
+
+   private:
+    WorkerMetrics& metrics_;
+    BufferedHistogram waited_;
+    std::vector<std::optional<BufferedHistogram>> by_batch_size_;  // index: batch size
+  };
 
  private:
   prometheus::Family<prometheus::Histogram>& processing_duration_;
@@ -51,6 +72,9 @@ class WorkerMetrics {
   prometheus::Histogram& queuing_duration_;
   prometheus::Gauge& queued_;
   prometheus::Gauge& processing_;
+  // The handler call histogram of one batch size, made on first use.
+  prometheus::Histogram& ProcessingDuration(size_t batch_size);
+
   std::mutex mu_;
   std::vector<prometheus::Histogram*> by_batch_size_;  // guarded by mu_; index: batch size
 };
