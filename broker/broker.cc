@@ -442,7 +442,14 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
   }
   switch (*command) {
     case sc::Command::kResults:
-      HandleResults(replica, frames, header);
+      if (router_.HasReplica(replica)) {
+        HandleResults(replica, frames, header);
+        return;
+      }
+      // Not registered here (the broker restarted, or the replica was lost):
+      // tell it to register again; its results are for requests we don't hold.
+      metrics_->Dropped(Drop::kUnknownResult);
+      SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
       return;
     case sc::Command::kReady: {
       StatusOr<sc::ReadyHeader> ready = sc::DecodeReady(header);
@@ -487,13 +494,6 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
 }
 
 void Broker::HandleResults(const std::string& replica, Frames& frames, std::string_view header) {
-  if (!router_.HasReplica(replica)) {
-    // Not registered here (the broker restarted, or the replica was lost):
-    // tell it to register again; its results are for requests we don't hold.
-    metrics_->Dropped(Drop::kUnknownResult);
-    SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
-    return;
-  }
   StatusOr<std::vector<sc::ResultItem>> results = sc::DecodeResults(header, &payload_sizes_);
   if (results.ok() && payload_sizes_.empty() && results->size() != frames.size() - 2) {
     results = BadRequest("RESULTS has " + std::to_string(results->size()) + " items but " +

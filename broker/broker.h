@@ -134,6 +134,8 @@ class Broker {
   void HandleWorker(Frames& frames, TimePoint now);
   void CheckLiveness(TimePoint now);
   void RemoveDrained(const std::string& replica);
+  // A RESULTS from a registered replica (HandleWorker checks): decoded and
+  // checked whole here.
   void HandleResults(const std::string& replica, Frames& frames, std::string_view header);
   void ApplyConfig(const schemas::Snapshot& snapshot);
   void SendDispatches(TimePoint now);

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "schemas/fast_decode.h"
+#include "schemas/msgpack_cursor.h"
 
 namespace zserve::schemas {
 namespace {
@@ -1142,44 +1143,12 @@ namespace {
 // broken to decode as a whole still tells its command (and request id).
 // `first` may be null.
 bool ReadPrefix(std::string_view header, uint64_t* command, uint64_t* first) {
-  size_t at = 0;
-  auto take = [&](size_t n, uint64_t* value) {
-    if (header.size() - at < n) return false;
-    *value = 0;
-    for (size_t i = 0; i < n; ++i) *value = *value << 8 | static_cast<uint8_t>(header[at++]);
-    return true;
-  };
-  // A non-negative integer in any of its encodings: fixint, uint 8..64, or
-  // int 8..64 with a value >= 0 (the full decoder takes those too).
-  auto read_uint = [&](uint64_t* value) {
-    uint64_t marker;
-    if (!take(1, &marker)) return false;
-    if (marker <= 0x7f) {
-      *value = marker;
-      return true;
-    }
-    if (marker >= 0xcc && marker <= 0xcf) return take(size_t{1} << (marker - 0xcc), value);
-    if (marker >= 0xd0 && marker <= 0xd3) {
-      const size_t n = size_t{1} << (marker - 0xd0);
-      if (!take(n, value)) return false;
-      return (*value >> (8 * n - 1)) == 0;  // the sign bit clear
-    }
-    return false;
-  };
-  uint64_t marker, count, version;
-  if (!take(1, &marker)) return false;
-  if (marker >= 0x90 && marker <= 0x9f) {
-    count = marker & 0x0f;
-  } else if (marker == 0xdc || marker == 0xdd) {
-    if (!take(marker == 0xdc ? 2 : 4, &count)) return false;
-  } else {
-    return false;
-  }
-  if (count < (first ? 3u : 2u) || !read_uint(&version) || version != kProtocolVersion) {
-    return false;
-  }
-  if (!read_uint(command) || !KnownCommand(*command)) return false;
-  return first == nullptr || read_uint(first);
+  Cursor c(header);
+  uint32_t count;
+  uint64_t version;
+  return c.Array(&count) && count >= (first ? 3u : 2u) && c.NonNegative(&version) &&
+         version == kProtocolVersion && c.NonNegative(command) && KnownCommand(*command) &&
+         (first == nullptr || c.NonNegative(first));
 }
 
 }  // namespace
