@@ -2,7 +2,28 @@
 
 #include <string>
 
+#ifdef __SANITIZE_THREAD__
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace zserve {
+namespace {
+
+// ZeroMQ hands a message to its I/O thread, which later calls the message's
+// free function, through its own queues. Debian's libzmq is not built with
+// ThreadSanitizer, so TSan cannot see that hand-over; these tell it.
+inline void HandOverToZmq([[maybe_unused]] void* hint) {
+#ifdef __SANITIZE_THREAD__
+  __tsan_release(hint);
+#endif
+}
+inline void TakenBackFromZmq([[maybe_unused]] void* hint) {
+#ifdef __SANITIZE_THREAD__
+  __tsan_acquire(hint);
+#endif
+}
+
+}  // namespace
 
 Status LocatePayloads(std::span<const uint64_t> sizes, std::span<const zmq::message_t> frames,
                       std::vector<PayloadRef>* out) {
@@ -88,8 +109,14 @@ zmq::message_t SliceMessage(const SharedFrame& frame, size_t offset, size_t size
   // on its I/O thread: shared_ptr's count is atomic.
   auto* keep = new SharedFrame(frame);
   char* data = static_cast<char*>(const_cast<void*>(frame->data())) + offset;
+  HandOverToZmq(keep);
   return zmq::message_t(
-      data, size, [](void*, void* hint) { delete static_cast<SharedFrame*>(hint); }, keep);
+      data, size,
+      [](void*, void* hint) {
+        TakenBackFromZmq(hint);
+        delete static_cast<SharedFrame*>(hint);
+      },
+      keep);
 }
 
 Status ReceivedPayloads::Lay(std::span<const uint64_t> sizes, Frames& frames, size_t first) {
