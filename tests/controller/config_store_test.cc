@@ -13,6 +13,8 @@
 #include <iterator>
 #include <string>
 
+#include "tests/e2e/process.h"
+
 namespace {
 
 using Catch::Matchers::Contains;
@@ -20,11 +22,8 @@ using zserve::StatusCode;
 using zserve::controller::ConfigStore;
 namespace sc = zserve::schemas;
 
-std::string TempDir() {
-  std::string tmpl = "/tmp/zserve-store-test-XXXXXX";
-  REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-  return tmpl;
-}
+// Removed after a run that passes (tests/e2e/process.h).
+std::string TempDir() { return zserve::testing::MakeTempDir(); }
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

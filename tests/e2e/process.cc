@@ -7,10 +7,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+// TestEventListenerBase, for the listener below, outside Catch's own file.
+#define CATCH_CONFIG_EXTERNAL_INTERFACES
+#include <catch2/catch.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <iterator>
+#include <mutex>
 
 namespace zserve::testing {
 
@@ -101,9 +107,50 @@ std::optional<int> Process::Wait(std::chrono::milliseconds limit) {
   return exit_code_;
 }
 
+namespace {
+
+// The directories MakeTempDir made in this process.
+struct TempDirs {
+  std::mutex mu;
+  std::vector<std::string> paths;
+};
+TempDirs& Made() {
+  static TempDirs dirs;
+  return dirs;
+}
+
+// At the end of a test run: its directories go when every test passed, and
+// stay (named on stderr) for a look when one failed, or when
+// ZSERVE_KEEP_TEST_DIRS is set.
+class TempDirCleaner : public Catch::TestEventListenerBase {
+ public:
+  using TestEventListenerBase::TestEventListenerBase;
+  void testRunEnded(const Catch::TestRunStats& stats) override {
+    TempDirs& dirs = Made();
+    std::lock_guard lock(dirs.mu);
+    const bool keep = stats.totals.assertions.failed > 0 || stats.totals.testCases.failed > 0 ||
+                      std::getenv("ZSERVE_KEEP_TEST_DIRS") != nullptr;
+    for (const std::string& path : dirs.paths) {
+      if (keep) {
+        std::cerr << "test directory kept: " << path << "\n";
+      } else {
+        std::error_code ignored;  // a process of the test may still be leaving
+        std::filesystem::remove_all(path, ignored);
+      }
+    }
+    dirs.paths.clear();
+  }
+};
+CATCH_REGISTER_LISTENER(TempDirCleaner)
+
+}  // namespace
+
 std::string MakeTempDir() {
   std::string tmpl = "/tmp/zserve-test-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+  TempDirs& dirs = Made();
+  std::lock_guard lock(dirs.mu);
+  dirs.paths.push_back(tmpl);
   return tmpl;
 }
 

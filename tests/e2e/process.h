@@ -48,7 +48,9 @@ class Process {
 // A free TCP port on 127.0.0.1 outside the ephemeral range (PickFreeLoopbackPort).
 inline int FreePort() { return PickFreeLoopbackPort(); }
 
-// A fresh directory under the system temp dir.
+// A fresh directory under the system temp dir. It is removed at the end of
+// the test run if every test passed (kept, and named, if one failed or
+// ZSERVE_KEEP_TEST_DIRS is set).
 std::string MakeTempDir();
 void WriteFile(const std::string& path, const std::string& text);
 // The whole file; empty if it cannot be read.
