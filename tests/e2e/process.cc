@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,8 +27,13 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
                  const std::string& stderr_path) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) std::abort();
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // Dies with the test, also when the test dies without running its
+    // destructors (a crash, a sanitizer's halt), instead of outliving it.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1);
     dup2(fds[1], STDOUT_FILENO);
     if (!stderr_path.empty()) {
       int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
