@@ -1,7 +1,6 @@
 #include "cli/supervisor.h"
 
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,8 +48,7 @@ pid_t Spawn(const std::string& exe, const std::vector<std::string>& args) {
   pid_t pid = fork();
   if (pid != 0) return pid;
   // Child: die with the supervisor, even on its kill -9.
-  prctl(PR_SET_PDEATHSIG, SIGTERM);
-  if (getppid() != parent) _exit(1);
+  if (!DieWithParent(parent, SIGTERM)) _exit(1);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);

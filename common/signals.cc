@@ -1,6 +1,7 @@
 #include "common/signals.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -45,6 +46,11 @@ std::vector<int> SignalPipe::Take() {
   ssize_t n;
   while ((n = read(read_fd_, buf, sizeof buf)) > 0) out.insert(out.end(), buf, buf + n);
   return out;
+}
+
+bool DieWithParent(pid_t parent, int signo) {
+  prctl(PR_SET_PDEATHSIG, signo);
+  return getppid() == parent;
 }
 
 }  // namespace zserve

@@ -1,10 +1,14 @@
-// Turns SIGINT, SIGTERM and SIGHUP into bytes on a pipe, so that a poll loop
-// can wait on its sockets and on signals at once (the self-pipe trick).
+// Signals of a process. SignalPipe turns SIGINT, SIGTERM and SIGHUP into
+// bytes on a pipe, so that a poll loop can wait on its sockets and on
+// signals at once (the self-pipe trick); DieWithParent ties a forked child
+// to its parent.
 //
-// Process-wide by nature: install once, from the main thread, before other
-// threads start. Take() is called by the thread that polls fd().
+// SignalPipe is process-wide by nature: install once, from the main thread,
+// before other threads start. Take() is called by the thread that polls fd().
 #ifndef ZSERVE_COMMON_SIGNALS_H_
 #define ZSERVE_COMMON_SIGNALS_H_
+
+#include <sys/types.h>
 
 #include <vector>
 
@@ -23,6 +27,11 @@ class SignalPipe {
   SignalPipe();
   int read_fd_ = -1;
 };
+
+// Called in a child just forked from `parent`: the child gets `signo` when
+// the parent dies, even on its kill -9 (PR_SET_PDEATHSIG). False when the
+// parent is gone already; the child should then leave.
+bool DieWithParent(pid_t parent, int signo);
 
 }  // namespace zserve
 

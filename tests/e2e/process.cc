@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +18,8 @@
 #include <iterator>
 #include <mutex>
 
+#include "common/signals.h"
+
 namespace zserve::testing {
 
 using Clock = std::chrono::steady_clock;
@@ -32,8 +33,7 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
   if (pid_ == 0) {
     // Dies with the test, also when the test dies without running its
     // destructors (a crash, a sanitizer's halt), instead of outliving it.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
+    if (!DieWithParent(parent, SIGKILL)) _exit(1);
     dup2(fds[1], STDOUT_FILENO);
     if (!stderr_path.empty()) {
       int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
