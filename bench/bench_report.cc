@@ -1,7 +1,8 @@
 // bench_report: tabulates bench/run.sh's results (one JSON object per run, as
 // every load client prints them) into docs/benchmarks.md and a gnuplot script
 // for docs/benchmarks.png. Medians over repetitions; every zserve figure also
-// as a ratio to NATS and to the raw ZeroMQ limit.
+// as a ratio to NATS, to the raw ZeroMQ limit and to zserve's path in raw
+// ZeroMQ (zmq_forwarder).
 //
 //   bench_report peak  --results F --system zserve --replicas 2 --size 100
 //   bench_report write --results F --markdown docs/benchmarks.md ...
@@ -181,6 +182,8 @@ int Write(const WriteArgs& a) {
      << "nats_bench_client --url nats://127.0.0.1:PORT --send-mode asap|buffered "
         "--inflight ... --broker-pid NATS_SERVER_PID --json\n"
      << "zmq_bench_client --server tcp://127.0.0.1:PORT --inflight ... --json\n"
+     << "zmq_forwarder --backend ECHO1 [--backend ECHO2]; zmq_bench_client --system "
+        "zmq-forwarder --server FORWARDER --inflight ... --broker-pid FORWARDER_PID --json\n"
      << "(open loop: the same with --rate R1,R2,R3 --send-every US instead of --inflight)\n"
         "```\n\n"
      << "## What runs\n\n"
@@ -201,6 +204,14 @@ int Write(const WriteArgs& a) {
         "client, 51 ms with a send_asap one; measured by hand on 2026-11-27).\n"
      << "- **raw ZeroMQ**: `zmq_echo_server` (one ROUTER thread echoing every message) and "
         "`zmq_bench_client` (one DEALER), no broker: the limit of one ZeroMQ hop.\n"
+     << "- **ZeroMQ forwarder**: zserve's path in raw ZeroMQ, client → forwarder → echo "
+        "server → forwarder → client. `zmq_forwarder` is the ZeroMQ guide's request-reply "
+        "broker in its shortest form: a ROUTER for clients and a DEALER connected to 1 or 2 "
+        "`zmq_echo_server` processes (the replicas), every message passed on as it came, "
+        "with no header read, no routing choice and no accounting. It is the limit of any "
+        "broker built on libzmq with this shape on this machine: the same four legs, each "
+        "through libzmq's I/O threads, and nothing else. Its CPU is in the broker CPU "
+        "columns.\n"
      << "- Closed loop: N requests in flight, a reply is followed at once by the next request. "
         "Open loop: Poisson arrivals at a target rate, latency counted from the intended start "
         "(no coordinated omission). Broker CPU: utime + stime of the broker process "
@@ -254,6 +265,21 @@ int Write(const WriteArgs& a) {
     md << "–";
   }
   md << " | " << met(!std::isnan(open_p99), open_p99 <= 1000) << " |\n\n";
+  const Cell* fwd_sync = Find(cells, "zmq-forwarder", "closed", 1, small, 1);
+  const Cell* fwd_pipe = Find(cells, "zmq-forwarder", "closed", 2, small, 1000);
+  if (fwd_sync != nullptr) {
+    md << "The same path in raw ZeroMQ (the ZeroMQ forwarder below) made "
+       << Num(Med(fwd_sync, &Cell::rps)) << " synchronous calls per second, "
+       << Ratio(Med(fwd_sync, &Cell::rps), Med(nats_sync, &Cell::rps)) << " NATS; zserve made "
+       << Ratio(Med(zs_sync, &Cell::rps), Med(fwd_sync, &Cell::rps)) << " of the forwarder's.";
+    if (fwd_pipe != nullptr) {
+      md << " Pipelined (1000 in flight, 2 replicas) the forwarder made "
+         << Num(Med(fwd_pipe, &Cell::rps)) << " req/s, and zserve "
+         << Ratio(Med(zs_pipe, &Cell::rps), Med(fwd_pipe, &Cell::rps))
+         << " of that: zserve packs the calls that share a destination into one message.";
+    }
+    md << "\n\n";
+  }
   md << "Errors over all runs: " << total_errors
      << (total_errors == 0 ? " (every request got its reply)." : ", by run (all repetitions):")
      << "\n\n";
@@ -274,32 +300,39 @@ int Write(const WriteArgs& a) {
         for (int r : replicas) {
           md << "| " << SizeName(size) << " | " << Num(n) << " | " << r << " | ";
           row(Find(cells, "zserve", "closed", r, size, n),
-              Find(cells, "nats", "closed", r, size, n), Find(cells, "zmq", "closed", 1, size, n));
+              Find(cells, "nats", "closed", r, size, n), Find(cells, "zmq", "closed", 1, size, n),
+              Find(cells, "zmq-forwarder", "closed", r, size, n));
         }
       }
     }
   };
   md << "## Closed loop: throughput (requests/s)\n\n"
-     << "| payload | in flight | replicas | zserve | NATS | raw ZeroMQ | zserve / NATS | "
-        "zserve / raw |\n|---|---|---|---|---|---|---|---|\n";
-  for_each_row([&](const Cell* z, const Cell* s, const Cell* w) {
-    double zr = Med(z, &Cell::rps), sr = Med(s, &Cell::rps), wr = Med(w, &Cell::rps);
+     << "| payload | in flight | replicas | zserve | NATS | raw ZeroMQ | ZeroMQ forwarder | "
+        "zserve / NATS | zserve / raw | zserve / forwarder | forwarder / NATS "
+        "|\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for_each_row([&](const Cell* z, const Cell* s, const Cell* w, const Cell* f) {
+    double zr = Med(z, &Cell::rps), sr = Med(s, &Cell::rps), wr = Med(w, &Cell::rps),
+           fr = Med(f, &Cell::rps);
     md << Num(zr) << " | " << Num(sr) << (s ? " (" + s->settings + ")" : "") << " | " << Num(wr)
-       << " | " << Ratio(zr, sr) << " | " << Ratio(zr, wr) << " |\n";
+       << " | " << Num(fr) << " | " << Ratio(zr, sr) << " | " << Ratio(zr, wr) << " | "
+       << Ratio(zr, fr) << " | " << Ratio(fr, sr) << " |\n";
   });
   md << "\n## Closed loop: latency p50 / p99 / p99.9 (µs) and broker CPU (µs per request)\n\n"
      << "| payload | in flight | replicas | zserve p50 / p99 / p99.9 | NATS p50 / p99 / p99.9 | "
-        "raw p50 / p99 / p99.9 | p99 zserve / NATS | p99 zserve / raw | broker CPU zserve | "
-        "CPU nats-server |\n|---|---|---|---|---|---|---|---|---|---|\n";
+        "raw p50 / p99 / p99.9 | forwarder p50 / p99 / p99.9 | p99 zserve / NATS | "
+        "p99 zserve / raw | p99 zserve / forwarder | broker CPU zserve | CPU nats-server | "
+        "CPU forwarder |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   auto lat = [](const Cell* c) {
     return Num(Med(c, &Cell::p50)) + " / " + Num(Med(c, &Cell::p99)) + " / " +
            Num(Med(c, &Cell::p999));
   };
-  for_each_row([&](const Cell* z, const Cell* s, const Cell* w) {
-    md << lat(z) << " | " << lat(s) << " | " << lat(w) << " | "
+  for_each_row([&](const Cell* z, const Cell* s, const Cell* w, const Cell* f) {
+    md << lat(z) << " | " << lat(s) << " | " << lat(w) << " | " << lat(f) << " | "
        << Ratio(Med(z, &Cell::p99), Med(s, &Cell::p99)) << " | "
        << Ratio(Med(z, &Cell::p99), Med(w, &Cell::p99)) << " | "
-       << Num(Med(z, &Cell::broker_cpu), 2) << " | " << Num(Med(s, &Cell::broker_cpu), 2) << " |\n";
+       << Ratio(Med(z, &Cell::p99), Med(f, &Cell::p99)) << " | "
+       << Num(Med(z, &Cell::broker_cpu), 2) << " | " << Num(Med(s, &Cell::broker_cpu), 2) << " | "
+       << Num(Med(f, &Cell::broker_cpu), 2) << " |\n";
   });
   md << "\nRaw ZeroMQ has no replicas: its one echo server is the same row for 1 and 2.\n\n"
      << "![throughput and p99 against in-flight count](benchmarks.png)\n\n";
@@ -310,7 +343,7 @@ int Write(const WriteArgs& a) {
        << "| target req/s | system | achieved req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | "
           "broker CPU µs/req |\n|---|---|---|---|---|---|---|---|\n";
     for (double rate : rates) {
-      for (const char* sys : {"zserve", "nats", "zmq"}) {
+      for (const char* sys : {"zserve", "nats", "zmq", "zmq-forwarder"}) {
         const Cell* c = Find(cells, sys, "open", std::string(sys) == "zmq" ? 1 : top, small, rate);
         if (c == nullptr) continue;
         md << "| " << Num(rate) << " | " << sys << " | " << Num(Med(c, &Cell::rps)) << " | "
@@ -328,12 +361,17 @@ int Write(const WriteArgs& a) {
           "request's latency still counts from its own Poisson arrival, so that wait is in the "
           "figures. Between sends it sleeps (the client APIs poll in whole milliseconds). The "
           "raw ZeroMQ rows are the floor this load generator reaches on this machine at each "
-          "rate: on two shared cores its wake-ups compete with the servers. A rate past what a "
+          "rate: on two shared cores its wake-ups compete with the servers; the forwarder rows "
+          "are that floor for zserve's path, two hops instead of one. A rate past what a "
           "system sustains shows as errors (listed under the goals): zserve's broker answers "
           "OVERLOADED once one connection has 10 000 calls unanswered "
           "(`--max-inflight-per-client`) instead of queueing without bound; NATS's "
           "CLIENT_BACKLOG is the load generator's own bound on calls outstanding "
-          "(`--max-outstanding`, 100 000).\n\n";
+          "(`--max-outstanding`, 100 000). The forwarder has no bound of its own: past its "
+          "rate its pipes fill to their high-water mark (100 000 messages) and it drops what it "
+          "cannot pass on at once, which the load generator counts as LOST (checked by hand: "
+          "14 280 LOST at 600 000 req/s, and the forwarder's own count of messages not sent "
+          "was 14 280).\n\n";
   }
 
   md << "## Batching (`max_batch_size`, `batch` handler, 1000 in flight, " << SizeName(small)
@@ -368,7 +406,8 @@ int Write(const WriteArgs& a) {
      << "set datafile missing 'NaN'\nset logscale x\nset grid\nset key top left\n"
      << "set multiplot layout 2," << sizes.size() << "\n";
   const std::vector<std::pair<std::string, int>> series = {
-      {"zserve", 1}, {"zserve", 2}, {"nats", 1}, {"nats", 2}, {"zmq", 1}};
+      {"zserve", 1}, {"zserve", 2},        {"nats", 1},         {"nats", 2},
+      {"zmq", 1},    {"zmq-forwarder", 1}, {"zmq-forwarder", 2}};
   for (int metric = 0; metric < 2; ++metric) {
     for (size_t size : sizes) {
       std::string dat = a.plot_dir + "/plot_" + std::to_string(size) + ".dat";

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The comparison behind docs/benchmarks.md: zserve (client -> broker ->
 # worker, 1 and 2 replicas), NATS request-reply with a queue group (1 and 2
-# responders) and the raw ZeroMQ limit (DEALER -> ROUTER echo, no broker), at
-# the same payloads and in-flight counts, measured by the same load generator
-# (bench/load_generator.h) in one run on one machine.
+# responders), the raw ZeroMQ limit (DEALER -> ROUTER echo, no broker) and
+# the limit of zserve's shape in raw ZeroMQ (DEALER -> forwarder -> 1 or 2
+# ROUTER echo servers), at the same payloads and in-flight counts, measured
+# by the same load generator (bench/load_generator.h) in one run on one
+# machine.
 #
 #   bench/run.sh [--smoke] [--build-dir DIR] [--out DIR] [--docs DIR]
 #
@@ -123,6 +125,20 @@ zmq_up() {
   ZMQ_ADDR=$(awk '/listening on/ {print $3}' "$OUT/zmq-echo.out")
 }
 
+FWD_ADDR="" FWD_PID=0
+fwd_up() {  # REPLICAS: that many echo servers behind one zmq_forwarder
+  local replicas=$1 i backends=()
+  for ((i = 1; i <= replicas; i++)); do
+    start_bg "zmq-echo-$i" "$BIN/zmq_echo_server"
+    wait_line "$OUT/zmq-echo-$i.out" "listening on" 30 "$LAST_PID"
+    backends+=(--backend "$(awk '/listening on/ {print $3}' "$OUT/zmq-echo-$i.out")")
+  done
+  start_bg "zmq-forwarder" "$BIN/zmq_forwarder" "${backends[@]}"
+  FWD_PID=$LAST_PID
+  wait_line "$OUT/zmq-forwarder.out" "listening on" 30 "$FWD_PID"
+  FWD_ADDR=$(awk '/listening on/ {print $3}' "$OUT/zmq-forwarder.out")
+}
+
 # Runs a load client, appending its JSON lines to the results.
 run_load() { "$@" "${LOAD[@]}" >> "$RESULTS"; }
 
@@ -169,6 +185,13 @@ for ((rep = 1; rep <= REPS; rep++)); do
         stop_all
       done
     fi
+    fwd_up "$r"
+    for size in $SIZES; do
+      run_load "$BIN/zmq_bench_client" --system zmq-forwarder --server "$FWD_ADDR" \
+        --inflight "$INFLIGHT" --size "$size" --broker-pid "$FWD_PID" \
+        --tag "rep=$rep,replicas=$r,kind=closed"
+    done
+    stop_all
   done
 done
 
@@ -198,6 +221,11 @@ for ((rep = 1; rep <= REPS; rep++)); do
   run_load "$BIN/zmq_bench_client" --server "$ZMQ_ADDR" --rate "$rates" \
     --send-every "$SEND_EVERY" --size 100 \
     --tag "rep=$rep,replicas=1,kind=open"
+  stop_all
+  fwd_up "$top"
+  run_load "$BIN/zmq_bench_client" --system zmq-forwarder --server "$FWD_ADDR" --rate "$rates" \
+    --send-every "$SEND_EVERY" --size 100 --broker-pid "$FWD_PID" \
+    --tag "rep=$rep,replicas=$top,kind=open"
   stop_all
 done
 

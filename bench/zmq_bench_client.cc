@@ -1,6 +1,7 @@
 // zmq_bench_client: the load generator against zmq_echo_server, a DEALER
-// talking straight to the ROUTER with no broker in between. Each request is
-// two frames, the 8-byte tag and the payload; the reply is the same.
+// talking straight to the ROUTER with no broker in between, or through
+// zmq_forwarder (`--system zmq-forwarder` names those results). Each request
+// is two frames, the 8-byte tag and the payload; the reply is the same.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
@@ -59,12 +60,13 @@ class ZmqTarget : public LoadTarget {
 int main(int argc, char** argv) {
   using namespace zserve::bench;
   CLI::App app{"DEALER load client for zmq_echo_server: the raw ZeroMQ limit"};
-  std::string address;
+  std::string address, system = "zmq";
   LoadOptions load;
-  app.add_option("--server", address, "Echo server address")->required();
+  app.add_option("--server", address, "Echo server (or zmq_forwarder) address")->required();
+  app.add_option("--system", system, "System name in the results")->capture_default_str();
   AddLoadFlags(app, load);
   CLI11_PARSE(app, argc, argv);
   ZmqTarget target(address);
-  LoadGenerator generator("zmq", target, load);
+  LoadGenerator generator(system, target, load);
   return generator.Run();
 }

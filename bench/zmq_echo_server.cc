@@ -3,11 +3,10 @@
 // tcp://127.0.0.1:*), prints "listening on tcp://127.0.0.1:PORT" once bound,
 // runs until SIGINT/SIGTERM.
 #include <CLI/CLI.hpp>
-#include <csignal>
 #include <cstdio>
 #include <zmq.hpp>
 
-#include "common/signals.h"
+#include "bench/peer_loop.h"
 #include "common/zmq_util.h"
 
 int main(int argc, char** argv) {
@@ -17,7 +16,6 @@ int main(int argc, char** argv) {
   app.add_option("--bind", bind, "Address to bind")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  SignalPipe& signals = SignalPipe::Install();
   zmq::context_t context(1);
   zmq::socket_t router(context, zmq::socket_type::router);
   ConfigureRouter(router);
@@ -32,24 +30,12 @@ int main(int argc, char** argv) {
 
   Frames frames;
   uint64_t dropped = 0;
-  zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
-                             {nullptr, signals.fd(), ZMQ_POLLIN, 0}};
-  while (true) {
-    try {
-      zmq::poll(items, 2, std::chrono::milliseconds(-1));
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
-    }
-    if (items[1].revents & ZMQ_POLLIN) {
-      bool stop = false;
-      for (int s : signals.Take()) stop = stop || s == SIGINT || s == SIGTERM;
-      if (stop) break;
-    }
+  bench::ServeUntilStopped({&router}, [&] {
     // Frames (routing id first) go back as they came: no copy.
     while (RecvFrames(router, &frames)) {
       if (!SendFrames(router, frames).ok()) ++dropped;
     }
-  }
+  });
   if (dropped > 0)
     std::fprintf(stderr, "zmq_echo_server: %llu replies not sent\n",
                  static_cast<unsigned long long>(dropped));

@@ -1,5 +1,6 @@
 // The benchmark comparison in smoke mode: bench/run.sh starts zserve, NATS
-// (when built) and the raw ZeroMQ echo server itself, runs each for half a
+// (when built), the raw ZeroMQ echo server and the raw ZeroMQ forwarder
+// itself, runs each for half a
 // second closed and open loop, and every run must have produced one JSON line
 // with replies and no errors. No speed is asserted.
 #include <catch2/catch.hpp>
@@ -56,6 +57,8 @@ TEST_CASE("smoke of the comparison runs every system without errors", "[bench]")
   CHECK(runs["zserve open"] == 1);
   CHECK(runs["zmq closed"] == 2);
   CHECK(runs["zmq open"] == 1);
+  CHECK(runs["zmq-forwarder closed"] == 2);
+  CHECK(runs["zmq-forwarder open"] == 1);
 #ifdef BENCH_HAVE_NATS
   CHECK(runs["nats closed"] == 2);
   CHECK(runs["nats open"] == 1);
