@@ -1,9 +1,11 @@
 // The poll loop of the raw ZeroMQ peers (zmq_echo_server, zmq_forwarder):
 // wait on their sockets and on SIGINT/SIGTERM, and after each wake-up let
-// the peer drain its sockets, until a stop signal comes.
+// the peer drain its sockets, until a stop signal comes. The peer's main()
+// calls SignalPipe::Install() first, before its ZeroMQ context starts threads.
 #ifndef ZSERVE_BENCH_PEER_LOOP_H_
 #define ZSERVE_BENCH_PEER_LOOP_H_
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <vector>

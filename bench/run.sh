@@ -2,8 +2,8 @@
 # The comparison behind docs/benchmarks.md: zserve (client -> broker ->
 # worker, 1 and 2 replicas), NATS request-reply with a queue group (1 and 2
 # responders), the raw ZeroMQ limit (DEALER -> ROUTER echo, no broker) and
-# the limit of zserve's shape in raw ZeroMQ (DEALER -> forwarder -> 1 or 2
-# ROUTER echo servers), at the same payloads and in-flight counts, measured
+# zserve's path in raw ZeroMQ (DEALER -> forwarder -> 1 or 2
+# ROUTER echo servers, a baseline for zserve's path), at the same payloads and in-flight counts, measured
 # by the same load generator (bench/load_generator.h) in one run on one
 # machine.
 #
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --build-dir) BUILD="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --docs) DOCS="$2"; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -67,7 +67,7 @@ PROG=run.sh
 source "$(dirname "$0")/procs.sh"
 trap stop_all EXIT
 
-# --- the three systems -------------------------------------------------------
+# --- the four systems --------------------------------------------------------
 ZS_ADDR="" ZS_BROKER_PID=0
 zserve_up() {  # REPLICAS [MAX_BATCH_SIZE [HANDLER]]
   local replicas=$1 batch=${2:-1} handler=${3:-echo} dir="$OUT/zserve-r$1-b${2:-1}-${3:-echo}"

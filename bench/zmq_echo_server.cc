@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.add_option("--bind", bind, "Address to bind")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
+  SignalPipe::Install();
   zmq::context_t context(1);
   zmq::socket_t router(context, zmq::socket_type::router);
   ConfigureRouter(router);

@@ -1,4 +1,4 @@
-// zmq_forwarder: the limit of zserve's shape — client → broker → worker →
+// zmq_forwarder: a baseline for zserve's path — client → broker → worker →
 // broker → client — in raw ZeroMQ: the ZeroMQ guide's request-reply broker in
 // its shortest form. A ROUTER for clients and a DEALER connected to one or
 // more zmq_echo_server processes (the replicas, in turn); every message is
@@ -8,7 +8,10 @@
 // Binds the given address (default tcp://127.0.0.1:*), prints
 // "listening on tcp://127.0.0.1:PORT" once bound, runs until SIGINT/SIGTERM.
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <cstdio>
+#include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "bench/peer_loop.h"
@@ -24,6 +27,7 @@ int main(int argc, char** argv) {
       ->required();
   CLI11_PARSE(app, argc, argv);
 
+  SignalPipe::Install();
   zmq::context_t context(1);
   zmq::socket_t front(context, zmq::socket_type::router);
   zmq::socket_t back(context, zmq::socket_type::dealer);
