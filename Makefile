@@ -80,7 +80,8 @@ test-tsan: test-deps
 soak: test-deps build
 	cd $(BUILD_DIR) && ZSERVE_CHAOS_SECONDS=60 ./tests/e2e/chaos_test
 
-# The comparison with NATS and raw ZeroMQ (minutes): docs/benchmarks.{md,png}.
+# The comparison with NATS, raw ZeroMQ and a bare ZeroMQ forwarder (about 20 minutes
+# on 2 cores): docs/benchmarks.{md,png}.
 # Reconfigures so that a build dir made before libnats-dev was installed
 # finds it.
 bench: bench-deps build
