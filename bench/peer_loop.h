@@ -8,10 +8,13 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
+#include <cstdio>
 #include <vector>
 #include <zmq.hpp>
 
 #include "common/signals.h"
+#include "common/zmq_util.h"
 
 namespace zserve::bench {
 
@@ -33,6 +36,24 @@ void ServeUntilStopped(const std::vector<zmq::socket_t*>& sockets, Drain drain) 
       if (stop) return;
     }
     drain();
+  }
+}
+
+// Sends every message waiting on `from` to `to` as it came (frames and all,
+// no copy); returns how many could not be sent at once and were dropped.
+inline uint64_t PassOn(zmq::socket_t& from, zmq::socket_t& to, Frames& frames) {
+  uint64_t dropped = 0;
+  while (RecvFrames(from, &frames)) {
+    if (!SendFrames(to, frames).ok()) ++dropped;
+  }
+  return dropped;
+}
+
+// At exit: says on stderr how many messages a peer dropped, if any.
+inline void ReportDropped(const char* peer, uint64_t dropped) {
+  if (dropped > 0) {
+    std::fprintf(stderr, "%s: %llu messages not sent\n", peer,
+                 static_cast<unsigned long long>(dropped));
   }
 }
 

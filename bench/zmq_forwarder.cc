@@ -51,15 +51,9 @@ int main(int argc, char** argv) {
     // Client frames (routing id first) go to the next echo server, which
     // sends them back; the DEALER gets them without its own id, the routing
     // id first again, and the ROUTER sends the rest to that client.
-    while (RecvFrames(front, &frames)) {
-      if (!SendFrames(back, frames).ok()) ++dropped;
-    }
-    while (RecvFrames(back, &frames)) {
-      if (!SendFrames(front, frames).ok()) ++dropped;
-    }
+    dropped += bench::PassOn(front, back, frames);
+    dropped += bench::PassOn(back, front, frames);
   });
-  if (dropped > 0)
-    std::fprintf(stderr, "zmq_forwarder: %llu messages not sent\n",
-                 static_cast<unsigned long long>(dropped));
+  bench::ReportDropped("zmq_forwarder", dropped);
   return 0;
 }
