@@ -2,10 +2,10 @@
 # The comparison behind docs/benchmarks.md: zserve (client -> broker ->
 # worker, 1 and 2 replicas), NATS request-reply with a queue group (1 and 2
 # responders), the raw ZeroMQ limit (DEALER -> ROUTER echo, no broker) and
-# zserve's path in raw ZeroMQ (DEALER -> forwarder -> 1 or 2
-# ROUTER echo servers, a baseline for zserve's path), at the same payloads and in-flight counts, measured
-# by the same load generator (bench/load_generator.h) in one run on one
-# machine.
+# a baseline of zserve's path in raw ZeroMQ (DEALER -> zmq_forwarder -> 1 or
+# 2 ROUTER echo servers), at the same payloads and in-flight counts,
+# measured by the same load generator (bench/load_generator.h) in one run on
+# one machine.
 #
 #   bench/run.sh [--smoke] [--build-dir DIR] [--out DIR] [--docs DIR]
 #
