@@ -81,13 +81,14 @@ soak: test-deps build
 	cd $(BUILD_DIR) && ZSERVE_CHAOS_SECONDS=60 ./tests/e2e/chaos_test
 
 # The comparison with NATS, raw ZeroMQ and a bare ZeroMQ forwarder (about 20 minutes
-# on 2 cores): docs/benchmarks.{md,png}.
+# on 2 cores): docs/benchmarks.{md,png}. HALT_POLL_NS=N (root, a KVM guest
+# with cpuidle-haltpoll) sets the guest's halt polling for the run only.
 # Reconfigures so that a build dir made before libnats-dev was installed
 # finds it.
 bench: bench-deps build
 	cmake -S . -B $(BUILD_DIR) > /dev/null
 	cmake --build $(BUILD_DIR) -j$(JOBS)
-	bench/run.sh --build-dir $(BUILD_DIR) --docs docs
+	bench/run.sh --build-dir $(BUILD_DIR) --docs docs $(if $(HALT_POLL_NS),--halt-poll-ns $(HALT_POLL_NS))
 
 # The scale benchmark (issue #7, minutes): 1 to 1000 simulated replicas,
 # 10 000 endpoints, the broker's memory per queued request, the router

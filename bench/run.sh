@@ -8,11 +8,17 @@
 # one machine.
 #
 #   bench/run.sh [--smoke] [--build-dir DIR] [--out DIR] [--docs DIR]
+#                [--halt-poll-ns N]
 #
 # Full mode (`make bench`): payloads 100 B and 4 KiB, 1/100/1000 in flight,
 # 3 repetitions interleaved, then open loop at 25/50/75 % of zserve's peak and
 # batching; writes DOCS/benchmarks.md and DOCS/benchmarks.png.
 # Smoke mode (CTest): one short repetition of each kind, results only.
+#
+# --halt-poll-ns N (root, a KVM guest with the cpuidle-haltpoll driver): sets
+# the guest's halt polling (/sys/module/haltpoll/parameters/guest_halt_poll_ns;
+# the kernel's default is 200000, some hosts ship 0) for the run and puts the
+# old value back at exit. The setting in force is written under the machine.
 #
 # Every server is started here on 127.0.0.1 with ports picked here, and
 # stopped by its PID. Results: OUT/results.jsonl, one JSON object per run.
@@ -22,17 +28,34 @@ MODE=full
 BUILD=build
 OUT=""
 DOCS=docs
+HALT_POLL_NS="" HALT_POLL_GIVEN=0
 while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir|--out|--docs|--halt-poll-ns)
+      [ $# -ge 2 ] || { echo "run.sh: $1 needs a value" >&2; exit 2; } ;;
+  esac
   case "$1" in
     --smoke) MODE=smoke ;;
     --build-dir) BUILD="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --docs) DOCS="$2"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --halt-poll-ns) HALT_POLL_NS=$2; HALT_POLL_GIVEN=1; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
 done
+HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+if [ "$HALT_POLL_GIVEN" = 1 ]; then
+  if ! [[ "$HALT_POLL_NS" =~ ^[0-9]+$ ]]; then
+    echo "run.sh: --halt-poll-ns needs a number of nanoseconds, not '$HALT_POLL_NS'" >&2
+    exit 2
+  fi
+  if [ ! -w "$HALT_POLL" ]; then
+    echo "run.sh: --halt-poll-ns: cannot write $HALT_POLL (needs root and the cpuidle-haltpoll driver)" >&2
+    exit 2
+  fi
+fi
 BUILD=$(cd "$BUILD" && pwd)
 OUT=${OUT:-$BUILD/bench-results}
 mkdir -p "$OUT"
@@ -65,7 +88,19 @@ fi
 PROG=run.sh
 # shellcheck source=bench/procs.sh
 source "$(dirname "$0")/procs.sh"
-trap stop_all EXIT
+HALT_POLL_WAS=""
+on_exit() {
+  stop_all
+  if [ -n "$HALT_POLL_WAS" ]; then echo "$HALT_POLL_WAS" > "$HALT_POLL"; fi
+}
+trap on_exit EXIT
+trap "exit 130" INT
+trap "exit 143" TERM
+if [ "$HALT_POLL_GIVEN" = 1 ]; then
+  HALT_POLL_WAS=$(cat "$HALT_POLL")
+  echo "$HALT_POLL_NS" > "$HALT_POLL"
+  echo "== guest_halt_poll_ns $HALT_POLL_NS for this run (was $HALT_POLL_WAS)" >&2
+fi
 
 # --- the four systems --------------------------------------------------------
 ZS_ADDR="" ZS_BROKER_PID=0
@@ -149,6 +184,11 @@ machine() {
   echo "- libzmq $(dpkg-query -W -f='${Version}' libzmq5 2>/dev/null || echo '?'),"\
        "nats-server $(dpkg-query -W -f='${Version}' nats-server 2>/dev/null || echo '-'),"\
        "libnats $(dpkg-query -W -f='${Version}' libnats3.4 2>/dev/null || echo '-')"
+  local idle=/sys/devices/system/cpu/cpuidle
+  if [ -r "$idle/current_driver" ]; then
+    echo -n "- idle: cpuidle driver $(cat "$idle/current_driver"), governor $(cat "$idle/current_governor_ro" 2>/dev/null || echo '?')"
+    if [ -r "$HALT_POLL" ]; then echo ", guest_halt_poll_ns $(cat "$HALT_POLL") (kernel default 200000)"; else echo; fi
+  fi
   echo "- build: $(grep -m1 CMAKE_BUILD_TYPE "$BUILD/CMakeCache.txt" | cut -d= -f2), date $(date -u +%F)"
 }
 

@@ -24,15 +24,18 @@ std::vector<nlohmann::json> ReadResults(const std::string& path) {
   return lines;
 }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 TEST_CASE("smoke of the comparison runs every system without errors", "[bench]") {
   std::string dir = MakeTempDir();
   Process run("/bin/bash",
               {BENCH_RUN_SCRIPT, "--smoke", "--build-dir", BENCH_BUILD_DIR, "--out", dir},
               dir + "/run.log");
   std::optional<int> code = run.Wait(std::chrono::seconds(120));
-  std::ifstream log(dir + "/run.log");
-  std::string log_text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  INFO("run.sh stderr:\n" << log_text);
+  INFO("run.sh stderr:\n" << ReadFile(dir + "/run.log"));
   REQUIRE(code.has_value());
   REQUIRE(*code == 0);
 
@@ -63,6 +66,26 @@ TEST_CASE("smoke of the comparison runs every system without errors", "[bench]")
   CHECK(runs["nats closed"] == 2);
   CHECK(runs["nats open"] == 1);
 #endif
+}
+
+TEST_CASE("run.sh refuses a --halt-poll-ns that is not a number before it starts anything",
+          "[bench]") {
+  std::string dir = MakeTempDir();
+  int n = 0;
+  for (std::string value : {"", "5x", "-1", "1e5"}) {
+    std::string out = dir + "/out-" + std::to_string(++n);
+    Process run("/bin/bash",
+                {BENCH_RUN_SCRIPT, "--smoke", "--build-dir", BENCH_BUILD_DIR, "--out", out,
+                 "--halt-poll-ns", value},
+                out + ".log");
+    std::optional<int> code = run.Wait(std::chrono::seconds(30));
+    std::string err = ReadFile(out + ".log");
+    INFO("value '" << value << "', stderr: " << err);
+    CHECK(code == std::optional<int>(2));
+    CHECK(err.find("--halt-poll-ns needs a number of nanoseconds, not '" + value + "'") !=
+          std::string::npos);
+    CHECK_FALSE(std::ifstream(out + "/results.jsonl").good());  // no run started
+  }
 }
 
 // One open-loop run of the raw ZeroMQ load client against its echo server;
