@@ -47,7 +47,8 @@ while [ $# -gt 0 ]; do
 done
 HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 if [ "$HALT_POLL_GIVEN" = 1 ]; then
-  if ! [[ "$HALT_POLL_NS" =~ ^[0-9]+$ ]]; then
+  # Decimal without leading zeros: the kernel would read 010 as octal.
+  if ! [[ "$HALT_POLL_NS" =~ ^(0|[1-9][0-9]{0,8})$ ]]; then
     echo "run.sh: --halt-poll-ns needs a number of nanoseconds, not '$HALT_POLL_NS'" >&2
     exit 2
   fi
@@ -90,15 +91,19 @@ PROG=run.sh
 source "$(dirname "$0")/procs.sh"
 HALT_POLL_WAS=""
 on_exit() {
+  trap '' INT TERM HUP  # a second Ctrl-C must not cut the clean-up short
+  if [ -n "$HALT_POLL_WAS" ]; then echo "$HALT_POLL_WAS" > "$HALT_POLL" || true; fi
   stop_all
-  if [ -n "$HALT_POLL_WAS" ]; then echo "$HALT_POLL_WAS" > "$HALT_POLL"; fi
 }
 trap on_exit EXIT
 trap "exit 130" INT
 trap "exit 143" TERM
 if [ "$HALT_POLL_GIVEN" = 1 ]; then
   HALT_POLL_WAS=$(cat "$HALT_POLL")
-  echo "$HALT_POLL_NS" > "$HALT_POLL"
+  if ! echo "$HALT_POLL_NS" 2>/dev/null > "$HALT_POLL"; then
+    echo "run.sh: --halt-poll-ns: the kernel refused $HALT_POLL_NS for $HALT_POLL" >&2
+    exit 2
+  fi
   echo "== guest_halt_poll_ns $HALT_POLL_NS for this run (was $HALT_POLL_WAS)" >&2
 fi
 

@@ -5,7 +5,6 @@
 // with replies and no errors. No speed is asserted.
 #include <catch2/catch.hpp>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -22,11 +21,6 @@ std::vector<nlohmann::json> ReadResults(const std::string& path) {
   std::string line;
   while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line, nullptr, false));
   return lines;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 TEST_CASE("smoke of the comparison runs every system without errors", "[bench]") {
@@ -72,7 +66,7 @@ TEST_CASE("run.sh refuses a --halt-poll-ns that is not a number before it starts
           "[bench]") {
   std::string dir = MakeTempDir();
   int n = 0;
-  for (std::string value : {"", "5x", "-1", "1e5"}) {
+  for (std::string value : {"", "5x", "-1", "1e5", "010"}) {
     std::string out = dir + "/out-" + std::to_string(++n);
     Process run("/bin/bash",
                 {BENCH_RUN_SCRIPT, "--smoke", "--build-dir", BENCH_BUILD_DIR, "--out", out,
