@@ -28,7 +28,7 @@ MODE=full
 BUILD=build
 OUT=""
 DOCS=docs
-HALT_POLL_NS="" HALT_POLL_GIVEN=0
+unset HALT_POLL_NS  # set only by --halt-poll-ns
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir|--out|--docs|--halt-poll-ns)
@@ -39,14 +39,14 @@ while [ $# -gt 0 ]; do
     --build-dir) BUILD="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --docs) DOCS="$2"; shift ;;
-    --halt-poll-ns) HALT_POLL_NS=$2; HALT_POLL_GIVEN=1; shift ;;
+    --halt-poll-ns) HALT_POLL_NS=$2; shift ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
 done
 HALT_POLL=/sys/module/haltpoll/parameters/guest_halt_poll_ns
-if [ "$HALT_POLL_GIVEN" = 1 ]; then
+if [ -n "${HALT_POLL_NS+set}" ]; then
   # Decimal without leading zeros: the kernel would read 010 as octal.
   if ! [[ "$HALT_POLL_NS" =~ ^(0|[1-9][0-9]{0,8})$ ]]; then
     echo "run.sh: --halt-poll-ns needs a number of nanoseconds, not '$HALT_POLL_NS'" >&2
@@ -98,7 +98,7 @@ on_exit() {
 trap on_exit EXIT
 trap "exit 130" INT
 trap "exit 143" TERM
-if [ "$HALT_POLL_GIVEN" = 1 ]; then
+if [ -n "${HALT_POLL_NS+set}" ]; then
   HALT_POLL_WAS=$(cat "$HALT_POLL")
   if ! echo "$HALT_POLL_NS" 2>/dev/null > "$HALT_POLL"; then
     echo "run.sh: --halt-poll-ns: the kernel refused $HALT_POLL_NS for $HALT_POLL" >&2
