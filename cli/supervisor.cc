@@ -199,8 +199,16 @@ class Stack {
           free_tags_[it->backend].push_back(it->name);
         } else {
           // The broker or the controller: the same command again (same
-          // ports, same store), after the same backoff as workers.
+          // ports, same store), after the same backoff as workers. The
+          // controller comes back from its store alone: the deployment file
+          // was applied at its first start (MaybeRestart waits for a
+          // published state), and applying it again would undo the changes
+          // acknowledged since.
           ScheduleRestart(*it, status);
+          if (it->role == "controller") {
+            auto config = std::find(it->args.begin(), it->args.end(), "--config");
+            if (config != it->args.end()) it->args.erase(config, config + 2);
+          }
           respawn_.push_back(std::move(*it));
         }
         children_.erase(it);

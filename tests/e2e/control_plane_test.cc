@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -467,6 +468,41 @@ TEST_CASE("up follows num_replicas and new backends from the controller", "[e2e]
   CHECK(*r == "hi");
   CHECK(client->Call("echo", "hi", o).ok());
   CHECK_THAT(stack.log(), Catch::Contains("draining echo-"));
+}
+
+TEST_CASE("up starts a crashed controller again from its store, keeping the changes made since",
+          "[e2e][control]") {
+  Stack stack(
+      "backends:\n  echo: {handler: echo, num_replicas: 1}\n"
+      "endpoints:\n  echo: {backend: echo}\n");
+  REQUIRE(stack.ready());
+  auto admin = Admin(stack.admin_address());
+  REQUIRE(admin->CallOk(Backend("more", "echo", 1), kAdminTimeout).ok());
+  auto acknowledged = admin->CallOk(Endpoint("more", {{"more", 1}}), kAdminTimeout);
+  REQUIRE(acknowledged.ok());
+  // The file is then made invalid: a restart must not need it.
+  WriteFile(stack.dir() + "/deployment.yaml", "backends: [not a map\n");
+
+  std::smatch m;
+  std::string log = stack.log();
+  REQUIRE(std::regex_search(log, m, std::regex("started controller \\(pid ([0-9]+)\\)")));
+  const pid_t pid = std::stoi(m[1]);
+  REQUIRE(kill(pid, SIGKILL) == 0);
+  REQUIRE(Eventually([&] {
+    return std::regex_search(stack.log(), std::regex("started controller \\(pid (?!" +
+                                                     std::to_string(pid) + "\\))[0-9]+\\)"));
+  }));
+  auto now = admin->CallOk(Req(Command::kGetState), kAdminTimeout);
+  REQUIRE(now.ok());
+  CHECK(now->version == acknowledged->version);
+  CHECK(now->state == acknowledged->state);
+  auto client = Connect(stack.client_address());
+  CallOptions o;
+  o.timeout = milliseconds(10'000);
+  StatusOr<std::string> r = client->Call("more", "still there", o);
+  REQUIRE(r.ok());
+  CHECK(*r == "still there");
+  CHECK_THAT(stack.log(), !Catch::Contains("draining more-"));
 }
 
 TEST_CASE("A user_config change reaches the handler of every replica without a restart",
