@@ -11,6 +11,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <variant>
 
 namespace zserve::gateway {
 namespace {
@@ -42,16 +43,33 @@ void Send(mg_connection* conn, const HttpResponse& r, bool head) {
   if (!head && !r.body.empty()) mg_write(conn, r.body.data(), r.body.size());
 }
 
-// The request body, at most `max` bytes; nullopt if it is longer.
-std::optional<std::string> ReadBody(mg_connection* conn, int64_t content_length, size_t max) {
+// The request body, or the error response when it is longer than `max`
+// (413), or ends before its Content-Length or breaks its chunked framing (400:
+// a body cut short is never passed on as if it were whole).
+std::variant<std::string, HttpResponse> ReadBody(mg_connection* conn, int64_t content_length,
+                                                 size_t max) {
   std::string body;
   if (content_length > 0) body.reserve(static_cast<size_t>(content_length));
   char buf[64 * 1024];
   while (true) {
     int n = mg_read(conn, buf, sizeof buf);
-    if (n <= 0) break;
-    if (body.size() + static_cast<size_t>(n) > max) return std::nullopt;
+    if (n < 0) {
+      return ErrorResponse(400, "BAD_REQUEST",
+                           "the request body could not be read (broken chunked encoding or "
+                           "connection)");
+    }
+    if (n == 0) break;
+    if (body.size() + static_cast<size_t>(n) > max) {
+      return ErrorResponse(
+          413, "BAD_REQUEST",
+          "the body is more than the gateway's limit of " + std::to_string(max) + " bytes");
+    }
     body.append(buf, static_cast<size_t>(n));
+  }
+  if (content_length >= 0 && body.size() != static_cast<size_t>(content_length)) {
+    return ErrorResponse(400, "BAD_REQUEST",
+                         "the request body ended after " + std::to_string(body.size()) +
+                             " of its Content-Length " + std::to_string(content_length) + " bytes");
   }
   return body;
 }
@@ -99,6 +117,12 @@ StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayOptions& options
 }
 
 Gateway::~Gateway() {
+  {
+    // Each request is bounded by its call's deadline (CallAndWait).
+    std::unique_lock<std::mutex> lock(active_mu_);
+    stopping_ = true;
+    active_cv_.wait(lock, [this] { return active_ == 0; });
+  }
   if (server_ != nullptr) mg_stop(server_);  // waits for the request threads
   if (io_thread_.joinable()) {
     stop_io_.store(true);
@@ -169,6 +193,8 @@ Status Gateway::StartHttp() {
                           keep_alive.c_str(),
                           "tcp_nodelay",
                           "1",
+                          "decode_url",
+                          "no",
                           "request_timeout_ms",
                           "30000",
                           nullptr};
@@ -236,27 +262,55 @@ int Gateway::HandleRequest(mg_connection* conn, void* self) {
 int Gateway::Handle(mg_connection* conn) {
   const mg_request_info* info = mg_get_request_info(conn);
   std::string_view method = info->request_method != nullptr ? info->request_method : "";
-  std::string_view path = info->local_uri != nullptr ? info->local_uri : "";
+  bool head = method == "HEAD";
+  {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    if (stopping_) {
+      HttpResponse r = ErrorResponse(Unavailable("the gateway is stopping"));
+      Send(conn, r, head);
+      return r.status;
+    }
+    ++active_;
+  }
+  struct Done {
+    Gateway* g;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(g->active_mu_);
+      if (--g->active_ == 0) g->active_cv_.notify_all();
+    }
+  } done{this};
   HeaderLookup header = [conn](const char* name) -> std::optional<std::string_view> {
     const char* v = mg_get_header(conn, name);
     if (v == nullptr) return std::nullopt;
     return std::string_view(v);
   };
+  // The path is decoded here, not by civetweb (decode_url no), which would
+  // hand it over as a C string: a %00 would cut it short, and it would match
+  // a route it does not name.
+  const std::string raw_path = info->local_uri != nullptr ? info->local_uri : "";
+  std::string decoded(raw_path.size() + 1, '\0');
+  const int n = mg_url_decode(raw_path.data(), static_cast<int>(raw_path.size()), decoded.data(),
+                              static_cast<int>(decoded.size()), 0);
+  if (n < 0 || std::memchr(decoded.data(), 0, static_cast<size_t>(n)) != nullptr) {
+    HttpResponse r = ErrorResponse(400, "BAD_REQUEST", "the request path contains %00");
+    Send(conn, r, head);
+    return r.status;
+  }
+  decoded.resize(static_cast<size_t>(n));
+  const std::string_view path = decoded;
   std::shared_ptr<const RouteTable> table = routes();
   Decision d =
       Decide(table.get(), method, path, header, info->content_length, options_.max_body_bytes);
-  bool head = method == "HEAD";
   if (const HttpResponse* r = std::get_if<HttpResponse>(&d)) {
     Send(conn, *r, head);
     return r->status;
   }
   CallPlan plan = std::get<CallPlan>(std::move(d));
-  std::optional<std::string> body = ReadBody(conn, info->content_length, options_.max_body_bytes);
-  HttpResponse response =
-      body ? CallAndWait(std::move(plan), std::move(*body))
-           : ErrorResponse(413, "BAD_REQUEST",
-                           "the body is more than the gateway's limit of " +
-                               std::to_string(options_.max_body_bytes) + " bytes");
+  std::variant<std::string, HttpResponse> body =
+      ReadBody(conn, info->content_length, options_.max_body_bytes);
+  HttpResponse response = std::holds_alternative<std::string>(body)
+                              ? CallAndWait(std::move(plan), std::get<std::string>(std::move(body)))
+                              : std::get<HttpResponse>(std::move(body));
   Send(conn, response, head);
   return response.status;
 }

@@ -15,13 +15,15 @@
 //   Clone pattern) and swaps in a new route table for each new version.
 //
 // Create() starts serving HTTP at once; until a first configuration arrives
-// every route answers 503. Destroying the gateway stops the HTTP server
-// first (blocks until in-flight requests are answered), then the I/O thread.
+// every route answers 503. Destroying the gateway first answers the requests
+// it holds (each within its call's deadline) while it refuses new ones with
+// 503, then stops the HTTP server, then the I/O thread.
 #ifndef ZSERVE_GATEWAY_GATEWAY_H_
 #define ZSERVE_GATEWAY_GATEWAY_H_
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -103,6 +105,13 @@ class Gateway {
   std::thread io_thread_;  // owns the Client
 
   mg_context* server_ = nullptr;  // civetweb; stopped before the I/O thread
+
+  // Requests being handled; on stop, new ones are refused and these answered
+  // before civetweb stops (which would drop their replies).
+  std::mutex active_mu_;
+  std::condition_variable active_cv_;
+  int active_ = 0;         // guarded by active_mu_
+  bool stopping_ = false;  // guarded by active_mu_
 };
 
 // True when the gateway on `host`:`port` answers GET /-/routes with 200

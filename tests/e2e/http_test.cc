@@ -3,12 +3,20 @@
 // status codes of the typed errors, the gateway's own paths, routes changed
 // live with `zserve ctl`, keep-alive, and a short load run. Every wait is
 // bounded and polls a condition.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -96,6 +104,34 @@ nlohmann::json Json(const HttpReply& r) {
   return j;
 }
 
+// Sends `request` as it is on a new connection, closes the sending side and
+// returns everything the server answered before it closed (or 15 s).
+std::string RawHttp(const std::string& url, const std::string& request) {
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size()));
+  shutdown(fd, SHUT_WR);
+  std::string answer;
+  const auto end = std::chrono::steady_clock::now() + milliseconds(15'000);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return answer;
+}
+
 struct HttpStack {
   HttpStack() : stack(kDeployment), url(stack.http_url()) {
     REQUIRE(stack.ready());
@@ -173,6 +209,47 @@ TEST_CASE("The timeout header gives the deadline and a late call is 504", "[e2e]
   HttpReply in_time = Curl(s.url + "/sleep", {"-d", "10", "-H", "X-Zserve-Timeout-Ms: 10000"});
   CHECK(in_time.code == 200);
   CHECK(in_time.body == "10");
+}
+
+TEST_CASE("A body cut short, a broken chunked body or an encoded NUL in the path is 400",
+          "[e2e][http]") {
+  HttpStack s;
+  auto status_line = [](const std::string& answer) { return answer.substr(0, answer.find('\r')); };
+  // Content-Length 100, 5 bytes sent, then the sending side closed.
+  std::string cut =
+      RawHttp(s.url, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello");
+  CHECK(status_line(cut) == "HTTP/1.1 400 Bad Request");
+  CHECK(cut.find("BAD_REQUEST") != std::string::npos);
+  std::string chunked = RawHttp(s.url,
+                                "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                                "\r\nzz\r\nhello\r\n0\r\n\r\n");
+  CHECK(status_line(chunked) == "HTTP/1.1 400 Bad Request");
+  CHECK(chunked.find("BAD_REQUEST") != std::string::npos);
+  // A whole body, chunked, still goes through.
+  std::string whole = RawHttp(s.url,
+                              "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                              "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+  CHECK(status_line(whole) == "HTTP/1.1 200 OK");
+  CHECK(whole.ends_with("\r\n\r\nhello"));
+  HttpReply nul = Curl(s.url + "/echo%00junk", {"-d", "x"});
+  CHECK(nul.code == 400);
+  CHECK(Json(nul)["message"] == "the request path contains %00");
+}
+
+TEST_CASE("A gateway told to stop answers the requests it holds first", "[e2e][http]") {
+  HttpStack s;
+  std::smatch m;
+  std::string log = s.stack.log();
+  REQUIRE(std::regex_search(log, m, std::regex("started http \\(pid ([0-9]+)\\)")));
+  const pid_t gateway = std::stoi(m[1]);
+  auto held = StartCurl(s.url + "/sleep", {"-d", "1500"});
+  auto client = Connect(s.stack.client_address());
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["sleep"]["in_flight"] == 1; });
+  REQUIRE(kill(gateway, SIGTERM) == 0);
+  HttpReply r = Parse(CurlOutput(*held));
+  CHECK(r.code == 200);
+  CHECK(r.body == "1500");
 }
 
 TEST_CASE("A handler error is 500 with the error type and message", "[e2e][http]") {
