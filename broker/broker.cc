@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "broker/mdp.h"
 #include "schemas/codec.h"
@@ -32,6 +33,12 @@ zmq::message_t Copy(const zmq::message_t& m) {
 }
 
 }  // namespace
+
+uint64_t Broker::FirstToken() {
+  std::random_device rd;
+  const uint64_t r = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return (r >> 2) + 1;  // 1 .. 2^62: room for 2^62 calls before a wrap
+}
 
 Broker::Broker(const BrokerOptions& options)
     : options_(options),

@@ -167,7 +167,12 @@ class Broker {
   Router router_;
   Liveness liveness_;                // of registered replicas
   bool membership_changed_ = false;  // replicas or config changed: refresh readiness now
-  uint64_t next_token_ = 1;
+  // Request numbers start where no broker before this one on the same
+  // workers' connections left off (a random point in 2^62): a result a
+  // worker finishes for a broker that was killed and replaced is then an
+  // unknown token to the new one, never a new call's answer.
+  uint64_t next_token_ = FirstToken();
+  static uint64_t FirstToken();
   std::pmr::unsynchronized_pool_resource slot_pool_;  // slots_'s nodes, reused: no malloc per call
   std::pmr::unordered_map<uint64_t, Slot> slots_{&slot_pool_};
   std::map<std::string, schemas::EndpointConfig> endpoints_;  // for STATUS

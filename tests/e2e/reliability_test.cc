@@ -8,6 +8,7 @@
 #include <csignal>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
@@ -196,6 +197,48 @@ endpoints:
   client->Wait();
   REQUIRE(retried.ok());
   CHECK(*retried == "1000");
+}
+
+TEST_CASE("A restarted broker never answers a call with a result meant for the broker before it",
+          "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  slow: {handler: sleep, max_concurrent_queries: 8}
+endpoints:
+  slow: {backend: slow}
+)");
+  roles.StartWorker("slow", "sleep");
+  CallOptions o;
+  o.timeout = milliseconds(20'000);
+  {
+    // Four calls the old broker gives the worker; their results come after
+    // it is gone.
+    auto old_client = Connect(roles.client_address());
+    WaitForReplicas(*old_client, "slow", 1);
+    for (const char* payload : {"1500", "01500", "001500", "0001500"}) {
+      old_client->CallAsync("slow", payload, o, [](StatusOr<std::string>) {});
+    }
+    WaitForStatus(*old_client,
+                  [](const nlohmann::json& j) { return j["backends"]["slow"]["in_flight"] == 4; });
+    REQUIRE(roles.KillBroker());
+  }
+  roles.StartBroker();
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "slow", 1);
+  // New calls, queued in the worker behind the old ones.
+  std::map<std::string, StatusOr<std::string>> replies;
+  for (const char* payload : {"10", "010", "0010", "00010"}) {
+    client->CallAsync("slow", payload, o, [&replies, payload](StatusOr<std::string> r) {
+      replies.emplace(payload, std::move(r));
+    });
+  }
+  client->Wait();
+  REQUIRE(replies.size() == 4);
+  for (const auto& [payload, reply] : replies) {
+    INFO("call " << payload);
+    REQUIRE(reply.ok());
+    CHECK(*reply == payload);
+  }
 }
 
 }  // namespace
