@@ -295,7 +295,8 @@ void Broker::Accept(Incoming call, TimePoint now) {
 }
 
 void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint now) {
-  StatusOr<std::vector<sc::RequestHeader>> calls = sc::DecodeRequests(header, &payload_sizes_);
+  StatusOr<std::vector<sc::RequestHeader>> calls =
+      sc::DecodeRequests(header, &payload_sizes_, &call_errors_);
   if (!calls.ok()) {
     // Which part is broken is unknown, so no call of it can be answered.
     metrics_->Dropped(Drop::kMalformedClient);
@@ -311,8 +312,16 @@ void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint n
     for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, bad, {}, true, packed);
     return;
   }
+  auto bad_call = call_errors_.begin();
   for (size_t i = 0; i < calls->size(); ++i) {
     sc::RequestHeader& c = (*calls)[i];
+    if (bad_call != call_errors_.end() && bad_call->first == i) {
+      // A bad call is answered alone (as a bad REQUEST is); the others of
+      // the message go on.
+      Reply(frames[0], c.request_id, bad_call->second, {}, true, packed);
+      ++bad_call;
+      continue;
+    }
     Accept({.client = Copy(frames[0]),
             .request_id = c.request_id,
             .endpoint = c.endpoint,

@@ -187,6 +187,7 @@ class Broker {
   std::vector<ReplyBatch> reply_batches_;  // [0, reply_batch_count_) in use this turn
   size_t reply_batch_count_ = 0;
   std::unordered_map<std::string, size_t> reply_batch_index_;  // connection -> batch
+  schemas::CallErrors call_errors_;                            // scratch: REQUESTS' bad calls
   std::vector<uint64_t> payload_sizes_;                        // scratch for packed messages
   ReceivedPayloads received_;  // scratch: the payloads of the message in hand
   // SendDispatches's grouping by replica, kept for its capacity.

@@ -29,6 +29,7 @@ class Client::Impl {
 
   Status Init() {
     if (options_.default_timeout.count() <= 0) return BadRequest("default_timeout must be > 0");
+    if (options_.grace.count() < 0) return BadRequest("grace must be >= 0");
     zmq::socket_t& socket = socket_.socket();
     if (Status s = SecureClient(socket, options_.curve_key, options_.curve_server_key); !s.ok()) {
       return s;
@@ -63,6 +64,22 @@ class Client::Impl {
           BadRequest("payload of " + std::to_string(payload.size()) + " bytes; at most " +
                      std::to_string(options_.max_payload_bytes) +
                      " (ClientOptions::max_payload_bytes)"));
+      return;
+    }
+    // What the broker would refuse is refused here, for this call alone: in
+    // a REQUESTS it would also be answered alone, but only after the flush.
+    Status bad = sc::ValidateName("endpoint", endpoint);
+    if (bad.ok()) bad = sc::ValidateMethod(o.method);
+    if (bad.ok() && o.timeout.count() < 0) {
+      bad = BadRequest("timeout of " + std::to_string(o.timeout.count()) +
+                       " ms; 0 means ClientOptions::default_timeout");
+    }
+    if (bad.ok() && o.shard_key.size() > sc::kMaxNameBytes) {
+      bad = BadRequest("shard key of " + std::to_string(o.shard_key.size()) + " bytes; at most " +
+                       std::to_string(sc::kMaxNameBytes));
+    }
+    if (!bad.ok()) {
+      ready_.emplace_back(std::move(done), std::move(bad));
       return;
     }
     auto timeout = o.timeout.count() > 0 ? o.timeout : options_.default_timeout;

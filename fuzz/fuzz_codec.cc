@@ -231,7 +231,26 @@ bool Decode(int i, std::string_view h, bool has_id, uint64_t peeked_id) {
       if (r.ok() && PeekCommandFast(h) != Command::kRequests) {
         Fail("REQUESTS", "PeekCommandFast disagrees");
       }
-      return RoundTripPacked<RequestHeader>("REQUESTS", h, DecodeRequests, EncodeRequests);
+      // With call_errors: what decodes whole decodes the same with no call
+      // listed; what does not decode whole lists at least one call.
+      CallErrors errors;
+      StatusOr<std::vector<RequestHeader>> lenient = DecodeRequests(h, nullptr, &errors);
+      if (r.ok() && (!lenient.ok() || !errors.empty() || *lenient != *r)) {
+        Fail("REQUESTS", "call_errors changed a message that decodes whole");
+      }
+      if (!r.ok() && lenient.ok() && errors.empty()) {
+        Fail("REQUESTS", "call_errors took a bad message and listed no call");
+      }
+      for (size_t e = 0; lenient.ok() && e < errors.size(); ++e) {
+        if (errors[e].first >= lenient->size() ||
+            (e > 0 && errors[e].first <= errors[e - 1].first) || errors[e].second.ok()) {
+          Fail("REQUESTS", "call_errors out of order, out of range or OK");
+        }
+      }
+      return RoundTripPacked<RequestHeader>(
+          "REQUESTS", h,
+          [](std::string_view b, std::vector<uint64_t>* sizes) { return DecodeRequests(b, sizes); },
+          EncodeRequests);
     }
     default:
       return RoundTripPacked<ReplyHeader>("REPLIES", h, DecodeReplies, EncodeReplies);

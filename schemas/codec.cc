@@ -772,7 +772,7 @@ StatusOr<std::vector<T>> DecodeCalls(std::string_view header, Command command, u
     if (call.type != msgpack::type::ARRAY) return ArrayReader::Type("call", "an array");
     ArrayReader r(call, command);
     if (Status s = r.Need(fields); !s.ok()) return s;
-    if (Status s = read(r, &out[i]); !s.ok()) return s;
+    if (Status s = read(r, i, &out[i]); !s.ok()) return s;
   }
   if (Status s = ReadPayloadSizes(handle.get(), 3, out.size(), payload_sizes); !s.ok()) return s;
   return out;
@@ -801,10 +801,20 @@ StatusOr<ReplyHeader> full::DecodeReply(std::string_view header) {
 }
 
 StatusOr<std::vector<RequestHeader>> full::DecodeRequests(std::string_view header,
-                                                          std::vector<uint64_t>* payload_sizes) {
+                                                          std::vector<uint64_t>* payload_sizes,
+                                                          CallErrors* call_errors) {
+  if (call_errors != nullptr) call_errors->clear();
   return DecodeCalls<RequestHeader>(
       header, Command::kRequests, 6,
-      [](const ArrayReader& r, RequestHeader* h) { return ReadRequestFields(r, 0, h); },
+      [call_errors](const ArrayReader& r, size_t i, RequestHeader* h) {
+        Status s = ReadRequestFields(r, 0, h);
+        if (s.ok() || call_errors == nullptr ||
+            !r.Uint(0, "request_id", UINT64_MAX, &h->request_id).ok()) {
+          return s;
+        }
+        call_errors->emplace_back(i, std::move(s));  // answerable alone
+        return Status::Ok();
+      },
       payload_sizes);
 }
 
@@ -812,7 +822,8 @@ StatusOr<std::vector<ReplyHeader>> full::DecodeReplies(std::string_view header,
                                                        std::vector<uint64_t>* payload_sizes) {
   return DecodeCalls<ReplyHeader>(
       header, Command::kReplies, 3,
-      [](const ArrayReader& r, ReplyHeader* h) { return ReadReplyFields(r, 0, h); }, payload_sizes);
+      [](const ArrayReader& r, size_t, ReplyHeader* h) { return ReadReplyFields(r, 0, h); },
+      payload_sizes);
 }
 
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header) {
@@ -941,10 +952,14 @@ StatusOr<ReplyHeader> DecodeReply(std::string_view header) {
 }
 
 StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header,
-                                                    std::vector<uint64_t>* payload_sizes) {
+                                                    std::vector<uint64_t>* payload_sizes,
+                                                    CallErrors* call_errors) {
   std::vector<RequestHeader> out;
-  if (FastDecodeRequests(header, &out, payload_sizes)) return out;
-  return full::DecodeRequests(header, payload_sizes);
+  if (FastDecodeRequests(header, &out, payload_sizes)) {
+    if (call_errors != nullptr) call_errors->clear();
+    return out;
+  }
+  return full::DecodeRequests(header, payload_sizes, call_errors);
 }
 
 StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header,

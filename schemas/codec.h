@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "schemas/config.h"
@@ -169,8 +170,15 @@ std::string EncodeAdminReply(const AdminReply& r);
 // Each decoder checks that the header is of its command.
 StatusOr<RequestHeader> DecodeRequest(std::string_view header);
 StatusOr<ReplyHeader> DecodeReply(std::string_view header);
+// A call of a REQUESTS at fault alone: its index, and why.
+using CallErrors = std::vector<std::pair<size_t, Status>>;
+// With `call_errors`, a call at fault alone (a bad name, a field of the wrong
+// type or size) whose request_id can be read does not fail the message: it
+// is listed there (cleared first), and its fields other than request_id are
+// unspecified. Without it, such a call fails the whole message.
 StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header,
-                                                    std::vector<uint64_t>* payload_sizes = nullptr);
+                                                    std::vector<uint64_t>* payload_sizes = nullptr,
+                                                    CallErrors* call_errors = nullptr);
 StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header,
                                                  std::vector<uint64_t>* payload_sizes = nullptr);
 StatusOr<uint64_t> DecodeStatusRequest(std::string_view header);

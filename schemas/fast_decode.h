@@ -51,7 +51,8 @@ namespace full {
 StatusOr<RequestHeader> DecodeRequest(std::string_view header);
 StatusOr<ReplyHeader> DecodeReply(std::string_view header);
 StatusOr<std::vector<RequestHeader>> DecodeRequests(std::string_view header,
-                                                    std::vector<uint64_t>* payload_sizes);
+                                                    std::vector<uint64_t>* payload_sizes,
+                                                    CallErrors* call_errors = nullptr);
 StatusOr<std::vector<ReplyHeader>> DecodeReplies(std::string_view header,
                                                  std::vector<uint64_t>* payload_sizes);
 StatusOr<std::vector<BatchItem>> DecodeBatch(std::string_view header, std::vector<uint32_t>* sizes,

@@ -70,6 +70,11 @@ class Client {
   StatusOr<std::string> Call(std::string_view endpoint, std::string_view payload,
                              const CallOptions& options = {});
 
+  // A call the broker would refuse (an endpoint name outside 1 to 128 of
+  // [A-Za-z0-9_.-], a method outside 1 to 128 printable ASCII characters, a
+  // shard key over 128 bytes, a negative timeout, a payload over
+  // max_payload_bytes) fails with BAD_REQUEST at the next Poll, without
+  // being sent; the calls made with it are not held up.
   void CallAsync(std::string_view endpoint, std::string_view payload, const CallOptions& options,
                  Callback done);
 

@@ -277,6 +277,63 @@ TEST_CASE("a hundred async calls answered in reverse order each complete once", 
   }
 }
 
+TEST_CASE("a call the broker would refuse fails at once with BAD_REQUEST and its neighbours go",
+          "[client]") {
+  FakeBroker broker;
+  auto client = MakeClient(Options(broker.address()));
+  zserve::CallOptions good;
+  struct Bad {
+    std::string endpoint;
+    zserve::CallOptions options;
+    std::string says;
+  };
+  std::vector<Bad> bad(6, {"echo", good, ""});
+  bad[0] = {"my model", good, "character outside"};
+  bad[1] = {"", good, "endpoint name must be 1 to 128"};
+  bad[2].options.method = "";
+  bad[2].says = "method must be 1 to 128";
+  bad[3].options.method = std::string(129, 'm');
+  bad[3].says = "method must be 1 to 128";
+  bad[4].options.shard_key = std::string(129, 'k');
+  bad[4].says = "shard key of 129 bytes";
+  bad[5].options.timeout = milliseconds(-1);
+  bad[5].says = "timeout of -1 ms";
+  std::map<std::string, StatusOr<std::string>> got;
+  client->CallAsync("echo", "first", good,
+                    [&got](StatusOr<std::string> r) { got.emplace("first", std::move(r)); });
+  for (size_t i = 0; i < bad.size(); ++i) {
+    client->CallAsync(bad[i].endpoint, "bad", bad[i].options, [&got, i](StatusOr<std::string> r) {
+      got.emplace("bad " + std::to_string(i), std::move(r));
+    });
+  }
+  client->CallAsync("echo", "last", good,
+                    [&got](StatusOr<std::string> r) { got.emplace("last", std::move(r)); });
+  CHECK(client->Poll(milliseconds(0)) == bad.size());  // the bad ones, at once
+  for (size_t i = 0; i < bad.size(); ++i) {
+    INFO("bad call " << i);
+    REQUIRE(got.count("bad " + std::to_string(i)) == 1);
+    const StatusOr<std::string>& r = got.at("bad " + std::to_string(i));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(r.status().message(), Contains(bad[i].says));
+  }
+  // The two good calls reach the broker, together, and nothing else does.
+  Frames f;
+  REQUIRE(broker.Recv(&f));
+  auto calls = DecodedCalls(f);
+  REQUIRE(calls.size() == 2);
+  for (auto& [h, payload] : calls) {
+    REQUIRE(broker.Reply(h.request_id, StatusCode::kOk, "", "re " + payload).ok());
+  }
+  CHECK(PollUntilIdle(*client) == 2);
+  REQUIRE(got.count("first") == 1);
+  REQUIRE(got.at("first").ok());
+  CHECK(*got.at("first") == "re first");
+  REQUIRE(got.count("last") == 1);
+  REQUIRE(got.at("last").ok());
+  CHECK(*got.at("last") == "re last");
+}
+
 TEST_CASE("async calls with big payloads do not wait to share a message", "[client]") {
   FakeBroker broker;
   auto client = MakeClient(Options(broker.address()));
@@ -413,7 +470,7 @@ TEST_CASE("BrokerStatus sends STATUS and returns the reply payload", "[client]")
   }
 }
 
-TEST_CASE("Client::Create refuses a default_timeout of zero", "[client]") {
+TEST_CASE("Client::Create refuses a default_timeout of zero and a negative grace", "[client]") {
   zserve::ClientOptions o;
   o.broker_address = "tcp://127.0.0.1:1";
   o.default_timeout = milliseconds(0);
@@ -421,6 +478,12 @@ TEST_CASE("Client::Create refuses a default_timeout of zero", "[client]") {
   REQUIRE_FALSE(c.ok());
   CHECK(c.status().code() == StatusCode::kBadRequest);
   CHECK_THAT(c.status().message(), Contains("default_timeout"));
+  o.default_timeout = milliseconds(1000);
+  o.grace = milliseconds(-1);
+  c = zserve::Client::Create(o);
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(c.status().message(), Contains("grace"));
 }
 
 }  // namespace

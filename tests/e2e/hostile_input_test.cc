@@ -598,6 +598,38 @@ TEST_CASE("A request id reused while the first is in flight is answered once for
   roles.CheckHealthy();
 }
 
+// Answers every item of `batch` (the BATCH `m`) OK in one RESULTS, each with
+// "answer to " and its payload.
+void AnswerAll(RawWorker& w, const Strings& m, const std::vector<sc::BatchItem>& batch) {
+  std::vector<sc::ResultItem> results;
+  Strings answer{""};
+  for (size_t i = 0; i < batch.size(); ++i) {
+    results.push_back({batch[i].token, StatusCode::kOk, ""});
+    answer.push_back("answer to " + m[i + 1]);
+  }
+  answer[0] = sc::EncodeResults(results);
+  w.SendStrings(answer);
+}
+
+// The REPLIES `raw` gets until `n` calls are answered: header and payload by
+// request id, each id once.
+std::map<uint64_t, std::pair<sc::ReplyHeader, std::string>> Replies(RawClient& raw, size_t n) {
+  std::map<uint64_t, std::pair<sc::ReplyHeader, std::string>> got;
+  while (got.size() < n) {
+    std::optional<Strings> r = raw.RecvStrings();
+    INFO("replies so far " << got.size() << ", then " << Show(r));
+    REQUIRE(r);
+    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies((*r)[0]);
+    REQUIRE(replies.ok());
+    REQUIRE(replies->size() + 1 == r->size());
+    for (size_t i = 0; i < replies->size(); ++i) {
+      CHECK(got.count((*replies)[i].request_id) == 0);
+      got[(*replies)[i].request_id] = {(*replies)[i], (*r)[i + 1]};
+    }
+  }
+  return got;
+}
+
 TEST_CASE("Calls dispatched to one replica in one turn share a BATCH of handler batches",
           "[e2e][hostile]") {
   // PROTOCOL.md §4.2: the broker puts what it dispatches to one replica in a
@@ -628,29 +660,49 @@ TEST_CASE("Calls dispatched to one replica in one turn share a BATCH of handler 
   std::sort(payloads.begin(), payloads.end());
   CHECK(payloads == Strings(frames.begin() + 1, frames.end()));
   // All five answered in one RESULTS reach the client, each once.
-  std::vector<sc::ResultItem> results;
-  Strings answer{""};
-  for (size_t i = 0; i < batch->size(); ++i) {
-    results.push_back({(*batch)[i].token, StatusCode::kOk, ""});
-    answer.push_back("answer to " + (*m)[i + 1]);
+  AnswerAll(a, *m, *batch);
+  auto got = Replies(raw, 5);
+  for (uint64_t id = 1; id <= 5; ++id) {
+    CHECK(got[id].first.code == StatusCode::kOk);
+    CHECK(got[id].second == "answer to call " + std::to_string(id));
   }
-  answer[0] = sc::EncodeResults(results);
-  a.SendStrings(answer);
-  std::map<uint64_t, std::string> got;
-  while (got.size() < 5) {
-    std::optional<Strings> r = raw.RecvStrings();
-    INFO("replies so far " << got.size() << ", then " << Show(r));
-    REQUIRE(r);
-    StatusOr<std::vector<sc::ReplyHeader>> replies = sc::DecodeReplies((*r)[0]);
-    REQUIRE(replies.ok());
-    REQUIRE(replies->size() + 1 == r->size());
-    for (size_t i = 0; i < replies->size(); ++i) {
-      CHECK((*replies)[i].code == StatusCode::kOk);
-      CHECK(got.count((*replies)[i].request_id) == 0);
-      got[(*replies)[i].request_id] = (*r)[i + 1];
-    }
-  }
-  for (uint64_t id = 1; id <= 5; ++id) CHECK(got[id] == "answer to call " + std::to_string(id));
+  roles.CheckHealthy();
+}
+
+TEST_CASE("A bad call in a REQUESTS is answered BAD_REQUEST alone and the others are served",
+          "[e2e][hostile]") {
+  HostileStack roles;
+  zmq::context_t ctx;
+  RawWorker a(ctx, roles.worker_address());
+  RegisterRaw(roles, a, 5);
+  RawClient raw(ctx, roles.client_address());
+  std::vector<sc::RequestHeader> calls = {{1, "raw", "__call__", 5000, "", 0},
+                                          {2, "no spaces allowed", "__call__", 5000, "", 0},
+                                          {3, "raw", "", 5000, "", 0},
+                                          {4, "raw", "__call__", 5000, std::string(129, 'k'), 0},
+                                          {5, "raw", "__call__", 5000, "", 0}};
+  raw.SendStrings({sc::EncodeRequests(calls), "one", "two", "three", "four", "five"});
+  std::optional<Strings> m = a.Next();
+  INFO("expected one BATCH, got " << Show(m));
+  REQUIRE(m);
+  StatusOr<std::vector<sc::BatchItem>> batch = sc::DecodeBatch((*m)[0]);
+  REQUIRE(batch.ok());
+  REQUIRE(batch->size() == 2);
+  Strings payloads(m->begin() + 1, m->end());
+  std::sort(payloads.begin(), payloads.end());
+  CHECK(payloads == Strings{"five", "one"});
+  AnswerAll(a, *m, *batch);
+  auto got = Replies(raw, 5);
+  CHECK(got[1].first.code == StatusCode::kOk);
+  CHECK(got[1].second == "answer to one");
+  CHECK(got[5].first.code == StatusCode::kOk);
+  CHECK(got[5].second == "answer to five");
+  CHECK(got[2].first.code == StatusCode::kBadRequest);
+  CHECK_THAT(got[2].first.message, Catch::Contains("character outside"));
+  CHECK(got[3].first.code == StatusCode::kBadRequest);
+  CHECK_THAT(got[3].first.message, Catch::Contains("method"));
+  CHECK(got[4].first.code == StatusCode::kBadRequest);
+  CHECK_THAT(got[4].first.message, Catch::Contains("shard_key"));
   roles.CheckHealthy();
 }
 

@@ -274,6 +274,45 @@ TEST_CASE("REQUESTS refuses no calls, too many, and a bad call naming the field"
   CHECK_FALSE(sc::DecodeRequest(sc::EncodeRequests({bad[0]})).ok());
 }
 
+TEST_CASE("REQUESTS with call_errors lists a bad call alone and keeps the others", "[schemas]") {
+  std::vector<sc::RequestHeader> calls = {{1, "echo", "__call__", 0, "", 0},
+                                          {2, "no spaces allowed", "__call__", 0, "", 0},
+                                          {3, "echo", "__call__", 7, "key", 0},
+                                          {4, "echo", "", 0, "", 0}};
+  sc::CallErrors errors = {{9, Status::Ok()}};  // cleared first
+  auto got = sc::DecodeRequests(sc::EncodeRequests(calls), nullptr, &errors);
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 4);
+  CHECK((*got)[0] == calls[0]);
+  CHECK((*got)[2] == calls[2]);
+  CHECK((*got)[1].request_id == 2);
+  CHECK((*got)[3].request_id == 4);
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0].first == 1);
+  CHECK(errors[0].second.code() == StatusCode::kBadRequest);
+  CHECK_THAT(errors[0].second.message(), Catch::Contains("character outside"));
+  CHECK(errors[1].first == 3);
+  CHECK_THAT(errors[1].second.message(), Catch::Contains("method"));
+  // A good message leaves the list empty, on the fast path too.
+  CHECK(sc::DecodeRequests(sc::EncodeRequests({calls[0], calls[2]}), nullptr, &errors).ok());
+  CHECK(errors.empty());
+  // A call whose request_id cannot be read still fails the whole message.
+  std::string no_id = Raw([](Packer& p) {
+    p.pack_array(3);
+    p.pack(uint64_t{1});
+    p.pack(static_cast<uint64_t>(sc::Command::kRequests));
+    p.pack_array(1);
+    p.pack_array(6);
+    Str(p, "not an id");
+    Str(p, "echo");
+    Str(p, "__call__");
+    p.pack(uint32_t{0});
+    Str(p, "");
+    p.pack(int32_t{0});
+  });
+  CHECK_FALSE(sc::DecodeRequests(no_id, nullptr, &errors).ok());
+}
+
 TEST_CASE("RESULTS cuts an over-long message to the 4096-byte limit", "[schemas]") {
   std::string long_message(sc::kMaxMessageBytes + 500, 'x');
   auto got = sc::DecodeResults(sc::EncodeResults({{5, StatusCode::kHandlerError, long_message}}));
