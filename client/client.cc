@@ -59,11 +59,10 @@ class Client::Impl {
   void CallAsync(std::string_view endpoint, std::string_view payload, const CallOptions& o,
                  Callback done) {
     if (payload.size() > options_.max_payload_bytes) {
-      ready_.emplace_back(
-          std::move(done),
-          BadRequest("payload of " + std::to_string(payload.size()) + " bytes; at most " +
-                     std::to_string(options_.max_payload_bytes) +
-                     " (ClientOptions::max_payload_bytes)"));
+      Complete(std::move(done),
+               BadRequest("payload of " + std::to_string(payload.size()) + " bytes; at most " +
+                          std::to_string(options_.max_payload_bytes) +
+                          " (ClientOptions::max_payload_bytes)"));
       return;
     }
     // What the broker would refuse is refused here, for this call alone: in
@@ -79,7 +78,7 @@ class Client::Impl {
                        std::to_string(sc::kMaxNameBytes));
     }
     if (!bad.ok()) {
-      ready_.emplace_back(std::move(done), std::move(bad));
+      Complete(std::move(done), std::move(bad));
       return;
     }
     auto timeout = o.timeout.count() > 0 ? o.timeout : options_.default_timeout;
@@ -119,8 +118,8 @@ class Client::Impl {
       for (const sc::RequestHeader& h : queued_) {
         auto it = pending_.find(h.request_id);
         if (it == pending_.end()) continue;
-        ready_.emplace_back(std::move(it->second.done),
-                            Unavailable("cannot send to the broker: " + sent.message()));
+        Complete(std::move(it->second.done),
+                 Unavailable("cannot send to the broker: " + sent.message()));
         guards_.Remove(it->second.guard);
         pending_.erase(it);
       }
@@ -171,9 +170,12 @@ class Client::Impl {
       Flush();
       PollItem items[3] = {{.socket = &socket_}, {.socket = &monitor_}, {.fd = wake_fd}};
       zserve::Poll(std::span(items, wake_fd >= 0 ? 3 : 2), wait);  // a broken context throws
-      while (socket_.Recv(&frames_)) done += HandleReply();
-      while (monitor_.Recv(&frames_)) done += HandleMonitorEvent();
-      done += ExpireGuards(Clock::now());
+      // Completions are queued and their callbacks run after, with frames_
+      // and the reply scratch no longer in use: a callback may Call or Poll.
+      while (socket_.Recv(&frames_)) HandleReply();
+      while (monitor_.Recv(&frames_)) HandleMonitorEvent();
+      ExpireGuards(Clock::now());
+      done += RunReady();
       Flush();  // what the callbacks called
       if (wake_fd >= 0 && items[2].ready) break;
       if (Clock::now() >= end || (pending_.empty() && wake_fd < 0)) break;
@@ -198,14 +200,13 @@ class Client::Impl {
   // are sent again (ZeroMQ delivers them once it has reconnected); the others
   // fail now, since they may or may not have run. Or the broker refused our
   // CURVE key: every call fails, none ran.
-  size_t HandleMonitorEvent() {
+  void HandleMonitorEvent() {
     uint16_t event = 0;
     if (!frames_.empty() && frames_[0].size() >= sizeof event) {
       std::memcpy(&event, frames_[0].data(), sizeof event);
     }
     const bool refused = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
     Flush();  // queued calls are treated as sent
-    size_t n = 0;
     std::vector<uint64_t> failed;
     for (auto& [id, p] : pending_) {
       if (p.resend && !refused) {
@@ -221,21 +222,19 @@ class Client::Impl {
       Callback done = std::move(it->second.done);
       guards_.Remove(it->second.guard);
       pending_.erase(it);
-      done(refused ? PermissionDenied("the broker refused this client's CURVE key (not in its "
-                                      "allow-list as a client)")
-                   : Unavailable("lost the connection to the broker; the call may or may not "
-                                 "have run"));
-      ++n;
+      Complete(std::move(done),
+               refused ? PermissionDenied("the broker refused this client's CURVE key (not in its "
+                                          "allow-list as a client)")
+                       : Unavailable("lost the connection to the broker; the call may or may not "
+                                     "have run"));
     }
-    return n;
   }
 
   void Send(uint64_t id, std::span<zmq::message_t> frames, std::chrono::milliseconds timeout,
             Callback done, std::optional<Resend> resend = std::nullopt) {
     Status sent = socket_.Send(frames);
     if (!sent.ok()) {
-      ready_.emplace_back(std::move(done),
-                          Unavailable("cannot send to the broker: " + sent.message()));
+      Complete(std::move(done), Unavailable("cannot send to the broker: " + sent.message()));
       return;
     }
     DeadlineQueue::Handle guard = guards_.Add(Clock::now() + timeout + options_.grace, id);
@@ -244,65 +243,65 @@ class Client::Impl {
 
   // A REPLY, or REPLIES with one payload frame per reply or packed
   // payloads; anything else is not of this protocol and ignored.
-  size_t HandleReply() {
-    if (frames_.empty()) return 0;  // a packed REPLIES of errors only has no payload frame
+  void HandleReply() {
+    if (frames_.empty()) return;  // a packed REPLIES of errors only has no payload frame
     if (frames_.size() == 2) {
       StatusOr<sc::ReplyHeader> reply = sc::DecodeReply(View(frames_[0]));
       if (reply.ok()) return Deliver(*reply, View(frames_[1]));
     }
     StatusOr<std::vector<sc::ReplyHeader>> replies =
         sc::DecodeReplies(View(frames_[0]), &reply_sizes_);
-    if (!replies.ok()) return 0;
+    if (!replies.ok()) return;
     std::span<const zmq::message_t> payloads(frames_.data() + 1, frames_.size() - 1);
-    size_t n = 0;
     if (reply_sizes_.empty()) {
-      if (replies->size() != payloads.size()) return 0;
-      for (size_t i = 0; i < replies->size(); ++i) n += Deliver((*replies)[i], View(payloads[i]));
-      return n;
+      if (replies->size() != payloads.size()) return;
+      for (size_t i = 0; i < replies->size(); ++i) Deliver((*replies)[i], View(payloads[i]));
+      return;
     }
-    if (!LocatePayloads(reply_sizes_, payloads, &reply_refs_).ok()) return 0;
+    if (!LocatePayloads(reply_sizes_, payloads, &reply_refs_).ok()) return;
     for (size_t i = 0; i < replies->size(); ++i) {
       const PayloadRef& at = reply_refs_[i];
-      n += Deliver((*replies)[i], at.size == 0
-                                      ? std::string_view()
-                                      : View(payloads[at.frame]).substr(at.offset, at.size));
+      Deliver((*replies)[i], at.size == 0 ? std::string_view()
+                                          : View(payloads[at.frame]).substr(at.offset, at.size));
     }
-    return n;
   }
 
-  size_t Deliver(sc::ReplyHeader& reply, std::string_view payload) {
+  // Queues the call's completion for RunReady.
+  void Complete(Callback done, StatusOr<std::string> result) {
+    ready_.emplace_back(std::move(done), std::move(result));
+  }
+
+  void Deliver(sc::ReplyHeader& reply, std::string_view payload) {
     auto it = pending_.find(reply.request_id);
-    if (it == pending_.end()) return 0;  // answered already (local deadline)
+    if (it == pending_.end()) return;  // answered already (local deadline)
     Callback done = std::move(it->second.done);
     guards_.Remove(it->second.guard);
     pending_.erase(it);
     if (reply.code == StatusCode::kOk) {
-      done(std::string(payload));
+      Complete(std::move(done), std::string(payload));
     } else {
-      done(Status(reply.code, std::move(reply.message)));
+      Complete(std::move(done), Status(reply.code, std::move(reply.message)));
     }
-    return 1;
   }
 
-  size_t ExpireGuards(TimePoint now) {
-    size_t n = 0;
+  void ExpireGuards(TimePoint now) {
     uint64_t id;
     while (guards_.PopDue(now, &id)) {
       auto it = pending_.find(id);
       Callback done = std::move(it->second.done);
       pending_.erase(it);
-      done(DeadlineExceeded("no reply from the broker before the deadline"));
-      ++n;
+      Complete(std::move(done), DeadlineExceeded("no reply from the broker before the deadline"));
     }
-    return n;
   }
 
+  // Runs the queued completions, each taken off the queue before its
+  // callback runs (which may Call or Poll, and so run the ones after it).
   size_t RunReady() {
     size_t n = 0;
     while (!ready_.empty()) {
-      auto [done, status] = std::move(ready_.front());
+      auto [done, result] = std::move(ready_.front());
       ready_.pop_front();
-      done(std::move(status));
+      done(std::move(result));
       ++n;
     }
     return n;
@@ -328,8 +327,9 @@ class Client::Impl {
   // Nodes from a pool: after the first peak, a call allocates none for these.
   std::pmr::unsynchronized_pool_resource call_pool_;
   std::pmr::unordered_map<uint64_t, Pending> pending_{&call_pool_};
-  DeadlineQueue guards_;                           // each pending call's deadline
-  std::deque<std::pair<Callback, Status>> ready_;  // failed at send; run at next Poll
+  DeadlineQueue guards_;  // each pending call's deadline
+  // Completed calls whose callbacks have not run yet.
+  std::deque<std::pair<Callback, StatusOr<std::string>>> ready_;
 };
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

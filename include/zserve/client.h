@@ -9,10 +9,10 @@
 // one message (schemas/PROTOCOL.md, REQUESTS), and their answers come back
 // together as they are ready. Each callback runs exactly
 // once, from inside Poll(), Wait() or Call() on the thread that owns the
-// client. Errors are typed Status codes (NOT_FOUND, DEADLINE_EXCEEDED,
-// HANDLER_ERROR, ...), never exceptions. When the connection to the broker
-// drops, pending calls fail at once with UNAVAILABLE (they may or may not
-// have run), except those marked idempotent, which are sent again.
+// client, and may itself call Call(), CallAsync() or Poll(). Errors are typed Status codes
+// (NOT_FOUND, DEADLINE_EXCEEDED, HANDLER_ERROR, ...), never exceptions. When the connection to the
+// broker drops, pending calls fail at once with UNAVAILABLE (they may or may not have run), except
+// those marked idempotent, which are sent again.
 //
 // A Client is not thread-safe: one thread owns it (ZeroMQ sockets belong to
 // one thread). Use one Client per thread.

@@ -7,6 +7,7 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "schemas/codec.h"
@@ -143,6 +144,42 @@ TEST_CASE("1000 async calls in flight are each answered exactly once", "[e2e]") 
   auto j = nlohmann::json::parse(*status);
   CHECK(j["backends"]["echo"]["replicas"] == 2);
   CHECK(j["held_requests"] == 0);
+}
+
+TEST_CASE("a callback may make calls of its own, synchronous and async", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  constexpr int kCalls = 50;
+  std::map<std::string, int> answers;  // payload -> callbacks run with it
+  std::optional<StatusOr<std::string>> nested;
+  int failures = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    std::string payload = "request-" + std::to_string(i);
+    client->CallAsync("echo", payload, {}, [&, i, payload](StatusOr<std::string> r) {
+      if (!r.ok() || *r != payload) ++failures;
+      ++answers[payload];
+      if (i != 0) return;
+      // From inside a callback, while the replies to the others are being
+      // handled: a synchronous call, and an async one.
+      nested = client->Call("echo", "nested");
+      client->CallAsync("echo", "nested async", {}, [&](StatusOr<std::string> n) {
+        if (!n.ok() || *n != "nested async") ++failures;
+        ++answers["nested async"];
+      });
+    });
+  }
+  client->Wait();
+  CHECK(client->pending() == 0);
+  REQUIRE(nested.has_value());
+  REQUIRE(nested->ok());
+  CHECK(**nested == "nested");
+  CHECK(failures == 0);
+  CHECK(answers.size() == kCalls + 1);
+  for (const auto& [payload, n] : answers) {
+    INFO(payload);
+    CHECK(n == 1);
+  }
 }
 
 TEST_CASE("several calls in one REQUESTS message are answered in REPLIES", "[e2e]") {
