@@ -139,6 +139,13 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
     for (uint64_t token : router_.Expire(now)) {
       Finish(token, DeadlineExceeded("deadline passed before a result"));
     }
+    if (membership_changed_) {
+      for (const auto& [token, backend] : router_.TakeStranded()) {
+        Finish(token, Unavailable("backend '" + backend +
+                                  "' left the configuration with no replica to run this call, "
+                                  "which waited in its queue and did not run"));
+      }
+    }
     SendDispatches(now);
     FlushReplies();
     // Readiness follows replica and config changes at once; gauges otherwise
@@ -494,6 +501,7 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         return;
       }
       log_->info("replica draining");
+      membership_changed_ = true;
       if (router_.StartDrain(replica)) RemoveDrained(replica);
       return;
     case sc::Command::kHeartbeat:

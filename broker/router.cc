@@ -427,6 +427,42 @@ void Router::CompactIfSparse(Backend& b) {
   }
 }
 
+void Router::Unqueue(std::pmr::unordered_map<uint64_t, Entry>::iterator it) {
+  Entry& e = it->second;
+  Backend& b = *e.backend;
+  --b.queued;
+  --total_queued_;
+  if (e.replica.empty()) {
+    --b.shared_queued;
+  } else {
+    --replicas_.find(e.replica)->second.pinned_queued;
+  }
+  entries_.erase(it);  // its stale queue slot is skipped later...
+  CompactIfSparse(b);  // ...or dropped, so that an undrained queue stays bounded
+}
+
+std::vector<std::pair<uint64_t, std::string>> Router::TakeStranded() {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  for (auto& [name, b] : backends_) {
+    if (b.configured || b.queued == 0) continue;
+    if (std::any_of(b.replicas.begin(), b.replicas.end(), [this](const std::string& id) {
+          return !replicas_.find(id)->second.draining;
+        })) {
+      continue;
+    }
+    // A scan: a backend leaving with calls queued is rare, requests are not.
+    for (const auto& [token, e] : entries_) {
+      if (e.backend == &b && e.state == State::kQueued) out.emplace_back(token, name);
+    }
+  }
+  for (const auto& [token, backend] : out) {
+    auto it = entries_.find(token);
+    Forget(it->second);
+    Unqueue(it);
+  }
+  return out;
+}
+
 std::vector<uint64_t> Router::Expire(TimePoint now) {
   std::vector<uint64_t> out;
   uint64_t token;
@@ -435,16 +471,7 @@ std::vector<uint64_t> Router::Expire(TimePoint now) {
     if (it == entries_.end()) std::abort();  // deadlines_ and entries_ out of step
     Entry& e = it->second;
     if (e.state == State::kQueued) {
-      Backend& b = *e.backend;
-      --b.queued;
-      --total_queued_;
-      if (e.replica.empty()) {
-        --b.shared_queued;
-      } else {
-        --replicas_.find(e.replica)->second.pinned_queued;
-      }
-      entries_.erase(it);  // its stale queue slot is skipped later...
-      CompactIfSparse(b);  // ...or dropped, so that an undrained queue stays bounded
+      Unqueue(it);
     } else {
       e.state = State::kExpiredInFlight;  // keeps its slot until the replica answers
     }

@@ -136,6 +136,10 @@ class Router {
   bool Drained(std::string_view replica) const;
   // The replica is gone; its in-flight tokens are requeued or failed.
   Orphans RemoveReplica(std::string_view replica);
+  // The tokens queued on a backend that has left the configuration and has
+  // no replica left that takes work (the last one drains or is gone): none
+  // would ever run. Taken out, with their backend's name; answer them.
+  std::vector<std::pair<uint64_t, std::string>> TakeStranded();
 
   std::vector<BackendStatus> Backends() const;
   size_t live_tokens() const { return entries_.size(); }
@@ -210,6 +214,8 @@ class Router {
   void CompactIfSparse(Backend& b);
   void MarkDirty(Backend& b);
   void Forget(const Entry& e);
+  // Erases a queued token and its counts (its queue slot is skipped later).
+  void Unqueue(std::pmr::unordered_map<uint64_t, Entry>::iterator it);
 
   RouterOptions options_;
   std::mt19937_64 rng_;

@@ -532,6 +532,41 @@ TEST_CASE("A draining replica gets no new work and is drained when it holds noth
   CHECK(TokensTo(ds, "w1").empty());
 }
 
+TEST_CASE("Calls queued on a backend that left the config are stranded once no replica takes work",
+          "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  sc::ConfigState two = OneBackend({.max_concurrent_queries = 1});
+  two.backends["other"] = MakeBackend("other", {});
+  r.ApplyConfig(two);
+  REQUIRE(r.AddReplica("w1", "be", 1).ok());  // its own capacity: one at a time
+  for (uint64_t t = 1; t <= 4; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1});  // 2, 3, 4 wait
+  CHECK(r.TakeStranded().empty());                  // configured: they wait for w1
+
+  // The traffic moves to "other" and "be" is deleted: w1 still serves it.
+  sc::ConfigState moved = two;
+  moved.backends.erase("be");
+  moved.endpoints["ep"].traffic = {{"other", 1.0}};
+  REQUIRE(sc::Validate(moved).ok());
+  r.ApplyConfig(moved);
+  CHECK(r.TakeStranded().empty());
+  CHECK(r.Complete("w1", 1) == Completion::kDeliver);
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{2});
+
+  // w1 drains: nothing will take 3 and 4 any more.
+  CHECK_FALSE(r.StartDrain("w1"));
+  std::vector<std::pair<uint64_t, std::string>> stranded = r.TakeStranded();
+  std::sort(stranded.begin(), stranded.end());
+  CHECK(stranded == std::vector<std::pair<uint64_t, std::string>>{{3, "be"}, {4, "be"}});
+  CHECK(r.TakeStranded().empty());  // each once
+  CHECK(StatusOf(r, "be").queued == 0);
+  CHECK(r.Complete("w1", 2) == Completion::kDeliver);  // in flight: still its own
+  CHECK(r.Drained("w1"));
+  CHECK(r.Expire(t0 + milliseconds(5000)).empty());  // 3 and 4 are not answered again
+  CHECK(r.live_tokens() == 0);
+}
+
 TEST_CASE("StartDrain of an idle replica is drained at once but unknown replicas are not",
           "[broker]") {
   Router r(Seeded());

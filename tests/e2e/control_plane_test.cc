@@ -373,6 +373,50 @@ TEST_CASE("Traffic switched 100/0 to 0/100 under load moves every later request"
   CHECK(BrokerStatus(*client)["config_version"] == switched->version);
 }
 
+TEST_CASE("Calls queued on a deleted backend fail UNAVAILABLE once its last replica drains",
+          "[e2e][control]") {
+  Stack stack(
+      "backends:\n  a: {handler: sleep, max_concurrent_queries: 1}\n  b: {handler: echo}\n"
+      "endpoints:\n  e: {backend: a}\n");
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  auto admin = Admin(stack.admin_address());
+  CallOptions o;
+  o.timeout = milliseconds(30'000);
+  std::vector<StatusOr<std::string>> got;
+  for (int i = 0; i < 10; ++i) {
+    client->CallAsync("e", "300", o, [&got](StatusOr<std::string> r) { got.push_back(r); });
+  }
+  WaitForStatus(*client, [](const nlohmann::json& j) {
+    return j["backends"]["a"]["in_flight"] == 1 && j["backends"]["a"]["queued"] == 9;
+  });
+  const auto deleted_at = std::chrono::steady_clock::now();
+  REQUIRE(admin->CallOk(Traffic("e", {{"b", 1}}), kAdminTimeout).ok());
+  REQUIRE(admin->CallOk(Req(Command::kDeleteBackend, "a"), kAdminTimeout).ok());
+  client->Wait();
+  // Long before their 30 s deadline: the one in flight finishes, the queued
+  // ones are told at once that they did not run.
+  CHECK(std::chrono::steady_clock::now() - deleted_at < milliseconds(10'000));
+  REQUIRE(got.size() == 10);
+  int ok = 0, unavailable = 0;
+  for (const StatusOr<std::string>& r : got) {
+    if (r.ok()) {
+      ++ok;
+      continue;
+    }
+    INFO(r.status().ToString());
+    CHECK(r.status().code() == StatusCode::kUnavailable);
+    CHECK_THAT(r.status().message(), Catch::Contains("backend 'a' left the configuration"));
+    ++unavailable;
+  }
+  CHECK(ok >= 1);
+  CHECK(ok + unavailable == 10);
+  // New calls go to b.
+  StatusOr<std::string> r = client->Call("e", "to b", o);
+  REQUIRE(r.ok());
+  CHECK(*r == "to b");
+}
+
 TEST_CASE("A broker started after 50 changes converges to the latest version", "[e2e][control]") {
   std::string dir = MakeTempDir();
   ControllerProcess c(dir);
