@@ -111,6 +111,7 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       auto until = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
+    if (dispatch_pending_) timeout = std::chrono::milliseconds(0);  // SendDispatches stopped early
     bool serve_clients = router_.has_config();
     // The wake fd first, then workers, then the controller; clients last, and
     // only once there is a config (until then their requests wait).
@@ -675,10 +676,16 @@ void Broker::ApplyConfig(const sc::Snapshot& snapshot) {
 }
 
 void Broker::SendDispatches(TimePoint now) {
-  // A failed send loses its replica, whose tokens may be dispatched anew.
+  // A failed send loses its replica, whose tokens may be dispatched anew,
+  // and a call an MDP replica cannot take frees its slot at once: another
+  // round. After 8, the loop polls without waiting and comes back.
+  dispatch_pending_ = true;
   for (int round = 0; round < 8; ++round) {
     std::vector<Dispatch> dispatches = router_.TakeDispatches(now);
-    if (dispatches.empty()) return;
+    if (dispatches.empty()) {
+      dispatch_pending_ = false;
+      return;
+    }
     // Every dispatch to one replica in this round goes in one BATCH (each
     // still its own handler batch): one message per replica, not per batch.
     group_of_.clear();

@@ -167,6 +167,7 @@ class Broker {
   Router router_;
   Liveness liveness_;                // of registered replicas
   bool membership_changed_ = false;  // replicas or config changed: refresh readiness now
+  bool dispatch_pending_ = false;    // SendDispatches ended with work perhaps left
   // Request numbers start where no broker before this one on the same
   // workers' connections left off (a random point in 2^62): a result a
   // worker finishes for a broker that was killed and replaced is then an
