@@ -318,6 +318,13 @@ int main(int argc, char** argv) {
   worker_cmd->add_option("--capacity", wopts.capacity, "Most requests held (0: backend's)")
       ->capture_default_str();
   worker_cmd
+      ->add_option("--max-result-bytes", wopts.max_result_bytes,
+                   "A larger result fails its call (HANDLER_ERROR); keep it within the broker's "
+                   "--max-message-bytes")
+      ->envname("ZSERVE_MAX_RESULT_BYTES")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 40));
+  worker_cmd
       ->add_option("--controller", wopts.controller_address,
                    "Controller admin address, to follow user_config (empty: don't)")
       ->envname("ZSERVE_CONTROLLER");

@@ -72,6 +72,7 @@ class Worker::Impl {
       here_tally_.emplace(*metrics_);
     }
     if (options_.threads == 0) return BadRequest("threads must be at least 1");
+    if (options_.max_result_bytes == 0) return BadRequest("max_result_bytes must be at least 1");
     drain_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (drain_fd_ < 0) return Internal("eventfd failed");
     done_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -601,6 +602,11 @@ class Worker::Impl {
         if (!failure.empty()) {
           r.code = StatusCode::kHandlerError;
           r.message = failure;
+        } else if (out[k].ok() && out[k]->size() > options_.max_result_bytes) {
+          r.code = StatusCode::kHandlerError;
+          r.message = "the handler's result of " + std::to_string(out[k]->size()) +
+                      " bytes is more than the worker's limit of " +
+                      std::to_string(options_.max_result_bytes) + " (--max-result-bytes)";
         } else if (out[k].ok()) {
           payloads[indexes[k]] = std::move(out[k]).value();
         } else {

@@ -1,7 +1,7 @@
 // A replica of one backend: connects to the broker, registers, receives
 // batches, runs the handler on a pool of threads (short calls on its I/O
-// thread, docs/semantics.md) and returns one reply per request. Users build their own worker binary around their model with this
-// library; `zserve worker` is the same library with built-in handlers.
+// thread, docs/semantics.md) and returns one reply per request. Users build their own worker binary
+// around their model with this library; `zserve worker` is the same library with built-in handlers.
 //
 // Run() blocks the calling thread, which becomes the worker's I/O thread and
 // owns its sockets. Drain() may be called from any thread, and from a signal
@@ -32,6 +32,10 @@ struct WorkerOptions {
   std::string replica_tag;                              // for logs; default "<hostname>-<pid>"
   uint32_t capacity = 0;  // most requests held at once; 0: the backend's setting
   uint32_t threads = 4;   // handler pool size
+  // A result larger than this fails its call with HANDLER_ERROR instead of
+  // being sent: the broker closes a connection that sends a frame over its
+  // --max-message-bytes (default the same), which would lose the replica.
+  size_t max_result_bytes = 64 << 20;
   std::chrono::milliseconds drain_timeout{30'000};  // Drain() gives up after this
   // Heartbeats with the broker (docs/operations.md): one every interval when
   // quiet; after `liveness` silent intervals the worker reconnects, waiting

@@ -670,6 +670,25 @@ TEST_CASE("a per-item error fails only that item", "[worker]") {
   CHECK(h.Stop().ok());
 }
 
+TEST_CASE("a result over max_result_bytes fails its call and the others are sent", "[worker]") {
+  Harness h(zserve::MakeHandler([](const Request& r) -> Result {
+              return std::string(std::stoul(std::string(r.payload)), 'x');
+            }),
+            [](zserve::WorkerOptions& o) { o.max_result_bytes = 1000; });
+  h.ExpectReady();
+  REQUIRE(h.broker.SendBatch(Items({1, 2, 3}, "__call__"), {"1000", "1001", "5"}).ok());
+  auto answers = h.Collect({1, 2, 3});
+  CHECK(answers[1].code == StatusCode::kOk);
+  CHECK(answers[1].payload == std::string(1000, 'x'));
+  CHECK(answers[2].code == StatusCode::kHandlerError);
+  CHECK(answers[2].message ==
+        "the handler's result of 1001 bytes is more than the worker's limit of 1000 "
+        "(--max-result-bytes)");
+  CHECK(answers[2].payload.empty());
+  CHECK(answers[3].payload == "xxxxx");
+  CHECK(h.Stop().ok());
+}
+
 TEST_CASE("a BATCH whose payload frames do not match its items is BAD_REQUEST per token",
           "[worker]") {
   std::atomic<int> calls{0};
