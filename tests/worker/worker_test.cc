@@ -402,6 +402,54 @@ TEST_CASE("slow handler batches run on every pool thread at once, also once time
   CHECK(h.Stop().ok());
 }
 
+TEST_CASE("five slow handler batches keep all four pool threads busy, none behind another",
+          "[worker]") {
+  // A "wait" call returns only once four "wait" calls are inside the handler
+  // together (bounded): a thread given two of them in one share, or a thread
+  // left asleep, fails it.
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;
+  auto handler = zserve::MakeHandler([&](const Request& r) -> Result {
+    if (r.payload == "last") return std::string("last");
+    std::unique_lock<std::mutex> lock(mu);
+    int group_end = (++arrived + 3) / 4 * 4;
+    cv.notify_all();
+    if (!cv.wait_for(lock, std::chrono::seconds(3), [&] { return arrived >= group_end; })) {
+      return zserve::Internal("ran without the rest of its group");
+    }
+    return std::string(r.payload);
+  });
+  Harness h(std::move(handler), [](zserve::WorkerOptions& o) { o.threads = 4; });
+  h.ExpectReady();
+  uint64_t token = 0;
+  // The first round times the batches (slow); the second has one more than
+  // there are threads.
+  for (size_t waits : {4, 4}) {
+    std::vector<uint64_t> tokens;
+    std::vector<std::string> payloads;
+    for (size_t i = 0; i < waits; ++i) {
+      tokens.push_back(++token);
+      payloads.push_back("wait");
+    }
+    if (token > 4) {
+      tokens.push_back(++token);
+      payloads.push_back("last");
+    }
+    REQUIRE(
+        h.broker
+            .SendBatch(Items(tokens, "__call__"), payloads, std::vector<uint32_t>(tokens.size(), 1))
+            .ok());
+    auto answers = h.Collect(std::set<uint64_t>(tokens.begin(), tokens.end()));
+    for (uint64_t t : tokens) {
+      INFO("token " << t);
+      CHECK(answers[t].code == StatusCode::kOk);
+      CHECK(answers[t].message == "");
+    }
+  }
+  CHECK(h.Stop().ok());
+}
+
 // A handler that notes the thread of each call and the most calls at once; it
 // blocks on a gate when its payload is "block", "linger" waits (bounded) for
 // a third call to run at the same time, and "pause" takes 2 ms.
