@@ -364,23 +364,34 @@ TEST_CASE("each handler batch of a BATCH is its own handler call", "[worker]") {
   CHECK(call_sizes == std::multiset<size_t>{1, 2, 3});
 }
 
-TEST_CASE("slow handler batches run on every pool thread at once, also once timed", "[worker]") {
-  // Each call returns only once all four calls of its group are inside the
-  // handler together (bounded): batches run one after another would fail.
-  // The second and third rounds come after the pool has timed its batches.
-  std::mutex mu;
-  std::condition_variable cv;
-  int arrived = 0;
-  auto handler = zserve::MakeHandler([&](const Request& r) -> Result {
-    std::unique_lock<std::mutex> lock(mu);
-    int group_end = (++arrived + 3) / 4 * 4;
-    cv.notify_all();
-    if (!cv.wait_for(lock, std::chrono::seconds(10), [&] { return arrived >= group_end; })) {
+// A handler whose calls return only once four of them are inside it together
+// (in arrival order: calls 1-4, 5-8, ...), or fail after `bound`; a call
+// with the payload "last" returns at once and is not counted.
+std::unique_ptr<zserve::Handler> FoursHandler(std::chrono::milliseconds bound) {
+  struct Groups {
+    std::mutex mu;
+    std::condition_variable cv;
+    int arrived = 0;
+  };
+  auto g = std::make_shared<Groups>();
+  return zserve::MakeHandler([g, bound](const Request& r) -> Result {
+    if (r.payload == "last") return std::string("last");
+    std::unique_lock<std::mutex> lock(g->mu);
+    int group_end = (++g->arrived + 3) / 4 * 4;
+    g->cv.notify_all();
+    if (!g->cv.wait_for(lock, bound, [&] { return g->arrived >= group_end; })) {
       return zserve::Internal("ran without the rest of its group");
     }
     return std::string(r.payload);
   });
-  Harness h(std::move(handler), [](zserve::WorkerOptions& o) { o.threads = 4; });
+}
+
+TEST_CASE("slow handler batches run on every pool thread at once, also once timed", "[worker]") {
+  // Each call returns only once all four calls of its group are inside the
+  // handler together (bounded): batches run one after another would fail.
+  // The second and third rounds come after the pool has timed its batches.
+  Harness h(FoursHandler(std::chrono::seconds(10)),
+            [](zserve::WorkerOptions& o) { o.threads = 4; });
   h.ExpectReady();
   uint64_t token = 0;
   for (size_t items : {4, 4, 8}) {
@@ -407,20 +418,7 @@ TEST_CASE("five slow handler batches keep all four pool threads busy, none behin
   // A "wait" call returns only once four "wait" calls are inside the handler
   // together (bounded): a thread given two of them in one share, or a thread
   // left asleep, fails it.
-  std::mutex mu;
-  std::condition_variable cv;
-  int arrived = 0;
-  auto handler = zserve::MakeHandler([&](const Request& r) -> Result {
-    if (r.payload == "last") return std::string("last");
-    std::unique_lock<std::mutex> lock(mu);
-    int group_end = (++arrived + 3) / 4 * 4;
-    cv.notify_all();
-    if (!cv.wait_for(lock, std::chrono::seconds(3), [&] { return arrived >= group_end; })) {
-      return zserve::Internal("ran without the rest of its group");
-    }
-    return std::string(r.payload);
-  });
-  Harness h(std::move(handler), [](zserve::WorkerOptions& o) { o.threads = 4; });
+  Harness h(FoursHandler(std::chrono::seconds(3)), [](zserve::WorkerOptions& o) { o.threads = 4; });
   h.ExpectReady();
   uint64_t token = 0;
   // The first round times the batches (slow); the second has one more than
