@@ -52,10 +52,14 @@ StatusOr<std::map<std::string, double>> ParseWeights(const std::vector<std::stri
     size_t eq = pair.find('=');
     double value = 0;
     const char* end = pair.data() + pair.size();
-    if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size() ||
-        std::from_chars(pair.data() + eq + 1, end, value).ptr != end) {
+    if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size()) {
       return BadRequest("'" + pair + "' is not BACKEND=NUMBER");
     }
+    auto [ptr, ec] = std::from_chars(pair.data() + eq + 1, end, value);
+    if (ec == std::errc::result_out_of_range) {
+      return BadRequest("'" + pair + "': the number is out of range");
+    }
+    if (ec != std::errc() || ptr != end) return BadRequest("'" + pair + "' is not BACKEND=NUMBER");
     if (!out.emplace(pair.substr(0, eq), value).second) {
       return BadRequest("backend '" + pair.substr(0, eq) + "' is given twice");
     }
@@ -163,7 +167,8 @@ struct CtlCommands::Args {
         ->capture_default_str();
     curve.Add(app, kCurveController);
     app->add_option("--timeout", timeout_ms, "Milliseconds to wait for the controller")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
   }
 
   CLI::App* Add(sc::Command command, const char* name_, const char* help) {

@@ -173,16 +173,21 @@ int main(int argc, char** argv) {
       app.add_subcommand("up", "Start controller, broker and workers of a deployment");
   up_cmd->add_option("file", up.deployment_file, "Deployment file (YAML)")->capture_default_str();
   up_cmd->add_option("--client-port", up.client_port, "Broker port for clients (0: free)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   up_cmd->add_option("--worker-port", up.worker_port, "Broker port for workers (0: free)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   up_cmd->add_option("--admin-port", up.admin_port, "Controller admin/snapshot port (0: free)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   up_cmd->add_option("--pub-port", up.pub_port, "Controller update port (0: free)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   int64_t ready_timeout_ms = 30'000;
   up_cmd->add_option("--ready-timeout-ms", ready_timeout_ms, "Give up if not served by then")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
   up_cmd->add_option("--heartbeat-ms", up.heartbeat_ms, "Broker/worker heartbeat interval")
       ->capture_default_str()
       ->check(CLI::Range(10, 60'000));
@@ -201,7 +206,8 @@ int main(int argc, char** argv) {
   up_cmd
       ->add_option("--metrics-port", up.metrics_port,
                    "Metrics HTTP ports: controller this, broker +1, workers +2 upward (0: free)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64535));  // room for the workers' ports above it
   add_log_level(up_cmd);
 
   // controller

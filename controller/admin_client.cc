@@ -72,7 +72,8 @@ StatusOr<sc::AdminReply> AdminClient::Call(sc::AdminRequest request,
   // Start afresh, so that a late reply cannot be taken for the next one.
   if (Status s = Connect(); !s.ok()) return s;
   return Unavailable("no answer from the controller at " + address_ + " within " +
-                     std::to_string(timeout.count()) + " ms");
+                     std::to_string(timeout.count()) +
+                     " ms (a change may or may not have been applied: `zserve ctl get` shows)");
 }
 
 StatusOr<sc::AdminReply> AdminClient::CallOk(sc::AdminRequest request,

@@ -154,7 +154,13 @@ TEST_CASE("zserve ctl runs each admin command and refuses bad ones with exit cod
   CHECK(*ctl({"create-backend", "bad/name"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"create-backend", "mlp"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"set-traffic", "classify", "mlp"})->Wait(milliseconds(0)) == 1);
+  CHECK(*ctl({"set-shadow", "classify", "mlp_v2=1e400"})->Wait(milliseconds(0)) == 1);
+  // A --timeout of 0 would send the change and give up at once: refused by
+  // the command line, before anything is sent.
+  CHECK(*ctl({"set-shadow", "classify", "--timeout", "0"})->Wait(milliseconds(0)) != 0);
   std::string errors = ReadFile(err);
+  CHECK_THAT(errors, Catch::Contains("'mlp_v2=1e400': the number is out of range"));
+  CHECK_THAT(errors, Catch::Contains("--timeout"));
   CHECK_THAT(errors, Catch::Contains("still in the traffic policy of endpoint 'classify'"));
   CHECK_THAT(errors, Catch::Contains("traffic weights must sum to 1"));
   CHECK_THAT(errors, Catch::Contains("shadow fraction of 'mlp_v2' must be in [0, 1]"));

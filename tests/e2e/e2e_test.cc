@@ -521,6 +521,14 @@ TEST_CASE("up refuses a bad deployment file with a clear message", "[e2e]") {
   std::ifstream in(dir + "/err.log");
   std::string err((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK_THAT(err, Catch::Contains("unknown key 'num_replica'"));
+  // A port that cannot be is refused before anything starts.
+  WriteFile(dir + "/good.yaml", "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n");
+  Process port(kBinary, {"up", dir + "/good.yaml", "--admin-port", "70000"}, dir + "/port.log");
+  std::optional<int> rc = port.Wait(milliseconds(10'000));
+  REQUIRE(rc.has_value());
+  CHECK(*rc != 0);
+  CHECK_THAT(ReadFile(dir + "/port.log"),
+             Catch::Contains("--admin-port: Value 70000 not in range"));
 }
 
 }  // namespace
