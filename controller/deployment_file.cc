@@ -25,6 +25,26 @@ class Reader {
     return BadRequest(where + ": " + what);
   }
 
+  // Every mapping of the document, at any depth, has each key once: YAML
+  // parsers differ on a second one (yaml-cpp keeps the first), so a file
+  // that gives one is refused, not read one way or the other.
+  Status CheckNoDuplicateKeys(const YAML::Node& node) const {
+    if (node.IsSequence()) {
+      for (const auto& item : node) {
+        if (Status s = CheckNoDuplicateKeys(item); !s.ok()) return s;
+      }
+    } else if (node.IsMap()) {
+      std::set<std::string> seen;
+      for (const auto& kv : node) {
+        if (kv.first.IsScalar() && !seen.insert(kv.first.Scalar()).second) {
+          return Error(kv.first, "key '" + kv.first.Scalar() + "' is given twice");
+        }
+        if (Status s = CheckNoDuplicateKeys(kv.second); !s.ok()) return s;
+      }
+    }
+    return Status::Ok();
+  }
+
   Status CheckKeys(const YAML::Node& map, const std::string& what,
                    const std::set<std::string>& allowed) const {
     if (!map.IsMap()) return Error(map, what + " must be a mapping");
@@ -127,8 +147,11 @@ Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n
   if (s.ok()) s = r.U32(n, "retry_on_replica_failure", &b->retry_on_replica_failure);
   if (!s.ok()) return s;
   if (const YAML::Node uc = n["user_config"]) {
-    // Any YAML value; handed to the handler as text (a scalar as it is).
-    if (uc.IsScalar()) {
+    // Any YAML value; handed to the handler as text (a scalar as it is,
+    // nothing as empty).
+    if (uc.IsNull()) {
+      b->user_config.clear();
+    } else if (uc.IsScalar()) {
       b->user_config = uc.Scalar();
     } else {
       YAML::Emitter e;
@@ -170,8 +193,14 @@ StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string
   Reader r(origin);
   ConfigState state;
   try {
-    YAML::Node root = YAML::Load(yaml);
+    std::vector<YAML::Node> documents = YAML::LoadAll(yaml);
+    if (documents.size() > 1) {
+      return BadRequest(origin + ": the file has " + std::to_string(documents.size()) +
+                        " YAML documents (separated by ---); give one");
+    }
+    YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
     if (!root || root.IsNull()) return BadRequest(origin + ": the file is empty");
+    if (Status s = r.CheckNoDuplicateKeys(root); !s.ok()) return s;
     if (Status s = r.CheckKeys(root, "the deployment", {"backends", "endpoints"}); !s.ok()) {
       return s;
     }

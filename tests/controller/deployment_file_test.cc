@@ -115,6 +115,14 @@ endpoints:
   CHECK(state->endpoints.at("slow").traffic == std::map<std::string, double>{{"model_b", 1.0}});
 }
 
+TEST_CASE("A user_config key with nothing after it is an empty user_config", "[controller]") {
+  auto state = ParseDeployment(
+      "backends:\n  a:\n    handler: echo\n    user_config:\nendpoints:\n  e: {backend: a}\n",
+      "test.yaml");
+  REQUIRE(state.ok());
+  CHECK(state->backends.at("a").user_config.empty());
+}
+
 TEST_CASE("Bad deployment files are refused with a message that says why", "[controller]") {
   struct Case {
     const char* what;
@@ -141,6 +149,19 @@ endpoints:
 )",
        {"test.yaml:6", "unknown key 'timeout'"}},
       {"unknown top-level key", "backend:\n  echo: {}\n", {"unknown key 'backend'"}},
+      {"a key given twice in a backend",
+       "backends:\n  a:\n    handler: echo\n    num_replicas: 1\n    num_replicas: 5\n"
+       "endpoints:\n  e: {backend: a}\n",
+       {"test.yaml:5", "key 'num_replicas' is given twice"}},
+      {"a key given twice in an endpoint's traffic",
+       "backends:\n  a: {handler: echo}\nendpoints:\n  e: {traffic: {a: 0.5, a: 0.5}}\n",
+       {"key 'a' is given twice"}},
+      {"a top-level section given twice",
+       "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\nbackends:\n  b: {}\n",
+       {"test.yaml:5", "key 'backends' is given twice"}},
+      {"two YAML documents",
+       "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n---\nbackends: {}\n",
+       {"2 YAML documents"}},
       {"weights not summing to 1",
        R"(backends:
   a: {handler: echo}
