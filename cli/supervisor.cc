@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "common/logging.h"
@@ -21,6 +22,7 @@
 #include "controller/deployment_file.h"
 #include "gateway/gateway.h"
 #include "schemas/config_subscriber.h"
+#include "worker/builtin_handlers.h"
 #include "zserve/client.h"
 
 namespace zserve::cli {
@@ -36,6 +38,20 @@ struct Child {
   int metrics_port = 0;           // its /metrics
   std::vector<std::string> args;  // to start it again
 };
+
+// Whether up can start replicas of `b`: none are wanted, or its handler is
+// built in (a plugin's workers are started by hand, docs/deployment.md).
+Status UpCanStart(const schemas::BackendConfig& b) {
+  if (b.num_replicas == 0) return Status::Ok();
+  const std::vector<std::string> builtin = worker::BuiltinHandlerNames();
+  if (std::find(builtin.begin(), builtin.end(), b.handler) != builtin.end()) return Status::Ok();
+  std::string list;
+  for (const std::string& name : builtin) list += (list.empty() ? "" : ", ") + name;
+  return BadRequest("backend '" + b.name + "': handler '" + b.handler + "' is not built in (" +
+                    list +
+                    "); up starts replicas of built-in handlers only: for a plugin, give "
+                    "num_replicas 0 and start its workers with zserve worker --plugin");
+}
 
 std::string SelfExe() {
   char buf[4096];
@@ -115,13 +131,24 @@ class Stack {
   // Makes the running workers match `state`: drains (SIGTERM) the workers of
   // deleted backends, of a changed handler and beyond num_replicas (newest
   // first), then starts what is missing.
+  // A backend whose handler is not built in (a change made with ctl; the
+  // file was checked at start) gets no new worker from up, and its running
+  // ones are kept: up would start workers that exit at once, and take the
+  // backend down.
   void Reconcile(const schemas::ConfigState& state) {
     last_state_ = state;
     std::map<std::string, uint32_t> live;
+    for (const auto& [name, b] : state.backends) {
+      const std::string key = name + "\n" + b.handler;
+      if (Status s = UpCanStart(b); !s.ok() && warned_.insert(key).second) {
+        log_->error("{}; up starts no replica of it and keeps those running", s.message());
+      }
+    }
     for (Child& c : children_) {
       if (c.role != "worker" || c.pid <= 0 || c.draining) continue;
       auto b = state.backends.find(c.backend);
-      if (b != state.backends.end() && b->second.handler == c.handler &&
+      if (b != state.backends.end() &&
+          (b->second.handler == c.handler || !UpCanStart(b->second).ok()) &&
           live[c.backend] < b->second.num_replicas) {
         ++live[c.backend];
         continue;
@@ -133,6 +160,7 @@ class Stack {
     TimePoint now = Clock::now();
     reconciled_at_ = now;
     for (const auto& [name, b] : state.backends) {
+      if (!UpCanStart(b).ok()) continue;
       std::vector<std::string>& reusable = free_tags_[name];
       // A crashed replica's tag holds its place until its backoff is over.
       auto waiting = static_cast<uint32_t>(
@@ -352,6 +380,7 @@ class Stack {
   };
   std::map<std::string, Crashes> crashes_;  // by child name (replica tag, "broker", ...)
   TimePoint reconciled_at_{};               // when Reconcile last ran
+  std::set<std::string> warned_;            // "backend\nhandler" that UpCanStart refused
   int restarts_ = 0;
 };
 
@@ -412,6 +441,12 @@ int RunUp(UpOptions o) {
   if (!state.ok()) {
     std::fprintf(stderr, "zserve up: %s\n", state.status().ToString().c_str());
     return 1;
+  }
+  for (const auto& [name, b] : state->backends) {
+    if (Status s = UpCanStart(b); !s.ok()) {
+      std::fprintf(stderr, "zserve up: %s: %s\n", o.deployment_file.c_str(), s.message().c_str());
+      return 1;
+    }
   }
   if (mkdir(o.state_dir.c_str(), 0755) != 0 && errno != EEXIST) {
     std::fprintf(stderr, "zserve up: cannot create the state directory '%s': %s\n",

@@ -1,11 +1,15 @@
 #include "controller/deployment_file.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string_view>
+#include <vector>
 
 namespace zserve::controller {
 namespace {
@@ -27,22 +31,74 @@ class Reader {
 
   // Every mapping of the document, at any depth, has each key once: YAML
   // parsers differ on a second one (yaml-cpp keeps the first), so a file
-  // that gives one is refused, not read one way or the other.
+  // that gives one is refused, not read one way or the other. A collection
+  // reached again through an alias is checked once (by where it starts in
+  // the text), so aliases cannot make the walk longer than the file.
   Status CheckNoDuplicateKeys(const YAML::Node& node) const {
+    std::set<int> seen;
+    return CheckNoDuplicateKeys(node, &seen);
+  }
+
+  Status CheckNoDuplicateKeys(const YAML::Node& node, std::set<int>* seen) const {
+    if (!node.IsSequence() && !node.IsMap()) return Status::Ok();
+    if (!seen->insert(node.Mark().pos).second) return Status::Ok();
     if (node.IsSequence()) {
       for (const auto& item : node) {
-        if (Status s = CheckNoDuplicateKeys(item); !s.ok()) return s;
+        if (Status s = CheckNoDuplicateKeys(item, seen); !s.ok()) return s;
       }
-    } else if (node.IsMap()) {
-      std::set<std::string> seen;
+      return Status::Ok();
+    }
+    std::vector<std::string_view> keys;
+    for (const auto& kv : node) {
+      if (kv.first.IsScalar()) keys.push_back(kv.first.Scalar());
+      if (Status s = CheckNoDuplicateKeys(kv.second, seen); !s.ok()) return s;
+    }
+    std::sort(keys.begin(), keys.end());
+    if (auto twice = std::adjacent_find(keys.begin(), keys.end()); twice != keys.end()) {
+      bool first = true;  // the error points at the second
       for (const auto& kv : node) {
-        if (kv.first.IsScalar() && !seen.insert(kv.first.Scalar()).second) {
-          return Error(kv.first, "key '" + kv.first.Scalar() + "' is given twice");
-        }
-        if (Status s = CheckNoDuplicateKeys(kv.second); !s.ok()) return s;
+        if (!kv.first.IsScalar() || kv.first.Scalar() != *twice) continue;
+        if (!first) return Error(kv.first, "key '" + std::string(*twice) + "' is given twice");
+        first = false;
       }
     }
     return Status::Ok();
+  }
+
+  // How many YAML documents with content `yaml` holds (an empty one, as
+  // after a last ---, does not count), counting to 2 at most: a parser that
+  // went on forever on broken input would not stop a longer count.
+  static int CountDocuments(const std::string& yaml) {
+    struct Content : YAML::EventHandler {
+      bool seen = false;
+      void OnDocumentStart(const YAML::Mark&) override {}
+      void OnDocumentEnd() override {}
+      void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+      void OnAlias(const YAML::Mark&, YAML::anchor_t) override { seen = true; }
+      void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    const std::string&) override {
+        seen = true;
+      }
+      void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                           YAML::EmitterStyle::value) override {
+        seen = true;
+      }
+      void OnSequenceEnd() override {}
+      void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                      YAML::EmitterStyle::value) override {
+        seen = true;
+      }
+      void OnMapEnd() override {}
+    } content;
+    std::istringstream in(yaml);
+    YAML::Parser parser(in);
+    int documents = 0;
+    for (int parsed = 0; parsed < 4 && documents < 2 && parser.HandleNextDocument(content);
+         ++parsed) {
+      documents += content.seen ? 1 : 0;
+      content.seen = false;
+    }
+    return documents;
   }
 
   Status CheckKeys(const YAML::Node& map, const std::string& what,
@@ -193,13 +249,13 @@ StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string
   Reader r(origin);
   ConfigState state;
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(yaml);
-    if (documents.size() > 1) {
-      return BadRequest(origin + ": the file has " + std::to_string(documents.size()) +
-                        " YAML documents (separated by ---); give one");
-    }
-    YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+    YAML::Node root = YAML::Load(yaml);
     if (!root || root.IsNull()) return BadRequest(origin + ": the file is empty");
+    if (Reader::CountDocuments(yaml) > 1) {
+      return BadRequest(origin +
+                        ": the file has more than one YAML document (separated by ---); "
+                        "give one");
+    }
     if (Status s = r.CheckNoDuplicateKeys(root); !s.ok()) return s;
     if (Status s = r.CheckKeys(root, "the deployment", {"backends", "endpoints"}); !s.ok()) {
       return s;

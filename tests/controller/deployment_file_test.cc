@@ -115,6 +115,14 @@ endpoints:
   CHECK(state->endpoints.at("slow").traffic == std::map<std::string, double>{{"model_b", 1.0}});
 }
 
+TEST_CASE("A document start marker before the file and an empty document after it are fine",
+          "[controller]") {
+  auto state = ParseDeployment(
+      "---\nbackends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n---\n", "test.yaml");
+  REQUIRE(state.ok());
+  CHECK(state->backends.size() == 1);
+}
+
 TEST_CASE("A user_config key with nothing after it is an empty user_config", "[controller]") {
   auto state = ParseDeployment(
       "backends:\n  a:\n    handler: echo\n    user_config:\nendpoints:\n  e: {backend: a}\n",
@@ -161,7 +169,7 @@ endpoints:
        {"test.yaml:5", "key 'backends' is given twice"}},
       {"two YAML documents",
        "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n---\nbackends: {}\n",
-       {"2 YAML documents"}},
+       {"more than one YAML document"}},
       {"weights not summing to 1",
        R"(backends:
   a: {handler: echo}
@@ -362,4 +370,25 @@ TEST_CASE("The default deployment routes /echo to the echo endpoint", "[controll
   auto state = LoadDeploymentFile(kSourceDir + "/examples/deployment.yaml");
   REQUIRE(state.ok());
   CHECK(state->endpoints.at("echo").route == "/echo");
+}
+
+TEST_CASE("Aliases that stand for a billion nodes load quickly and stay aliases", "[controller]") {
+  auto state = ParseDeployment(
+      "backends:\n  b:\n    handler: echo\n    user_config:\n"
+      "      a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+      "      a1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\n"
+      "      a2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\n"
+      "      a3: &a3 [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\n"
+      "      a4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n"
+      "      a5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\n"
+      "      a6: &a6 [*a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5, *a5]\n"
+      "      a7: &a7 [*a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6, *a6]\n"
+      "      a8: &a8 [*a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7, *a7]\n"
+      "endpoints:\n  e: {backend: b}\n",
+      "test.yaml");
+  REQUIRE(state.ok());
+  // Handed on as YAML text with its anchors and aliases, not expanded.
+  CHECK(state->backends.at("b").user_config.size() < 2000);
+  INFO(state->backends.at("b").user_config);
+  CHECK(state->backends.at("b").user_config.find("*") != std::string::npos);
 }

@@ -520,6 +520,33 @@ TEST_CASE("up follows num_replicas and new backends from the controller", "[e2e]
   CHECK_THAT(stack.log(), Catch::Contains("draining echo-"));
 }
 
+TEST_CASE("up keeps a backend's replicas when its handler is changed to one it cannot start",
+          "[e2e][control]") {
+  Stack stack(
+      "backends:\n  echo: {handler: echo, num_replicas: 2}\n"
+      "endpoints:\n  echo: {backend: echo}\n");
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  auto admin = Admin(stack.admin_address());
+  sc::AdminRequest typo = Req(Command::kUpdateBackend, "echo");
+  typo.backend.handler = "ecko";
+  auto changed = admin->CallOk(typo, kAdminTimeout);
+  REQUIRE(changed.ok());
+  REQUIRE(Eventually([&] {
+    return stack.log().find("backend 'echo': handler 'ecko' is not built in") != std::string::npos;
+  }));
+  CHECK(BrokerStatus(*client)["config_version"] == changed->version);
+  CallOptions o;
+  o.timeout = milliseconds(10'000);
+  for (int i = 0; i < 10; ++i) {
+    StatusOr<std::string> r = client->Call("echo", "still served", o);
+    REQUIRE(r.ok());
+    CHECK(*r == "still served");
+  }
+  CHECK(BrokerStatus(*client)["backends"]["echo"]["replicas"] == 2);
+  CHECK_THAT(stack.log(), !Catch::Contains("draining echo-"));
+}
+
 TEST_CASE("up starts a crashed controller again from its store, keeping the changes made since",
           "[e2e][control]") {
   Stack stack(
