@@ -1,8 +1,12 @@
 #include "cli/curve_flags.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -65,27 +69,46 @@ StatusOr<CurveKeys> LoadCurveKeys(const CurveFlags& flags) {
 
 namespace {
 
-// Writes `text` to `path`, readable by the owner only when `secret`.
-Status WriteKeyFile(const std::string& path, const std::string& text, bool secret) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!out || !(out << text) || !out.flush()) return BadRequest("cannot write '" + path + "'");
-  if (secret && chmod(path.c_str(), 0600) != 0) return BadRequest("cannot chmod '" + path + "'");
+// Writes `text` to `path`, created readable by the owner only when `secret`
+// (never readable by others, not even for a moment). `fresh`: `path` must
+// not exist yet.
+Status WriteKeyFile(const std::string& path, const std::string& text, bool secret, bool fresh) {
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (fresh ? O_EXCL : O_TRUNC);
+  int fd = open(path.c_str(), flags, secret ? 0600 : 0644);
+  if (fd < 0 && errno == EEXIST) {
+    return BadRequest("'" + path + "' exists; keygen never replaces a key (remove it first)");
+  }
+  if (fd < 0) return BadRequest("cannot write '" + path + "': " + std::strerror(errno));
+  bool ok = fchmod(fd, secret ? 0600 : 0644) == 0;  // a file kept from before, too
+  for (size_t done = 0; ok && done < text.size();) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  ok = close(fd) == 0 && ok;
+  if (!ok) return BadRequest("cannot write '" + path + "': " + std::strerror(errno));
   return Status::Ok();
 }
 
-// PATH (the pair, 0600) and PATH.pub; the pair's public key.
-StatusOr<std::string> WritePair(const std::string& path) {
+// PATH (the pair, 0600) and PATH.pub; the pair's public key. `fresh`: neither
+// may exist yet.
+StatusOr<std::string> WritePair(const std::string& path, bool fresh) {
+  if (fresh && std::filesystem::exists(path + ".pub")) {
+    return BadRequest("'" + path + ".pub' exists; keygen never replaces a key (remove it first)");
+  }
   StatusOr<KeyPair> keys = GenerateKeyPair();
   if (!keys.ok()) return keys.status();
   std::string name = std::filesystem::path(path).filename().string();
   if (Status s = WriteKeyFile(
-          path, KeyFileText(*keys, "zserve CURVE key pair '" + name + "': keep it secret"), true);
+          path, KeyFileText(*keys, "zserve CURVE key pair '" + name + "': keep it secret"), true,
+          fresh);
       !s.ok()) {
     return s;
   }
   if (Status s = WriteKeyFile(
           path + ".pub",
-          KeyFileText({keys->public_key, ""}, "zserve CURVE public key '" + name + "'"), false);
+          KeyFileText({keys->public_key, ""}, "zserve CURVE public key '" + name + "'"), false,
+          fresh);
       !s.ok()) {
     return s;
   }
@@ -122,19 +145,22 @@ int Keygen(const KeygenArgs& a) {
     for (const Member& m :
          {Member{"controller", {}}, Member{"broker", {"broker"}}, Member{"worker", {"worker"}},
           Member{"client", {"client"}}, Member{"admin", {"admin", "client"}}}) {
-      StatusOr<std::string> key = WritePair(a.set_dir + "/" + m.name + ".key");
+      // Not fresh: keys of an attempt cut short before the allow-list are
+      // not in use yet.
+      StatusOr<std::string> key = WritePair(a.set_dir + "/" + m.name + ".key", /*fresh=*/false);
       if (!key.ok()) return fail(key.status());
       for (const char* role : m.roles)
         lines += std::string(role) + " " + *key + " " + m.name + "\n";
     }
-    if (Status s = WriteKeyFile(allow, lines, false); !s.ok()) return fail(s);
+    if (Status s = WriteKeyFile(allow, lines, false, /*fresh=*/false); !s.ok()) return fail(s);
     std::printf("wrote %s: controller, broker, worker, client and admin keys and the allow list\n",
                 a.set_dir.c_str());
     return 0;
   }
   if (a.path.empty()) return fail(BadRequest("give a PATH for the key pair, or --set DIR"));
   if (!a.allow.empty() && a.role.empty()) return fail(BadRequest("--allow needs --role"));
-  StatusOr<std::string> key = WritePair(a.path);
+  if (a.allow.empty() && !a.role.empty()) return fail(BadRequest("--role needs --allow"));
+  StatusOr<std::string> key = WritePair(a.path, /*fresh=*/true);
   if (!key.ok()) return fail(key.status());
   std::printf("wrote %s (secret) and %s.pub\n", a.path.c_str(), a.path.c_str());
   if (!a.allow.empty()) {

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -160,6 +161,27 @@ class Relay {
 };
 
 int PortOf(const std::string& address) { return std::stoi(address.substr(address.rfind(':') + 1)); }
+
+TEST_CASE("keygen writes a secret only its owner reads and never replaces a key",
+          "[e2e][security]") {
+  const std::string dir = MakeTempDir();
+  const std::string path = dir + "/alice";
+  Process first(kBinary, {"keygen", path});
+  REQUIRE(first.Wait(milliseconds(10'000)) == 0);
+  struct stat st {};
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  const std::string secret = ReadFile(path);
+  StatusOr<KeyPair> pair = LoadKeyPair(path);
+  REQUIRE(pair.ok());
+  Process again(kBinary, {"keygen", path}, dir + "/again.err");
+  REQUIRE(again.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/again.err"), Catch::Contains("exists; keygen never replaces a key"));
+  CHECK(ReadFile(path) == secret);
+  Process role_only(kBinary, {"keygen", dir + "/bob", "--role", "client"}, dir + "/role.err");
+  REQUIRE(role_only.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/role.err"), Catch::Contains("--role needs --allow"));
+}
 
 TEST_CASE("With CURVE on an allowed client calls and an unknown key is refused",
           "[e2e][security]") {
