@@ -140,14 +140,16 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
     for (uint64_t token : router_.Expire(now)) {
       Finish(token, DeadlineExceeded("deadline passed before a result"));
     }
-    if (membership_changed_) {
-      for (const auto& [token, backend] : router_.TakeStranded()) {
-        Finish(token, Unavailable("backend '" + backend +
-                                  "' left the configuration with no replica to run this call, "
-                                  "which waited in its queue and did not run"));
+    SendDispatches(now);
+    if (membership_changed_) {  // after SendDispatches, which may lose a replica too
+      for (const Stranded& s : router_.TakeStranded()) {
+        Finish(s.token, Unavailable("backend '" + s.backend +
+                                    "' left the configuration with no replica to run this call, "
+                                    "which waited in its queue" +
+                                    (s.tried ? " (it may have run on a replica lost since)"
+                                             : " and did not run")));
       }
     }
-    SendDispatches(now);
     FlushReplies();
     // Readiness follows replica and config changes at once; gauges otherwise
     // refresh on their own period.

@@ -441,8 +441,8 @@ void Router::Unqueue(std::pmr::unordered_map<uint64_t, Entry>::iterator it) {
   CompactIfSparse(b);  // ...or dropped, so that an undrained queue stays bounded
 }
 
-std::vector<std::pair<uint64_t, std::string>> Router::TakeStranded() {
-  std::vector<std::pair<uint64_t, std::string>> out;
+std::vector<Stranded> Router::TakeStranded() {
+  std::vector<Stranded> out;
   for (auto& [name, b] : backends_) {
     if (b.configured || b.queued == 0) continue;
     if (std::any_of(b.replicas.begin(), b.replicas.end(), [this](const std::string& id) {
@@ -452,11 +452,13 @@ std::vector<std::pair<uint64_t, std::string>> Router::TakeStranded() {
     }
     // A scan: a backend leaving with calls queued is rare, requests are not.
     for (const auto& [token, e] : entries_) {
-      if (e.backend == &b && e.state == State::kQueued) out.emplace_back(token, name);
+      if (e.backend == &b && e.state == State::kQueued) {
+        out.push_back({token, name, e.attempts > 0});
+      }
     }
   }
-  for (const auto& [token, backend] : out) {
-    auto it = entries_.find(token);
+  for (const Stranded& s : out) {
+    auto it = entries_.find(s.token);
     Forget(it->second);
     Unqueue(it);
   }

@@ -55,6 +55,15 @@ enum class Completion {
 };
 
 // What a lost replica leaves behind.
+// A token TakeStranded took out: its backend, and whether it was sent to a
+// replica before (lost since, the token queued again).
+struct Stranded {
+  uint64_t token;
+  std::string backend;
+  bool tried;
+  bool operator==(const Stranded&) const = default;
+};
+
 struct Orphans {
   std::vector<uint64_t> requeued;  // retried on another replica
   std::vector<uint64_t> failed;    // no retry left: answer REPLICA_FAILED
@@ -138,8 +147,8 @@ class Router {
   Orphans RemoveReplica(std::string_view replica);
   // The tokens queued on a backend that has left the configuration and has
   // no replica left that takes work (the last one drains or is gone): none
-  // would ever run. Taken out, with their backend's name; answer them.
-  std::vector<std::pair<uint64_t, std::string>> TakeStranded();
+  // would ever run. Taken out; answer them.
+  std::vector<Stranded> TakeStranded();
 
   std::vector<BackendStatus> Backends() const;
   size_t live_tokens() const { return entries_.size(); }

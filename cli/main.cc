@@ -218,6 +218,8 @@ int main(int argc, char** argv) {
       ->required();
   ctl_cmd->add_option("--config", copts.deployment_file, "Deployment file applied at start")
       ->envname("ZSERVE_CONFIG");
+  ctl_cmd->add_flag("--config-on-reload-only", copts.reload_only,
+                    "Apply --config on SIGHUP only, not at start (start from the store)");
   ctl_cmd->add_option("--admin-bind", copts.admin_bind, "Admin/snapshot ROUTER address")
       ->envname("ZSERVE_ADMIN_BIND")
       ->capture_default_str();

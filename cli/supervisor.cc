@@ -233,9 +233,10 @@ class Stack {
           // published state), and applying it again would undo the changes
           // acknowledged since.
           ScheduleRestart(*it, status);
-          if (it->role == "controller") {
-            auto config = std::find(it->args.begin(), it->args.end(), "--config");
-            if (config != it->args.end()) it->args.erase(config, config + 2);
+          if (it->role == "controller" &&
+              std::find(it->args.begin(), it->args.end(), "--config-on-reload-only") ==
+                  it->args.end()) {
+            it->args.push_back("--config-on-reload-only");  // SIGHUP still reloads the file
           }
           respawn_.push_back(std::move(*it));
         }

@@ -31,7 +31,7 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
     c->metrics_ = std::make_unique<ControllerMetrics>(*options.metrics);
   }
   c->log_->info("store '{}' opened at version {}", options.store_path, c->store_->version());
-  if (!options.deployment_file.empty()) {
+  if (!options.deployment_file.empty() && !options.reload_only) {
     StatusOr<sc::ConfigState> state = LoadDeploymentFile(options.deployment_file);
     if (!state.ok()) return state.status();
     if (auto r = c->Commit(std::move(state).value(), "apply " + options.deployment_file); !r.ok()) {

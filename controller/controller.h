@@ -33,6 +33,7 @@ struct ControllerOptions {
   std::string pub_bind = "tcp://127.0.0.1:5558";
   std::string store_path;             // required: the SQLite store
   std::string deployment_file;        // optional: applied at start and on Reload()
+  bool reload_only = false;           // the file is applied on Reload() only, not at start
   zmq::context_t* context = nullptr;  // required, borrowed
   Logger logger;                      // required
   std::chrono::milliseconds heartbeat{1000};

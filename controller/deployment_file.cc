@@ -66,8 +66,7 @@ class Reader {
   }
 
   // How many YAML documents with content `yaml` holds (an empty one, as
-  // after a last ---, does not count), counting to 2 at most: a parser that
-  // went on forever on broken input would not stop a longer count.
+  // after a last ---, does not count), counting to 2 at most.
   static int CountDocuments(const std::string& yaml) {
     struct Content : YAML::EventHandler {
       bool seen = false;
@@ -93,7 +92,9 @@ class Reader {
     std::istringstream in(yaml);
     YAML::Parser parser(in);
     int documents = 0;
-    for (int parsed = 0; parsed < 4 && documents < 2 && parser.HandleNextDocument(content);
+    // Each document takes up input: at most one per byte, and a few more.
+    for (size_t parsed = 0;
+         parsed < yaml.size() + 2 && documents < 2 && parser.HandleNextDocument(content);
          ++parsed) {
       documents += content.seen ? 1 : 0;
       content.seen = false;

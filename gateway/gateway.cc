@@ -118,7 +118,7 @@ StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayOptions& options
 
 Gateway::~Gateway() {
   {
-    // Each request is bounded by its call's deadline (CallAndWait).
+    // Each active request is bounded by its call's deadline (CallAndWait).
     std::unique_lock<std::mutex> lock(active_mu_);
     stopping_ = true;
     active_cv_.wait(lock, [this] { return active_ == 0; });
@@ -263,22 +263,6 @@ int Gateway::Handle(mg_connection* conn) {
   const mg_request_info* info = mg_get_request_info(conn);
   std::string_view method = info->request_method != nullptr ? info->request_method : "";
   bool head = method == "HEAD";
-  {
-    std::lock_guard<std::mutex> lock(active_mu_);
-    if (stopping_) {
-      HttpResponse r = ErrorResponse(Unavailable("the gateway is stopping"));
-      Send(conn, r, head);
-      return r.status;
-    }
-    ++active_;
-  }
-  struct Done {
-    Gateway* g;
-    ~Done() {
-      std::lock_guard<std::mutex> lock(g->active_mu_);
-      if (--g->active_ == 0) g->active_cv_.notify_all();
-    }
-  } done{this};
   HeaderLookup header = [conn](const char* name) -> std::optional<std::string_view> {
     const char* v = mg_get_header(conn, name);
     if (v == nullptr) return std::nullopt;
@@ -308,9 +292,30 @@ int Gateway::Handle(mg_connection* conn) {
   CallPlan plan = std::get<CallPlan>(std::move(d));
   std::variant<std::string, HttpResponse> body =
       ReadBody(conn, info->content_length, options_.max_body_bytes);
-  HttpResponse response = std::holds_alternative<std::string>(body)
-                              ? CallAndWait(std::move(plan), std::get<std::string>(std::move(body)))
-                              : std::get<HttpResponse>(std::move(body));
+  if (HttpResponse* refused = std::get_if<HttpResponse>(&body)) {
+    Send(conn, *refused, head);
+    return refused->status;
+  }
+  // From here the request holds a call: a stop waits for its answer (bounded
+  // by the call's deadline), or refuses it before it is made. A request
+  // still sending its body is not waited for.
+  {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    if (stopping_) {
+      HttpResponse r = ErrorResponse(Unavailable("the gateway is stopping"));
+      Send(conn, r, head);
+      return r.status;
+    }
+    ++active_;
+  }
+  struct Done {
+    Gateway* g;
+    ~Done() {
+      std::lock_guard<std::mutex> lock(g->active_mu_);
+      if (--g->active_ == 0) g->active_cv_.notify_all();
+    }
+  } done{this};
+  HttpResponse response = CallAndWait(std::move(plan), std::get<std::string>(std::move(body)));
   Send(conn, response, head);
   return response.status;
 }

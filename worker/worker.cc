@@ -494,10 +494,11 @@ class Worker::Impl {
   // thread is woken for at least kShareNs of work, not for less than the
   // wake-up costs. With mu_ held.
   size_t ShareSize() const {
-    // Slow batches one at a time: each result goes out as it is done, and a
-    // thread that finishes takes the next, so none waits behind another in
-    // one thread's share while a thread sleeps.
-    if (batch_ns_ >= kShareNs) return 1;
+    // Slow batches one at a time (and any before the first is timed): each
+    // result goes out as it is done, and a thread that finishes takes the
+    // next, so none waits behind another in one thread's share while a
+    // thread sleeps.
+    if (batch_ns_ == 0 || batch_ns_ >= kShareNs) return 1;  // or not timed yet
     size_t fair = (jobs_.size() + options_.threads - 1) / options_.threads;
     size_t by_time = batch_ns_ > 0 ? static_cast<size_t>(kShareNs / batch_ns_) : 1;
     return std::max<size_t>({fair, by_time, 1});
@@ -540,7 +541,10 @@ class Worker::Impl {
         // The I/O thread woke as many threads as it counted shares, but each
         // share is counted again as the queue shrinks: what is left and has
         // room wakes one more.
-        if (!jobs_.empty() && busy_ + (here_busy_ ? 1 : 0) < options_.threads) cv_.notify_one();
+        if (!jobs_.empty() && jobs_.size() >= ShareSize() &&
+            busy_ + (here_busy_ ? 1 : 0) < options_.threads) {
+          cv_.notify_one();
+        }
       }
       TimePoint started = Clock::now();
       for (Job& job : share) {

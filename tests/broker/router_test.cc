@@ -556,9 +556,10 @@ TEST_CASE("Calls queued on a backend that left the config are stranded once no r
 
   // w1 drains: nothing will take 3 and 4 any more.
   CHECK_FALSE(r.StartDrain("w1"));
-  std::vector<std::pair<uint64_t, std::string>> stranded = r.TakeStranded();
-  std::sort(stranded.begin(), stranded.end());
-  CHECK(stranded == std::vector<std::pair<uint64_t, std::string>>{{3, "be"}, {4, "be"}});
+  std::vector<zserve::broker::Stranded> stranded = r.TakeStranded();
+  std::sort(stranded.begin(), stranded.end(),
+            [](const auto& a, const auto& b) { return a.token < b.token; });
+  CHECK(stranded == std::vector<zserve::broker::Stranded>{{3, "be", false}, {4, "be", false}});
   CHECK(r.TakeStranded().empty());  // each once
   CHECK(StatusOf(r, "be").queued == 0);
   CHECK(r.Complete("w1", 2) == Completion::kDeliver);  // in flight: still its own

@@ -167,6 +167,10 @@ endpoints:
       {"a top-level section given twice",
        "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\nbackends:\n  b: {}\n",
        {"test.yaml:5", "key 'backends' is given twice"}},
+      {"a second YAML document after empty ones",
+       "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n---\n---\n---\n---\n"
+       "backends: {}\n",
+       {"more than one YAML document"}},
       {"two YAML documents",
        "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n---\nbackends: {}\n",
        {"more than one YAML document"}},

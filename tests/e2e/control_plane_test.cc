@@ -580,6 +580,22 @@ TEST_CASE("up starts a crashed controller again from its store, keeping the chan
   REQUIRE(r.ok());
   CHECK(*r == "still there");
   CHECK_THAT(stack.log(), !Catch::Contains("draining more-"));
+
+  // SIGHUP to the restarted controller still applies the file.
+  std::string restarted_log = stack.log();
+  std::smatch again;
+  REQUIRE(std::regex_search(
+      restarted_log, again,
+      std::regex("started controller \\(pid (?!" + std::to_string(pid) + "\\))([0-9]+)\\)")));
+  WriteFile(stack.dir() + "/deployment.yaml",
+            "backends:\n  echo: {handler: echo, num_replicas: 1}\n  viahup: {handler: echo}\n"
+            "endpoints:\n  echo: {backend: echo}\n");
+  REQUIRE(kill(std::stoi(again[1]), SIGHUP) == 0);
+  CHECK(Eventually([&] {
+    auto state = admin->CallOk(Req(Command::kGetState), kAdminTimeout);
+    return state.ok() && state->state.backends.contains("viahup") &&
+           !state->state.backends.contains("more");
+  }));
 }
 
 TEST_CASE("A user_config change reaches the handler of every replica without a restart",

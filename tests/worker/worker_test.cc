@@ -421,19 +421,17 @@ TEST_CASE("five slow handler batches keep all four pool threads busy, none behin
   Harness h(FoursHandler(std::chrono::seconds(3)), [](zserve::WorkerOptions& o) { o.threads = 4; });
   h.ExpectReady();
   uint64_t token = 0;
-  // The first round times the batches (slow); the second has one more than
-  // there are threads.
-  for (size_t waits : {4, 4}) {
+  // Each round has one batch more than there are threads: the first on a
+  // worker that has timed nothing yet, the second once it has.
+  for (int round = 0; round < 2; ++round) {
     std::vector<uint64_t> tokens;
     std::vector<std::string> payloads;
-    for (size_t i = 0; i < waits; ++i) {
+    for (size_t i = 0; i < 4; ++i) {
       tokens.push_back(++token);
       payloads.push_back("wait");
     }
-    if (token > 4) {
-      tokens.push_back(++token);
-      payloads.push_back("last");
-    }
+    tokens.push_back(++token);
+    payloads.push_back("last");
     REQUIRE(
         h.broker
             .SendBatch(Items(tokens, "__call__"), payloads, std::vector<uint32_t>(tokens.size(), 1))
