@@ -386,6 +386,22 @@ std::unique_ptr<zserve::Handler> FoursHandler(std::chrono::milliseconds bound) {
   });
 }
 
+// Sends the calls in one BATCH, each its own handler batch, and checks that
+// every one is answered OK.
+void SendEachAloneAllOk(Harness& h, const std::vector<uint64_t>& tokens,
+                        const std::vector<std::string>& payloads) {
+  REQUIRE(
+      h.broker
+          .SendBatch(Items(tokens, "__call__"), payloads, std::vector<uint32_t>(tokens.size(), 1))
+          .ok());
+  auto answers = h.Collect(std::set<uint64_t>(tokens.begin(), tokens.end()));
+  for (uint64_t t : tokens) {
+    INFO("token " << t);
+    CHECK(answers[t].code == StatusCode::kOk);
+    CHECK(answers[t].message == "");
+  }
+}
+
 TEST_CASE("slow handler batches run on every pool thread at once, also once timed", "[worker]") {
   // Each call returns only once all four calls of its group are inside the
   // handler together (bounded): batches run one after another would fail.
@@ -401,14 +417,7 @@ TEST_CASE("slow handler batches run on every pool thread at once, also once time
       tokens.push_back(++token);
       payloads.push_back("p" + std::to_string(token));
     }
-    REQUIRE(h.broker.SendBatch(Items(tokens, "__call__"), payloads, std::vector<uint32_t>(items, 1))
-                .ok());
-    auto answers = h.Collect(std::set<uint64_t>(tokens.begin(), tokens.end()));
-    for (uint64_t t : tokens) {
-      INFO("token " << t);
-      CHECK(answers[t].code == StatusCode::kOk);
-      CHECK(answers[t].message == "");
-    }
+    SendEachAloneAllOk(h, tokens, payloads);
   }
   CHECK(h.Stop().ok());
 }
@@ -432,16 +441,7 @@ TEST_CASE("five slow handler batches keep all four pool threads busy, none behin
     }
     tokens.push_back(++token);
     payloads.push_back("last");
-    REQUIRE(
-        h.broker
-            .SendBatch(Items(tokens, "__call__"), payloads, std::vector<uint32_t>(tokens.size(), 1))
-            .ok());
-    auto answers = h.Collect(std::set<uint64_t>(tokens.begin(), tokens.end()));
-    for (uint64_t t : tokens) {
-      INFO("token " << t);
-      CHECK(answers[t].code == StatusCode::kOk);
-      CHECK(answers[t].message == "");
-    }
+    SendEachAloneAllOk(h, tokens, payloads);
   }
   CHECK(h.Stop().ok());
 }
