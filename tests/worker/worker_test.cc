@@ -172,21 +172,26 @@ class Harness {
   };
   // RESULTS until every token of `tokens` is answered (each exactly once, no
   // other token) and the worker has sent a heartbeat, or kWait passes. Plays
-  // the broker's side of heartbeating meanwhile: one when the line is quiet
-  // for 50 ms, one back for each of the worker's.
+  // the broker's side of heartbeating meanwhile, as the broker does: a
+  // heartbeat whenever it has sent the worker nothing for 50 ms, however
+  // much it hears (a worker streaming results hears from it all the same).
   Watched CollectWithHeartbeats(const std::set<uint64_t>& tokens) {
     Watched w;
     const auto end = Clock::now() + kWait;
+    auto last_sent = Clock::now();
     while ((w.answers.size() < tokens.size() || !w.heartbeat) && Clock::now() < end) {
-      Frames f;
-      if (!broker.Recv(&f, milliseconds(50))) {
-        REQUIRE(broker.SendSimple(sc::Command::kHeartbeat).ok());
-        continue;
+      if (Clock::now() - last_sent >= milliseconds(50)) {
+        Status sent = broker.SendSimple(sc::Command::kHeartbeat);
+        INFO(sent.message());
+        REQUIRE(sent.ok());
+        last_sent = Clock::now();
       }
+      Frames f;
+      auto until_due = std::chrono::ceil<milliseconds>(last_sent + milliseconds(50) - Clock::now());
+      if (!broker.Recv(&f, std::max(until_due, milliseconds(0)))) continue;
       if (CommandOf(f) == sc::Command::kHeartbeat) {
         w.heartbeat = true;
         w.heartbeat_first = w.heartbeat_first || w.answers.empty();
-        REQUIRE(broker.SendSimple(sc::Command::kHeartbeat).ok());
         continue;
       }
       REQUIRE(CommandOf(f) == sc::Command::kResults);
