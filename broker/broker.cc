@@ -75,10 +75,16 @@ StatusOr<std::unique_ptr<Broker>> Broker::Create(const BrokerOptions& options) {
     // zserve sees it; smaller frames adding up to more are answered.
     b->clients_.socket().set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
     b->workers_.socket().set(zmq::sockopt::maxmsgsize, options.max_message_bytes);
-    b->clients_.socket().bind(options.client_bind);
-    b->workers_.socket().bind(options.worker_bind);
   } catch (const zmq::error_t& e) {
-    return Unavailable(std::string("broker cannot bind: ") + e.what());
+    return Internal(std::string("broker cannot set up its sockets: ") + e.what());
+  }
+  if (Status s = Bind(b->clients_.socket(), options.client_bind, "broker cannot bind clients");
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = Bind(b->workers_.socket(), options.worker_bind, "broker cannot bind workers");
+      !s.ok()) {
+    return s;
   }
   StatusOr<std::unique_ptr<sc::ConfigSubscriber>> config = sc::ConfigSubscriber::Create(
       {options.controller_snapshot, options.controller_updates, options.context, options.logger,

@@ -38,7 +38,10 @@ class Client::Impl {
       socket.set(zmq::sockopt::linger, 0);
       socket.set(zmq::sockopt::sndhwm, 100'000);
       socket.set(zmq::sockopt::rcvhwm, 100'000);
-      socket.connect(options_.broker_address);
+      if (Status s = Connect(socket, options_.broker_address, "cannot connect to the broker");
+          !s.ok()) {
+        return s;
+      }
       // Tells us when the broker connection drops, so that pending calls
       // fail fast (or are sent again, if idempotent) instead of waiting for
       // their deadlines.
@@ -50,8 +53,7 @@ class Client::Impl {
       monitor_.socket().set(zmq::sockopt::linger, 0);
       monitor_.socket().connect(monitor);
     } catch (const zmq::error_t& e) {
-      return Unavailable("cannot connect to broker at '" + options_.broker_address +
-                         "': " + e.what());
+      return Internal(std::string("cannot set up the broker connection: ") + e.what());
     }
     return Status::Ok();
   }

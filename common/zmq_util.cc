@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <mutex>
 #include <random>
@@ -144,6 +145,33 @@ int PickFreeLoopbackPort() {
 }
 
 std::string LoopbackAddress(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+
+namespace {
+
+// Runs `attach` (a connect or bind of `address`), its throw made a Status.
+template <typename F>
+Status Attach(F attach, const std::string& address, std::string_view what) {
+  try {
+    attach();
+  } catch (const zmq::error_t& e) {
+    std::string message = std::string(what) + " at '" + address + "': " + e.what();
+    if (e.num() == EINVAL || e.num() == EPROTONOSUPPORT || e.num() == ENOCOMPATPROTO) {
+      return BadRequest(message + " (an address is tcp://HOST:PORT or ipc://PATH)");
+    }
+    return Unavailable(message);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Connect(zmq::socket_t& socket, const std::string& address, std::string_view what) {
+  return Attach([&] { socket.connect(address); }, address, what);
+}
+
+Status Bind(zmq::socket_t& socket, const std::string& address, std::string_view what) {
+  return Attach([&] { socket.bind(address); }, address, what);
+}
 
 void ConfigureRouter(zmq::socket_t& socket) {
   socket.set(zmq::sockopt::router_mandatory, 1);

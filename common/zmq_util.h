@@ -51,6 +51,14 @@ void ReserveLoopbackPort(int port);
 // "tcp://127.0.0.1:PORT".
 std::string LoopbackAddress(int port);
 
+// socket.connect(address) and socket.bind(address), with a failure as a
+// Status that names `what` ("cannot connect to the broker") and the address:
+// BAD_REQUEST when ZeroMQ cannot read the address (no or an unknown
+// transport, no port: EINVAL, EPROTONOSUPPORT, ENOCOMPATPROTO), which no
+// retry mends; else UNAVAILABLE (a port in use, a context shut down).
+Status Connect(zmq::socket_t& socket, const std::string& address, std::string_view what);
+Status Bind(zmq::socket_t& socket, const std::string& address, std::string_view what);
+
 // Sets the options every ROUTER of zserve has: mandatory routing, no linger.
 void ConfigureRouter(zmq::socket_t& socket);
 

@@ -25,11 +25,10 @@ Status AdminClient::Connect() {
     socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
     if (Status s = SecureClient(*socket_, curve_key_, curve_server_key_); !s.ok()) return s;
     socket_->set(zmq::sockopt::linger, 0);
-    socket_->connect(address_);
   } catch (const zmq::error_t& e) {
-    return Unavailable("cannot connect to the controller at " + address_ + ": " + e.what());
+    return Internal(std::string("cannot set up the controller connection: ") + e.what());
   }
-  return Status::Ok();
+  return zserve::Connect(*socket_, address_, "cannot connect to the controller");
 }
 
 StatusOr<sc::AdminReply> AdminClient::Call(sc::AdminRequest request,

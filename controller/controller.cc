@@ -49,10 +49,14 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
   try {
     ConfigureRouter(c->admin_);
     c->pub_.set(zmq::sockopt::linger, 0);
-    c->admin_.bind(options.admin_bind);
-    c->pub_.bind(options.pub_bind);
   } catch (const zmq::error_t& e) {
-    return Unavailable(std::string("controller cannot bind: ") + e.what());
+    return Internal(std::string("controller cannot set up its sockets: ") + e.what());
+  }
+  if (Status s = Bind(c->admin_, options.admin_bind, "controller cannot bind admin"); !s.ok()) {
+    return s;
+  }
+  if (Status s = Bind(c->pub_, options.pub_bind, "controller cannot bind updates"); !s.ok()) {
+    return s;
   }
   if (c->metrics_) c->metrics_->SetVersion(c->store_->version());
   c->log_->info("controller serving config version {}: admin {}, updates {}", c->store_->version(),

@@ -30,10 +30,18 @@ StatusOr<std::unique_ptr<ConfigSubscriber>> ConfigSubscriber::Create(
     s->snapshots_.socket().set(zmq::sockopt::linger, 0);
     // Clone pattern: subscribe first, then ask for the snapshot.
     s->updates_.socket().set(zmq::sockopt::subscribe, std::string(kConfigTopic));
-    s->updates_.socket().connect(o.updates_address);
-    s->snapshots_.socket().connect(o.snapshot_address);
   } catch (const zmq::error_t& e) {
-    return Unavailable(std::string("cannot connect to the controller: ") + e.what());
+    return Internal(std::string("cannot set up the controller connection: ") + e.what());
+  }
+  if (Status c = Connect(s->updates_.socket(), o.updates_address,
+                         "cannot connect to the controller's updates");
+      !c.ok()) {
+    return c;
+  }
+  if (Status c = Connect(s->snapshots_.socket(), o.snapshot_address,
+                         "cannot connect to the controller's snapshots");
+      !c.ok()) {
+    return c;
   }
   s->RequestSnapshot(Clock::now());
   return s;

@@ -229,7 +229,11 @@ class Worker::Impl {
       broker.set(zmq::sockopt::linger, 0);
       broker.set(zmq::sockopt::sndhwm, 100'000);
       broker.set(zmq::sockopt::rcvhwm, 100'000);
-      broker.connect(options_.broker_address);
+      if (Status s = zserve::Connect(broker, options_.broker_address,
+                                     "worker cannot connect to the broker");
+          !s.ok()) {
+        return s;
+      }
       if (!options_.curve_key.empty()) {
         // Tells us when the broker refuses our key: its log says so too,
         // but ours is where the operator of this worker looks.

@@ -62,6 +62,9 @@ class Client {
  public:
   using Callback = std::function<void(StatusOr<std::string>)>;
 
+  // BAD_REQUEST for bad options, among them a broker_address ZeroMQ cannot
+  // read (it is tcp://HOST:PORT or ipc://PATH). A well-formed address with
+  // no broker behind it is no error: the client connects when it comes.
   static StatusOr<std::unique_ptr<Client>> Create(const ClientOptions& options);
   ~Client();
   Client(const Client&) = delete;

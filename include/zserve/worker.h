@@ -67,6 +67,8 @@ struct WorkerOptions {
 
 class Worker {
  public:
+  // BAD_REQUEST for bad options, among them a broker or controller address
+  // ZeroMQ cannot read (tcp://HOST:PORT or ipc://PATH).
   static StatusOr<std::unique_ptr<Worker>> Create(const WorkerOptions& options,
                                                   std::unique_ptr<Handler> handler);
   ~Worker();

@@ -486,6 +486,25 @@ TEST_CASE("Client::Create refuses a default_timeout of zero and a negative grace
   CHECK_THAT(c.status().message(), Contains("grace"));
 }
 
+TEST_CASE("Client::Create refuses a broker address ZeroMQ cannot read and names it", "[client]") {
+  // No transport, an unknown one, no port: no retry would mend these.
+  for (const char* address : {"127.0.0.1:5555", "http://127.0.0.1:5555", "tcp://127.0.0.1"}) {
+    INFO(address);
+    zserve::ClientOptions o;
+    o.broker_address = address;
+    auto c = zserve::Client::Create(o);
+    REQUIRE_FALSE(c.ok());
+    CHECK(c.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(c.status().message(),
+               Contains(std::string("'") + address + "'") && Contains("tcp://HOST:PORT"));
+  }
+  // A well-formed address with nothing behind it is no error yet: the
+  // client connects when the broker comes.
+  zserve::ClientOptions o;
+  o.broker_address = "tcp://127.0.0.1:1";
+  CHECK(zserve::Client::Create(o).ok());
+}
+
 }  // namespace
 
 TEST_CASE("Poll with a wake fd returns when another thread writes it", "[client]") {

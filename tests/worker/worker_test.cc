@@ -900,6 +900,13 @@ TEST_CASE("Create refuses a bad backend name and a null handler", "[worker]") {
     REQUIRE_FALSE(w.ok());
     CHECK(w.status().code() == StatusCode::kBadRequest);
   }
+  SECTION("a broker address ZeroMQ cannot read") {
+    o.broker_address = "127.0.0.1:5555";
+    auto w = zserve::Worker::Create(o, Echo());
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(w.status().message(), Contains("'127.0.0.1:5555'"));
+  }
   SECTION("no handler threads") {
     o.threads = 0;
     auto w = zserve::Worker::Create(o, Echo());
