@@ -241,10 +241,13 @@ Status Broker::CheckClientLimits(const Frames& frames) const {
     return BadRequest("message of " + std::to_string(frames.size()) + " frames; at most " +
                       std::to_string(kMaxClientFrames));
   }
+  // The payloads, all the calls' together: what the client library checks
+  // against its max_payload_bytes (the header is bounded apart, below).
   int64_t bytes = 0;
-  for (const zmq::message_t& f : frames) bytes += static_cast<int64_t>(f.size());
+  for (size_t i = 2; i < frames.size(); ++i) bytes += static_cast<int64_t>(frames[i].size());
   if (bytes > options_.max_message_bytes) {
-    return BadRequest("message of " + std::to_string(bytes) + " bytes; the broker takes at most " +
+    return BadRequest("payloads of " + std::to_string(bytes) +
+                      " bytes in one message; the broker takes at most " +
                       std::to_string(options_.max_message_bytes) + " (--max-message-bytes)");
   }
   if (frames[1].size() > sc::kMaxHeaderBytes) {

@@ -52,9 +52,10 @@ struct BrokerOptions {
   KeyPair curve_key;
   std::string curve_allow_file;
   std::string curve_controller_key;
-  // Limits (docs/security.md). A client message larger than this in all is
-  // answered BAD_REQUEST; a single frame larger than this closes the
-  // connection (ZMQ_MAXMSGSIZE) and cannot be answered.
+  // Limits (docs/security.md). A client message whose payloads add up to
+  // more than this is answered BAD_REQUEST (its header is bounded apart); a
+  // single frame larger than this closes the connection (ZMQ_MAXMSGSIZE) and
+  // cannot be answered.
   int64_t max_message_bytes = 64 << 20;
   // Calls one client connection may have unanswered; more are OVERLOADED.
   uint32_t max_inflight_per_client = 10'000;

@@ -267,7 +267,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   broker_cmd
       ->add_option("--max-message-bytes", bopts.max_message_bytes,
-                   "Largest client message; a larger frame closes the connection")
+                   "Most payload bytes in one client message (a payload of this size "
+                   "is served); a larger frame closes the connection")
       ->envname("ZSERVE_MAX_MESSAGE_BYTES")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));

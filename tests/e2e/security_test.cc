@@ -428,13 +428,23 @@ TEST_CASE("The broker answers messages over its size limits with BAD_REQUEST",
     std::vector<std::string> parts{request(10, "echo"), std::string(200'000, 'z')};
     CHECK(RawCall(roles.client_address(), parts, milliseconds(1000)).empty());
   }
-  SECTION("the client library refuses a payload over its own limit before sending") {
+  // A library client whose max_payload_bytes is `limit`.
+  auto client_up_to = [&roles](size_t limit) {
     ClientOptions co;
     co.broker_address = roles.client_address();
-    co.max_payload_bytes = 1000;
-    StatusOr<std::unique_ptr<Client>> small = Client::Create(co);
-    REQUIRE(small.ok());
-    StatusOr<std::string> r = (*small)->Call("echo", std::string(1001, 'x'));
+    co.max_payload_bytes = limit;
+    StatusOr<std::unique_ptr<Client>> c = Client::Create(co);
+    REQUIRE(c.ok());
+    return std::move(c).value();
+  };
+  SECTION("a payload of exactly --max-message-bytes is served (the header does not count)") {
+    const std::string payload(100000, 'x');
+    StatusOr<std::string> r = client_up_to(100000)->Call("echo", payload);
+    REQUIRE(r.ok());
+    CHECK(*r == payload);
+  }
+  SECTION("the client library refuses a payload over its own limit before sending") {
+    StatusOr<std::string> r = client_up_to(1000)->Call("echo", std::string(1001, 'x'));
     CHECK(r.status().code() == StatusCode::kBadRequest);
     CHECK_THAT(r.status().message(), Catch::Contains("max_payload_bytes"));
   }
