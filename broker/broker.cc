@@ -488,6 +488,16 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
       return;
     case sc::Command::kReady: {
       StatusOr<sc::ReadyHeader> ready = sc::DecodeReady(header);
+      if (ready.ok() && frames.size() == 2 &&
+          router_.IsReplicaOf(replica, ready->backend, ready->capacity) &&
+          packed_replicas_.contains(replica) == ready->packed) {
+        // Its READY again, word for word but the tag: a worker answers each
+        // DISCONNECT with READY, and a broker that just started may have
+        // sent several before the first READY came. Answered, nothing
+        // changes.
+        SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
+        return;
+      }
       Status s = !ready.ok() ? ready.status()
                  : frames.size() != 2
                      ? BadRequest("READY takes no payload frame")

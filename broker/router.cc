@@ -519,6 +519,13 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
 
 bool Router::HasReplica(std::string_view replica) const { return replicas_.contains(replica); }
 
+bool Router::IsReplicaOf(std::string_view replica, std::string_view backend,
+                         uint32_t capacity) const {
+  auto it = replicas_.find(replica);
+  return it != replicas_.end() && !it->second.draining && it->second.backend == backend &&
+         it->second.capacity == capacity;
+}
+
 bool Router::EndpointServed(std::string_view endpoint) const {
   auto ep = endpoints_.find(endpoint);
   if (ep == endpoints_.end()) return false;

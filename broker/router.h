@@ -137,6 +137,9 @@ class Router {
   // A worker connection registered as a replica of `backend`.
   Status AddReplica(const std::string& replica, const std::string& backend, uint32_t capacity);
   bool HasReplica(std::string_view replica) const;
+  // True when `replica` is registered, not draining, as a replica of
+  // `backend` with `capacity`: what a READY saying so would make it.
+  bool IsReplicaOf(std::string_view replica, std::string_view backend, uint32_t capacity) const;
   // True when `endpoint` exists and a backend its traffic reaches (weight >
   // 0) has a replica that takes work (registered, not draining).
   bool EndpointServed(std::string_view endpoint) const;
