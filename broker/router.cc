@@ -318,8 +318,12 @@ void Router::PlanRuns(Backend& b) {
 bool Router::DispatchBatch(Backend& b, TimePoint now, Replica& r, uint32_t room,
                            std::vector<Dispatch>* out) {
   if (std::optional<TimePoint> release = BatchRelease(b); release && now < *release) {
-    if (!b.held) {
+    // Held until its window ends; sooner if the window moved earlier (a
+    // retry went back to the queue's front, or the config shortened it).
+    // The later entry then finds held_until moved and does nothing.
+    if (!b.held || *release < b.held_until) {
       b.held = true;
+      b.held_until = *release;
       held_.emplace_back(*release, &b);
     }
     return false;
@@ -368,8 +372,10 @@ void Router::FillBackend(Backend& b, TimePoint now, std::vector<Dispatch>* out) 
 std::vector<Dispatch> Router::TakeDispatches(TimePoint now) {
   std::erase_if(held_, [this, now](const std::pair<TimePoint, Backend*>& h) {
     if (h.first > now) return false;
-    h.second->held = false;
-    MarkDirty(*h.second);
+    if (h.second->held && h.second->held_until == h.first) {
+      h.second->held = false;
+      MarkDirty(*h.second);
+    }
     return true;
   });
   std::vector<Dispatch> out;

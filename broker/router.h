@@ -197,6 +197,7 @@ class Router {
     std::set<std::tuple<uint32_t, uint64_t, Replica*>> by_load;
     bool dirty = false;            // in dirty_
     bool held = false;             // a partial batch waits for its window (in held_)
+    TimePoint held_until{};        // ... until then (older held_ entries are stale)
     bool ever_configured = false;  // else named by READY only: forgotten when empty
   };
   struct Endpoint {

@@ -101,6 +101,40 @@ TEST_CASE("Batches never exceed max_batch_size and fill the replica's capacity",
   CHECK(ds[0].tokens.size() == 16);
 }
 
+TEST_CASE("A held batch goes when its window ends even if the window moved earlier", "[broker]") {
+  Router r(Seeded());
+  r.ApplyConfig(State({Backend("be", 3, 100)}, {{"be", 1.0}}));
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  const TimePoint t0 = zserve::Clock::now();
+  TimePoint window_end;
+  SECTION("a retry of an older call goes back to the queue's front") {
+    for (uint64_t t = 1; t <= 3; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+    REQUIRE(Tokens(r.TakeDispatches(t0)) == std::vector<uint64_t>{1, 2, 3});  // full: at once
+    REQUIRE(r.Admit(4, "ep", "", 0, t0 + milliseconds(10)).ok());
+    CHECK(r.TakeDispatches(t0 + milliseconds(10)).empty());  // held until t0 + 110
+    REQUIRE(r.Complete("w1", 2) == zserve::broker::Completion::kDeliver);
+    REQUIRE(r.Complete("w1", 3) == zserve::broker::Completion::kDeliver);
+    REQUIRE(r.AddReplica("w2", "be", 0).ok());
+    // w1 is lost holding call 1 (queued at t0): its retry goes first, and
+    // the batch's window is now call 1's.
+    REQUIRE(r.RemoveReplica("w1").requeued == std::vector<uint64_t>{1});
+    window_end = t0 + milliseconds(100);
+  }
+  SECTION("a config change shortens the window") {
+    REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
+    CHECK(r.TakeDispatches(t0).empty());  // held until t0 + 100
+    r.ApplyConfig(State({Backend("be", 3, 50)}, {{"be", 1.0}}));
+    REQUIRE(r.Admit(4, "ep", "", 0, t0 + milliseconds(10)).ok());
+    window_end = t0 + milliseconds(50);
+  }
+  CHECK(r.TakeDispatches(t0 + milliseconds(20)).empty());
+  // The loop wakes when the window ends, and the batch goes then.
+  REQUIRE(r.NextTimer().has_value());
+  CHECK(*r.NextTimer() == window_end);
+  CHECK(r.TakeDispatches(window_end - milliseconds(1)).empty());
+  CHECK(Tokens(r.TakeDispatches(window_end)) == std::vector<uint64_t>{1, 4});
+}
+
 TEST_CASE("With batch_wait_timeout 0 a batch takes whatever is waiting", "[broker]") {
   Router r(Seeded());
   r.ApplyConfig(State({Backend("be", 8, 0)}, {{"be", 1.0}}));
