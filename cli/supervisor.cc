@@ -65,6 +65,11 @@ pid_t Spawn(const std::string& exe, const std::vector<std::string>& args) {
   if (pid != 0) return pid;
   // Child: die with the supervisor, even on its kill -9.
   if (!DieWithParent(parent, SIGTERM)) _exit(1);
+  // In a process group of its own: the terminal's Ctrl-C (SIGINT) and
+  // hang-up (SIGHUP) go to the foreground group, up's, and up alone stops
+  // the stack in order. Else the broker would exit with the workers still
+  // draining, and the controller would take SIGHUP for a reload.
+  setpgid(0, 0);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -233,9 +238,8 @@ class Stack {
           // published state), and applying it again would undo the changes
           // acknowledged since.
           ScheduleRestart(*it, status);
-          if (it->role == "controller" &&
-              std::find(it->args.begin(), it->args.end(), "--config-on-reload-only") ==
-                  it->args.end()) {
+          if (it->role == "controller" && std::find(it->args.begin(), it->args.end(),
+                                                    "--config-on-reload-only") == it->args.end()) {
             it->args.push_back("--config-on-reload-only");  // SIGHUP still reloads the file
           }
           respawn_.push_back(std::move(*it));
@@ -298,6 +302,8 @@ class Stack {
 
   // The gateway (no new calls), workers (they drain), the broker, then the
   // controller.
+  // Each stage is gone before the next begins: what is left of it after
+  // 10 s is killed.
   void Stop(SignalPipe& signals) {
     stopping_ = true;
     for (const char* role : {"http", "worker", "broker", "controller"}) {
@@ -305,13 +311,13 @@ class Stack {
         if (c.role == role && c.pid > 0) kill(c.pid, SIGTERM);
       }
       WaitRole(role, signals, std::chrono::seconds(10));
-    }
-    for (Child& c : children_) {
-      if (c.pid > 0) {
-        log_->warn("{} (pid {}) did not stop in time: killing it", c.name, c.pid);
-        kill(c.pid, SIGKILL);
-        waitpid(c.pid, nullptr, 0);
-        c.pid = -1;
+      for (Child& c : children_) {
+        if (c.role == role && c.pid > 0) {
+          log_->warn("{} (pid {}) did not stop in time: killing it", c.name, c.pid);
+          kill(c.pid, SIGKILL);
+          waitpid(c.pid, nullptr, 0);
+          c.pid = -1;
+        }
       }
     }
   }
@@ -405,9 +411,11 @@ bool Served(const schemas::ConfigState& state, const std::string& status_json) {
   return true;
 }
 
+// SIGHUP too: up's terminal is gone (its children are in groups of their
+// own and do not see it).
 bool StopRequested(const std::vector<int>& signals) {
   for (int s : signals) {
-    if (s == SIGINT || s == SIGTERM) return true;
+    if (s == SIGINT || s == SIGTERM || s == SIGHUP) return true;
   }
   return false;
 }
@@ -493,8 +501,13 @@ int RunUp(UpOptions o) {
       }
       next_check = Clock::now() + std::chrono::milliseconds(50);
     }
-    bool stop = Step(stack, **config, signals, std::chrono::milliseconds(50));
-    if (stop || !stack.Alive("broker") || !stack.Alive("controller") ||
+    if (Step(stack, **config, signals, std::chrono::milliseconds(50))) {
+      // Asked to stop (Ctrl-C) while starting: not a failure.
+      std::fprintf(stderr, "zserve up: stopping before the stack was ready, as asked\n");
+      stack.Stop(signals);
+      return 0;
+    }
+    if (!stack.Alive("broker") || !stack.Alive("controller") ||
         (o.http_port > 0 && !stack.Alive("http")) || Clock::now() >= end) {
       std::fprintf(stderr, "zserve up: the stack did not become ready%s; stopping\n",
                    Clock::now() >= end ? " in time" : "");

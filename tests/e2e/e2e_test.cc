@@ -449,6 +449,28 @@ TEST_CASE("SIGTERM stops the whole stack cleanly", "[e2e]") {
   CHECK_THAT(log, !Catch::Contains("did not stop in time"));
 }
 
+TEST_CASE("Ctrl-C in up's terminal answers the call in flight before the broker stops", "[e2e]") {
+  // A terminal sends SIGINT to its foreground process group: up, and any
+  // child in up's group. up's children have groups of their own, so up
+  // alone stops them, in order.
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  CallOptions o;
+  o.timeout = milliseconds(20'000);
+  StatusOr<std::string> answer = Internal("no answer");
+  client->CallAsync("sleep", "1500", o, [&](StatusOr<std::string> r) { answer = std::move(r); });
+  client->Poll(milliseconds(0));  // sent
+  auto admin = Connect(stack.client_address());
+  REQUIRE(Eventually([&] { return BrokerStatus(*admin)["backends"]["sleep"]["in_flight"] == 1; }));
+  stack.up().SignalGroup(SIGINT);
+  client->Wait();
+  REQUIRE(answer.ok());
+  CHECK(*answer == "1500");
+  REQUIRE(stack.up().Wait(milliseconds(20'000)) == 0);
+  CHECK_THAT(stack.log(), !Catch::Contains("did not stop in time"));
+}
+
 TEST_CASE("each role runs as its own process and the broker follows a controller reload", "[e2e]") {
   std::string dir = MakeTempDir();
   std::string file = dir + "/deployment.yaml";

@@ -34,6 +34,7 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
     // Dies with the test, also when the test dies without running its
     // destructors (a crash, a sanitizer's halt), instead of outliving it.
     if (!DieWithParent(parent, SIGKILL)) _exit(1);
+    setpgid(0, 0);  // for SignalGroup
     dup2(fds[1], STDOUT_FILENO);
     if (!stderr_path.empty()) {
       int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -46,6 +47,7 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
     execv(binary.c_str(), argv.data());
     _exit(127);
   }
+  setpgid(pid_, pid_);  // as the child does: whichever runs first (no race with SignalGroup)
   close(fds[1]);
   out_fd_ = fds[0];
   pid_fd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
@@ -89,6 +91,10 @@ bool Process::WaitForLine(const std::string& needle, std::chrono::milliseconds l
 
 void Process::Signal(int signo) {
   if (!exit_code_ && pid_ > 0) kill(pid_, signo);
+}
+
+void Process::SignalGroup(int signo) {
+  if (!exit_code_ && pid_ > 0) kill(-pid_, signo);
 }
 
 std::optional<int> Process::Wait(std::chrono::milliseconds limit) {

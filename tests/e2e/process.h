@@ -31,6 +31,10 @@ class Process {
   // Everything read from stdout so far (after ReadAll: all of it).
   const std::string& output() const { return out_; }
   void Signal(int signo);
+  // To its process group, as a terminal's Ctrl-C reaches a foreground job:
+  // the process and any child that stayed in its group. Each Process leads
+  // a group of its own.
+  void SignalGroup(int signo);
   // Waits for the exit; returns the exit code (or 128 + signal), or nullopt
   // if it still runs after `limit`.
   std::optional<int> Wait(std::chrono::milliseconds limit);
