@@ -722,9 +722,7 @@ void Broker::SendDispatches(TimePoint now) {
       const std::string& replica = group.front()->replica;
       if (!router_.HasReplica(replica)) continue;  // lost earlier in this round
       if (mdp_replicas_.contains(replica)) {
-        for (Dispatch* d : group) {
-          if (router_.HasReplica(replica)) SendMdpRequests(*d, now);
-        }
+        SendMdpRequests(replica, group, now);
         continue;
       }
       SendBatches(replica, group, now);
@@ -744,7 +742,11 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
   PackedFrames packer(&frames);
   size_t header_bytes = 0;
   int64_t payload_bytes = 0;
+  size_t gi = 0, ti = 0;              // the token being added: group[gi]->tokens[ti]
+  size_t first_gi = 0, first_ti = 0;  // the message's first
   auto start = [&] {
+    first_gi = gi;
+    first_ti = ti;
     items.clear();
     sizes.clear();
     frames.clear();
@@ -758,16 +760,19 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
     packer.Finish();
     frames[1] = ToMessage(sc::EncodeBatch(items, sizes, packer.sizes()));
     if (Status s = workers_.Send(frames); !s.ok()) {
-      LoseReplica(replica, s.message());  // requeues what it held, unsent items too
+      // Requeues what it held: this message's and the unsent items with
+      // their try given back.
+      LoseOnSend(replica, group, first_gi, first_ti, s.message());
       return false;
     }
     liveness_.Sent(replica, now);
     return true;
   };
   start();
-  for (Dispatch* d : group) {
+  for (gi = 0; gi < group.size(); ++gi) {
     sizes.push_back(0);
-    for (uint64_t token : d->tokens) {
+    for (ti = 0; ti < group[gi]->tokens.size(); ++ti) {
+      const uint64_t token = group[gi]->tokens[ti];
       Slot& slot = slots_.at(token);
       // A message stays within the receiver's limits: items, header bytes,
       // and (like the client's REQUESTS) a few MiB of payload. A handler
@@ -800,25 +805,37 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
   if (!items.empty()) (void)send();
 }
 
-void Broker::SendMdpRequests(Dispatch& d, TimePoint now) {
-  for (uint64_t token : d.tokens) {
-    Slot& slot = slots_.at(token);
-    if (slot.method != mdp::kMethod) {
-      // MDP has no method frame: the handler behind an MDP worker is its
-      // __call__ (PROTOCOL.md 7.3). Answered here; the replica stays free.
-      (void)router_.Complete(d.replica, token);
-      Finish(token, BadRequest("method '" + slot.method +
-                               "' reached an MDP replica, which serves only __call__"));
-      continue;
+void Broker::SendMdpRequests(const std::string& replica, const std::vector<Dispatch*>& group,
+                             TimePoint now) {
+  for (size_t gi = 0; gi < group.size(); ++gi) {
+    for (size_t ti = 0; ti < group[gi]->tokens.size(); ++ti) {
+      const uint64_t token = group[gi]->tokens[ti];
+      Slot& slot = slots_.at(token);
+      if (slot.method != mdp::kMethod) {
+        // MDP has no method frame: the handler behind an MDP worker is its
+        // __call__ (PROTOCOL.md 7.3). Answered here; the replica stays free.
+        (void)router_.Complete(replica, token);
+        Finish(token, BadRequest("method '" + slot.method +
+                                 "' reached an MDP replica, which serves only __call__"));
+        continue;
+      }
+      metrics_->Dispatched(slot.timing, now);
+      Frames frames = mdp::WorkerRequest(replica, token, slot.payload.Message());  // kept for retry
+      if (Status s = workers_.Send(frames); !s.ok()) {
+        LoseOnSend(replica, group, gi, ti, s.message());  // requeues the rest too
+        return;
+      }
+      liveness_.Sent(replica, now);
     }
-    metrics_->Dispatched(slot.timing, now);
-    Frames frames = mdp::WorkerRequest(d.replica, token, slot.payload.Message());  // kept for retry
-    if (Status s = workers_.Send(frames); !s.ok()) {
-      LoseReplica(d.replica, s.message());  // requeues the rest of this dispatch too
-      return;
-    }
-    liveness_.Sent(d.replica, now);
   }
+}
+
+void Broker::LoseOnSend(const std::string& replica, const std::vector<Dispatch*>& group, size_t gi,
+                        size_t ti, std::string_view why) {
+  for (; gi < group.size(); ++gi, ti = 0) {
+    for (; ti < group[gi]->tokens.size(); ++ti) router_.Undelivered(group[gi]->tokens[ti]);
+  }
+  LoseReplica(replica, why);
 }
 
 void Broker::LoseReplica(const std::string& replica, std::string_view why) {

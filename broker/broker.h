@@ -130,8 +130,10 @@ class Broker {
   void HandleMdpWorker(const std::string& replica, Frames& frames, TimePoint now);
   void HandleMdpReply(const std::string& replica, Frames& frames, uint64_t token, size_t first_body,
                       size_t body_frames);
-  // One REQUEST per token (an MDP replica holds one at a time).
-  void SendMdpRequests(Dispatch& d, TimePoint now);
+  // The round's dispatches to one MDP replica: one REQUEST per token (an
+  // MDP replica holds one at a time).
+  void SendMdpRequests(const std::string& replica, const std::vector<Dispatch*>& group,
+                       TimePoint now);
   void HandleWorker(Frames& frames, TimePoint now);
   void CheckLiveness(TimePoint now);
   void RemoveDrained(const std::string& replica);
@@ -144,6 +146,11 @@ class Broker {
   // limits allow.
   void SendBatches(const std::string& replica, const std::vector<Dispatch*>& group, TimePoint now);
   void LoseReplica(const std::string& replica, std::string_view why);
+  // A send to `replica` failed (it is gone): the group's tokens from token
+  // `ti` of dispatch `gi` on never reached it, so their try is given back
+  // (Router::Undelivered); then the replica is lost, which requeues them.
+  void LoseOnSend(const std::string& replica, const std::vector<Dispatch*>& group, size_t gi,
+                  size_t ti, std::string_view why);
   // Forgets a replica; what it held is requeued or failed as for a lost one.
   void RemoveReplica(const std::string& replica, std::string_view why, bool lost);
   // The final answer for a token: to its client, or (a shadow) counted only.

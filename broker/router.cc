@@ -207,6 +207,11 @@ void Router::Take(uint64_t token, const std::string& replica_id, Replica& r, Dis
   d->tokens.push_back(token);
 }
 
+void Router::Undelivered(uint64_t token) {
+  auto it = entries_.find(token);
+  if (it != entries_.end() && it->second.attempts > 0) --it->second.attempts;
+}
+
 void Router::SetInFlight(Replica& r, uint32_t in_flight) {
   if (r.draining) {
     r.in_flight = in_flight;

@@ -121,6 +121,10 @@ class Router {
   // (no allocation per dispatch once warm). Optional.
   void Recycle(std::vector<Dispatch>&& dispatches);
 
+  // `token`, taken for a replica, never reached it (the send failed): that
+  // try does not count against retry_on_replica_failure.
+  void Undelivered(uint64_t token);
+
   // A replica answered `token`.
   Completion Complete(std::string_view replica, uint64_t token);
 

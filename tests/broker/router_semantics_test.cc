@@ -135,6 +135,33 @@ TEST_CASE("A held batch goes when its window ends even if the window moved earli
   CHECK(Tokens(r.TakeDispatches(window_end)) == std::vector<uint64_t>{1, 4});
 }
 
+TEST_CASE("A call whose send failed is retried without counting a try", "[broker]") {
+  Router r(Seeded());
+  sc::BackendConfig config = Backend("be", 1, 0);
+  config.retry_on_replica_failure = 0;
+  r.ApplyConfig(State({config}, {{"be", 1.0}}));
+  REQUIRE(r.AddReplica("gone", "be", 0).ok());  // the older: ties go to it
+  REQUIRE(r.AddReplica("w", "be", 0).ok());
+  const TimePoint t0 = zserve::Clock::now();
+  REQUIRE(r.Admit(1, "ep", "", 0, t0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
+  REQUIRE(ds.size() == 1);
+  REQUIRE(ds[0].replica == "gone");
+  // The send to it failed: the call never reached it.
+  r.Undelivered(1);
+  zserve::broker::Orphans orphans = r.RemoveReplica("gone");
+  CHECK(orphans.requeued == std::vector<uint64_t>{1});
+  CHECK(orphans.failed.empty());
+  ds = r.TakeDispatches(t0);
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].replica == "w");
+  CHECK(ds[0].tokens == std::vector<uint64_t>{1});
+  // Lost by a replica it did reach, with no retry left: failed.
+  orphans = r.RemoveReplica("w");
+  CHECK(orphans.requeued.empty());
+  CHECK(orphans.failed == std::vector<uint64_t>{1});
+}
+
 TEST_CASE("With batch_wait_timeout 0 a batch takes whatever is waiting", "[broker]") {
   Router r(Seeded());
   r.ApplyConfig(State({Backend("be", 8, 0)}, {{"be", 1.0}}));

@@ -85,6 +85,44 @@ endpoints:
   CHECK(SteadyClock::now() - killed_at < milliseconds(2000));
 }
 
+TEST_CASE("A call sent to a replica already gone runs on another even with no retry",
+          "[e2e][reliability]") {
+  // Heartbeats of 60 s: the broker learns that the killed replica is gone
+  // only when its send to it fails (EHOSTUNREACH). The call never reached
+  // it, so that try does not count: it runs on the other replica.
+  RolesOptions options;
+  options.heartbeat = milliseconds(60'000);
+  Roles roles(R"(
+backends:
+  b: {handler: echo, retry_on_replica_failure: 0}
+endpoints:
+  b: {backend: b}
+)",
+              options);
+  Process& a = roles.StartWorker("b", "echo");
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "b", 1);
+  roles.StartWorker("b", "echo");
+  WaitForReplicas(*client, "b", 2);
+  a.Signal(SIGKILL);
+  REQUIRE(a.Wait(milliseconds(5000)).has_value());
+  // Its connection closed as it exited. Two STATUS round trips pass through
+  // the broker's ZeroMQ I/O thread after that close, which in the meantime
+  // ends the connection's pipe (a few turns of that thread): only then does
+  // a send to it fail rather than vanish into the closing connection.
+  for (int i = 0; i < 2; ++i) BrokerStatus(*client);
+  // Both idle: the call goes to the older replica, the killed one.
+  CallOptions o;
+  o.timeout = milliseconds(5000);
+  StatusOr<std::string> r = client->Call("b", "x", o);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  CHECK(*r == "x");
+  nlohmann::json j = BrokerStatus(*client);
+  CHECK(j["counters"]["lost_replicas"] == 1);  // by the failed send
+  CHECK(j["backends"]["b"]["replicas"] == 1);
+}
+
 TEST_CASE("A handler call longer than the heartbeat liveness keeps its replica",
           "[e2e][reliability]") {
   // Short calls first, so that the worker runs calls on its I/O thread
