@@ -72,8 +72,11 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
     s->handlers_.push_back(std::make_unique<TextHandler>(answer));
   }
   try {
-    s->server_ = std::make_unique<CivetServer>(
-        std::vector<std::string>{"listening_ports", options.bind, "num_threads", "2"});
+    // A connection holds a thread while open: enough threads that a few
+    // idle connections cannot starve a probe, and a connection that sends
+    // nothing for 5 s is closed (civetweb's default is 30 s).
+    s->server_ = std::make_unique<CivetServer>(std::vector<std::string>{
+        "listening_ports", options.bind, "num_threads", "8", "request_timeout_ms", "5000"});
   } catch (const CivetException& e) {
     return Unavailable("cannot serve metrics on " + options.bind + ": " + e.what());
   }

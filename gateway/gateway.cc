@@ -196,7 +196,7 @@ Status Gateway::StartHttp() {
                           "decode_url",
                           "no",
                           "request_timeout_ms",
-                          "30000",
+                          keep_alive.c_str(),  // a new connection that sends nothing, too
                           nullptr};
   mg_callbacks callbacks{};
   mg_init_data init{&callbacks, this, config};

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/loopback_tcp.h"
 #include "tests/e2e/process.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
@@ -107,14 +108,8 @@ nlohmann::json Json(const HttpReply& r) {
 // Sends `request` as it is on a new connection, closes the sending side and
 // returns everything the server answered before it closed (or 15 s).
 std::string RawHttp(const std::string& url, const std::string& request) {
-  const int port = std::stoi(url.substr(url.rfind(':') + 1));
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int fd = ConnectLoopback(std::stoi(url.substr(url.rfind(':') + 1)));
   REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
           static_cast<ssize_t>(request.size()));
   shutdown(fd, SHUT_WR);
@@ -328,6 +323,21 @@ TEST_CASE("Keep-alive serves several requests on one connection", "[e2e][http]")
   log << in.rdbuf();
   INFO(log.str());
   CHECK(log.str().find("Re-using existing connection") != std::string::npos);
+}
+
+TEST_CASE("A connection that sends nothing is closed after 5 s", "[e2e][http]") {
+  // Else --threads of them would hold every request thread (civetweb's own
+  // default is 30 s).
+  HttpStack s;
+  int fd = ConnectLoopback(std::stoi(s.url.substr(s.url.rfind(':') + 1)));
+  REQUIRE(fd >= 0);
+  const auto start = std::chrono::steady_clock::now();
+  pollfd p{fd, POLLIN, 0};
+  REQUIRE(poll(&p, 1, 10'000) == 1);
+  char byte;
+  CHECK(read(fd, &byte, 1) <= 0);  // closed, nothing said
+  CHECK(std::chrono::steady_clock::now() - start >= milliseconds(4'000));
+  close(fd);
 }
 
 TEST_CASE("A short wrk run with 32 connections gets only 2xx answers", "[e2e][http]") {

@@ -4,6 +4,9 @@
 // endpoint; the queue gauges come back to zero after load. Real processes on
 // free loopback ports; HTTP through curl; every wait is bounded and polls a
 // condition (Prometheus cannot tell us when it has scraped).
+#include <poll.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
@@ -16,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/e2e/loopback_tcp.h"
 #include "tests/e2e/stack.h"
 #include "tests/e2e/test_client.h"
 #include "zserve/client.h"
@@ -262,6 +266,34 @@ endpoints:
   ctl("1");
   CHECK(Eventually([&] { return Get("http://" + broker + "/readyz").code == 200; },
                    milliseconds(20'000)));
+}
+
+TEST_CASE("Idle connections to the broker's metrics port do not hold up /healthz",
+          "[e2e][metrics]") {
+  Stack stack(R"(
+backends:
+  echo: {handler: echo}
+endpoints:
+  echo: {backend: echo}
+)");
+  REQUIRE(stack.ready());
+  const std::string broker = MetricsAddresses(stack.up().output()).at("broker");
+  std::vector<int> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(ConnectLoopback(std::stoi(broker.substr(broker.rfind(':') + 1))));
+    REQUIRE(idle.back() >= 0);
+  }
+  // A probe with a 2 s budget is answered while they are open.
+  const auto start = SteadyClock::now();
+  HttpReply health = Get("http://" + broker + "/healthz", {"--max-time", "2"});
+  CHECK(health.code == 200);
+  CHECK(SteadyClock::now() - start < milliseconds(2000));
+  // And the server closes a connection that sends nothing (after 5 s).
+  pollfd p{idle[0], POLLIN, 0};
+  REQUIRE(poll(&p, 1, 10'000) == 1);
+  char byte;
+  CHECK(read(idle[0], &byte, 1) <= 0);
+  for (int fd : idle) close(fd);
 }
 
 TEST_CASE("queue and in-flight gauges go back to zero after load", "[e2e][metrics]") {
