@@ -83,7 +83,8 @@ void AddLoadFlags(CLI::App& app, LoadOptions& o) {
   app.add_option("--duration", o.duration_s, "Seconds measured per run")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--count", o.count, "Measure this many replies per run instead of a duration");
+  app.add_option("--count", o.count,
+                 "Measure this many replies (errors count too) per run instead of a duration");
   app.add_option("--warmup", o.warmup_s, "Seconds of load before measuring")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -292,8 +293,9 @@ StatusOr<RunResult> LoadGenerator::RunOne(const RunSpec& spec) {
   while (phase_ != Phase::kDrain) {
     int64_t now = NowNs();
     if (phase_ == Phase::kWarmup && now >= measure_start) begin_measure(now);
+    // --count counts replies, errors too: a run whose calls all fail ends.
     if (phase_ == Phase::kMeasure &&
-        (now >= measure_end || (o_.count > 0 && result.ok >= o_.count))) {
+        (now >= measure_end || (o_.count > 0 && result.ok + result.error_count() >= o_.count))) {
       end_measure(now);
       break;
     }

@@ -31,7 +31,7 @@ struct LoadOptions {
   std::vector<double> rates;          // open loop when given, swept
   std::vector<size_t> sizes = {100};  // payload bytes, swept
   double duration_s = 10;             // measured window per run
-  uint64_t count = 0;                 // > 0: measure this many replies instead
+  uint64_t count = 0;                 // > 0: measure this many replies (errors too) instead
   double warmup_s = 1;
   double drain_s = 10;                 // most time to wait for replies after a run
   uint64_t max_outstanding = 100'000;  // open loop: past this, requests are not sent

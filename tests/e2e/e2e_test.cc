@@ -438,6 +438,19 @@ TEST_CASE("a request past its deadline is DEADLINE_EXCEEDED promptly", "[e2e]") 
   CHECK(took < milliseconds(1000));
 }
 
+TEST_CASE("zserve bench --count ends when every call fails and reports the errors", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  Process bench(kBinary, {"bench", "--broker", stack.client_address(), "--endpoint", "nope",
+                          "--count", "200", "--inflight", "1", "--warmup", "0", "--json"});
+  REQUIRE(bench.Wait(milliseconds(20'000)).has_value());
+  INFO(bench.output());
+  nlohmann::json j = nlohmann::json::parse(bench.output(), nullptr, /*allow_exceptions=*/false);
+  REQUIRE(j.is_object());
+  CHECK(j["errors"]["NOT_FOUND"].get<uint64_t>() >= 200);
+  CHECK(j["throughput_rps"].get<double>() == 0);
+}
+
 TEST_CASE("SIGTERM stops the whole stack cleanly", "[e2e]") {
   Stack stack(kDeployment);
   REQUIRE(stack.ready());
