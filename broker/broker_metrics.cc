@@ -184,12 +184,14 @@ RequestTiming BrokerMetrics::Shadow(const RequestTiming& primary, const std::str
   if (primary.route == nullptr) return {};
   RouteMetrics& r = Route(*primary.route->endpoint, backend);
   (queued ? r.backend->shadow_requests : r.backend->shadow_dropped)->Increment();
-  return {&r, now, {}};
+  return {&r, now, {}, /*shadow=*/true};
 }
 
 void BrokerMetrics::Dispatched(RequestTiming& timing, TimePoint now) {
   timing.dispatched = now;
-  if (timing.route != nullptr) Observe(*timing.route->queue_duration, now - timing.received);
+  if (timing.route != nullptr && !timing.shadow) {
+    Observe(*timing.route->queue_duration, now - timing.received);
+  }
 }
 
 void BrokerMetrics::Finished(const RequestTiming& timing, StatusCode code, bool shadow,

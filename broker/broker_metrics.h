@@ -102,6 +102,7 @@ struct RequestTiming {
   RouteMetrics* route = nullptr;  // null: not counted (refused at the door)
   TimePoint received{};
   TimePoint dispatched{};
+  bool shadow = false;  // a shadow copy: counted by the shadow series only
 };
 
 class BrokerMetrics {

@@ -149,6 +149,29 @@ TEST_CASE("broker gauges go back to zero once the load is answered", "[broker][m
   CHECK(f.metrics.Recent("ep", f.now + std::chrono::seconds(61)).first == 0);
 }
 
+TEST_CASE("a shadow copy is counted by the shadow series only", "[broker][metrics]") {
+  Fixture f;
+  f.Configure();
+  f.Admit(1);
+  RequestTiming copy = f.metrics.Shadow(f.timings[1], "idle", /*queued=*/true, f.now);
+  f.now += milliseconds(5);
+  f.metrics.Dispatched(copy, f.now);
+  f.metrics.Finished(copy, StatusCode::kHandlerError, /*shadow=*/true, f.now);
+  f.metrics.Refresh(f.router, f.now, /*force=*/true);  // flushes the histograms
+  CHECK(Value(f.registry, "zserve_broker_shadow_requests_total", {{"backend", "idle"}}) == 1);
+  CHECK(Value(f.registry, "zserve_broker_shadow_errors_total", {{"backend", "idle"}}) == 1);
+  // None of the request histograms of the endpoint counts it.
+  for (const char* h :
+       {"zserve_broker_queue_duration_seconds", "zserve_broker_request_duration_seconds",
+        "zserve_broker_dispatch_duration_seconds"}) {
+    INFO(h);
+    CHECK(Value(f.registry, h, {{"endpoint", "ep"}, {"backend", "idle"}}).value_or(0) == 0);
+  }
+  CHECK(Value(f.registry, "zserve_broker_backend_errors_total",
+              {{"backend", "idle"}, {"type", "HANDLER_ERROR"}})
+            .value_or(0) == 0);
+}
+
 TEST_CASE("readiness flips when the last replica of an endpoint goes away", "[broker][metrics]") {
   Fixture f;
   f.metrics.Refresh(f.router, f.now, /*force=*/true);
