@@ -111,6 +111,13 @@ int RunStatus(const std::string& broker, const CurveFlags& curve, bool json, boo
   StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
   if (!client.ok()) return Fail(client.status(), "status");
   StatusOr<std::string> r = (*client)->BrokerStatus(std::chrono::milliseconds(timeout_ms));
+  if (!r.ok() && r.status().code() == StatusCode::kDeadlineExceeded) {
+    // A broker with no configuration yet reads no client message, STATUS
+    // included: say where to look.
+    r = DeadlineExceeded(r.status().message() +
+                         " (not running there, or it has no configuration from its controller "
+                         "yet: then its /readyz says 'no configuration yet')");
+  }
   if (!r.ok()) return Fail(r.status(), "status");
   nlohmann::json j = nlohmann::json::parse(*r, nullptr, false);
   if (ready_only) {

@@ -451,6 +451,25 @@ TEST_CASE("zserve bench --count ends when every call fails and reports the error
   CHECK(j["throughput_rps"].get<double>() == 0);
 }
 
+TEST_CASE("zserve status of a broker with no configuration yet says why it gets no reply",
+          "[e2e]") {
+  std::string dir = MakeTempDir();
+  const std::string clients = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  // Its controller is not there: the broker never gets a configuration.
+  Process broker(
+      kBinary,
+      {"broker", "--client-bind", clients, "--worker-bind", "tcp://127.0.0.1:0", "--controller",
+       "tcp://127.0.0.1:" + std::to_string(FreePort()), "--controller-pub",
+       "tcp://127.0.0.1:" + std::to_string(FreePort()), "--metrics-bind", ""},
+      dir + "/broker.log");
+  REQUIRE(Eventually(
+      [&] { return ReadFile(dir + "/broker.log").find("listening") != std::string::npos; }));
+  Process status(kBinary, {"status", "--broker", clients, "--timeout", "500"}, dir + "/status.err");
+  REQUIRE(status.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/status.err"),
+             Catch::Contains("DEADLINE_EXCEEDED") && Catch::Contains("no configuration"));
+}
+
 TEST_CASE("SIGTERM stops the whole stack cleanly", "[e2e]") {
   Stack stack(kDeployment);
   REQUIRE(stack.ready());
