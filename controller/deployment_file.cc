@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -297,6 +298,10 @@ StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string
 }
 
 StatusOr<ConfigState> LoadDeploymentFile(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return BadRequest("deployment file '" + path + "' is a directory");
+  }
   std::ifstream in(path);
   if (!in) return NotFound("cannot read deployment file '" + path + "'");
   std::stringstream ss;

@@ -269,6 +269,14 @@ TEST_CASE("LoadDeploymentFile of a missing path is NOT_FOUND", "[controller]") {
   CHECK_THAT(state.status().message(), Contains(path));
 }
 
+TEST_CASE("LoadDeploymentFile of a directory says it is one", "[controller]") {
+  const std::string path = kSourceDir + "/examples";
+  auto state = LoadDeploymentFile(path);
+  REQUIRE_FALSE(state.ok());
+  CHECK(state.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(state.status().message(), Contains(path) && Contains("is a directory"));
+}
+
 TEST_CASE("The shipped example deployments load", "[controller]") {
   SECTION("examples/deployment.yaml") {
     auto state = LoadDeploymentFile(kSourceDir + "/examples/deployment.yaml");
