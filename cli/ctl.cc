@@ -25,19 +25,36 @@ struct U32Flag {
   const char* flag;
   U32Field field;
   const char* help;
+  sc::FieldRange range;  // the controller's (schemas/config.h)
 };
 constexpr U32Flag kU32Flags[] = {
-    {"--num-replicas", &sc::BackendFields::num_replicas, "Replicas `zserve up` runs (0..1024)"},
-    {"--max-batch-size", &sc::BackendFields::max_batch_size, "Requests per batch (1..4096)"},
+    {"--num-replicas", &sc::BackendFields::num_replicas, "Replicas `zserve up` runs",
+     sc::kNumReplicasRange},
+    {"--max-batch-size", &sc::BackendFields::max_batch_size, "Requests per batch",
+     sc::kMaxBatchSizeRange},
     {"--batch-wait-timeout-ms", &sc::BackendFields::batch_wait_timeout_ms,
-     "Longest wait to fill a batch (0..60000)"},
+     "Longest wait to fill a batch", sc::kBatchWaitTimeoutRange},
     {"--max-concurrent-queries", &sc::BackendFields::max_concurrent_queries,
-     "In flight per replica (0: default; ..100000)"},
-    {"--max-queued-requests", &sc::BackendFields::max_queued_requests,
-     "Queued before OVERLOADED (1..10000000)"},
+     "In flight per replica (0: default)", sc::kMaxConcurrentQueriesRange},
+    {"--max-queued-requests", &sc::BackendFields::max_queued_requests, "Queued before OVERLOADED",
+     sc::kMaxQueuedRequestsRange},
     {"--retry-on-replica-failure", &sc::BackendFields::retry_on_replica_failure,
-     "Retries when a replica is lost (0..10)"},
+     "Retries when a replica is lost", sc::kRetryOnReplicaFailureRange},
 };
+
+// "HELP (MIN..MAX)".
+std::string WithRange(const char* help, const sc::FieldRange& r) {
+  return std::string(help) + " (" + std::to_string(r.min) + ".." + std::to_string(r.max) + ")";
+}
+
+// A flag's value as the uint32 field it sets; one that does not fit is
+// refused as the controller would refuse it (exit 1, the range named).
+StatusOr<uint32_t> FieldValue(const char* flag, int64_t value, const sc::FieldRange& r) {
+  if (value < 0 || value > int64_t{UINT32_MAX}) {
+    return BadRequest(std::string(flag) + " " + std::to_string(value) + ": " + sc::RangeText(r));
+  }
+  return static_cast<uint32_t>(value);
+}
 constexpr size_t kNumU32Flags = sizeof kU32Flags / sizeof kU32Flags[0];
 
 int Fail(const char* what, const Status& s) {
@@ -181,25 +198,30 @@ struct CtlCommands::Args {
   void AddBackendFlags(CLI::App* sub) {
     sub->add_option("--handler", handler, "Built-in handler of `zserve up`'s workers");
     for (size_t i = 0; i < kNumU32Flags; ++i) {
-      sub->add_option(kU32Flags[i].flag, numbers[i], kU32Flags[i].help)
-          ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
+      sub->add_option(kU32Flags[i].flag, numbers[i],
+                      WithRange(kU32Flags[i].help, kU32Flags[i].range));
     }
     sub->add_option("--user-config", user_config, "Opaque text for the handler's Reconfigure");
   }
 
   // --timeout-ms, --route and --methods of create-endpoint and update-endpoint.
   void AddEndpointFlags(CLI::App* sub) {
-    sub->add_option("--timeout-ms", timeout_ms_flag, "Default deadline (1..3600000)")
-        ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
+    sub->add_option("--timeout-ms", timeout_ms_flag,
+                    WithRange("Default deadline", sc::kTimeoutMsRange));
     sub->add_option("--route", route, "HTTP gateway path, e.g. /echo (\"\": none; docs/http.md)");
     sub->add_option("--methods", methods,
                     "HTTP methods allowed on the route: GET,POST,PUT,DELETE,PATCH");
   }
 
-  void TakeEndpointFlags(CLI::App* sub, sc::EndpointFields* f) const {
-    if (sub->count("--timeout-ms")) f->timeout_ms = static_cast<uint32_t>(timeout_ms_flag);
+  Status TakeEndpointFlags(CLI::App* sub, sc::EndpointFields* f) const {
+    if (sub->count("--timeout-ms")) {
+      StatusOr<uint32_t> v = FieldValue("--timeout-ms", timeout_ms_flag, sc::kTimeoutMsRange);
+      if (!v.ok()) return v.status();
+      f->timeout_ms = *v;
+    }
     if (sub->count("--route")) f->route = route;
     if (sub->count("--methods")) f->methods = ParseMethods(methods);
+    return Status::Ok();
   }
 
   // The request of the parsed ctl subcommand.
@@ -212,7 +234,9 @@ struct CtlCommands::Args {
       if (sub->count("--user-config")) r.backend.user_config = user_config;
       for (size_t i = 0; i < kNumU32Flags; ++i) {
         if (sub->count(kU32Flags[i].flag)) {
-          r.backend.*kU32Flags[i].field = static_cast<uint32_t>(numbers[i]);
+          StatusOr<uint32_t> v = FieldValue(kU32Flags[i].flag, numbers[i], kU32Flags[i].range);
+          if (!v.ok()) return v.status();
+          r.backend.*kU32Flags[i].field = *v;
         }
       }
     }
@@ -227,10 +251,10 @@ struct CtlCommands::Args {
       StatusOr<std::map<std::string, double>> s = ParseWeights(shadow);
       if (!s.ok()) return s.status();
       if (!s->empty()) r.endpoint.shadow = *s;
-      TakeEndpointFlags(sub, &r.endpoint);
+      if (Status f = TakeEndpointFlags(sub, &r.endpoint); !f.ok()) return f;
     }
     if (command == sc::Command::kUpdateEndpoint) {
-      TakeEndpointFlags(sub, &r.endpoint);
+      if (Status f = TakeEndpointFlags(sub, &r.endpoint); !f.ok()) return f;
       if (r.endpoint == sc::EndpointFields{}) {
         return BadRequest("give at least one of --route, --methods, --timeout-ms");
       }

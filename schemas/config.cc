@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 namespace zserve::schemas {
 
@@ -146,26 +147,25 @@ Status ValidateBackend(const BackendConfig& b) {
     return BadRequest(where + "user_config is " + std::to_string(b.user_config.size()) +
                       " bytes, more than " + std::to_string(kMaxUserConfigBytes));
   }
-  if (b.num_replicas > 1024) return BadRequest(where + "num_replicas must be 0..1024");
-  if (b.max_batch_size < 1 || b.max_batch_size > 4096) {
-    return BadRequest(where + "max_batch_size must be 1..4096");
-  }
-  if (b.batch_wait_timeout_ms > 60'000) {
-    return BadRequest(where + "batch_wait_timeout_ms must be 0..60000");
-  }
-  if (b.max_concurrent_queries > 100'000) {
-    return BadRequest(where + "max_concurrent_queries must be 0..100000 (0: default)");
-  }
-  if (b.max_queued_requests < 1 || b.max_queued_requests > 10'000'000) {
-    return BadRequest(where + "max_queued_requests must be 1..10000000");
-  }
-  if (b.retry_on_replica_failure > 10) {
-    return BadRequest(where + "retry_on_replica_failure must be 0..10");
+  for (const auto& [value, range, note] :
+       {std::tuple{b.num_replicas, kNumReplicasRange, ""},
+        std::tuple{b.max_batch_size, kMaxBatchSizeRange, ""},
+        std::tuple{b.batch_wait_timeout_ms, kBatchWaitTimeoutRange, ""},
+        std::tuple{b.max_concurrent_queries, kMaxConcurrentQueriesRange, " (0: default)"},
+        std::tuple{b.max_queued_requests, kMaxQueuedRequestsRange, ""},
+        std::tuple{b.retry_on_replica_failure, kRetryOnReplicaFailureRange, ""}}) {
+    if (value < range.min || value > range.max) {
+      return BadRequest(where + RangeText(range) + note);
+    }
   }
   return Status::Ok();
 }
 
 }  // namespace
+
+std::string RangeText(const FieldRange& r) {
+  return std::string(r.name) + " must be " + std::to_string(r.min) + ".." + std::to_string(r.max);
+}
 
 Status Validate(const ConfigState& state) {
   if (state.backends.size() > kMaxStateEntries || state.endpoints.size() > kMaxStateEntries) {
@@ -195,8 +195,8 @@ Status Validate(const ConfigState& state) {
         return BadRequest(where + "shadow fraction of '" + backend + "' must be in [0, 1]");
       }
     }
-    if (e.timeout_ms < 1 || e.timeout_ms > 3'600'000) {
-      return BadRequest(where + "timeout_ms must be 1..3600000");
+    if (e.timeout_ms < kTimeoutMsRange.min || e.timeout_ms > kTimeoutMsRange.max) {
+      return BadRequest(where + RangeText(kTimeoutMsRange));
     }
     if (Status s = ValidateRoute(e.route); !s.ok()) return BadRequest(where + s.message());
     if (Status s = ValidateHttpMethods(e.methods); !s.ok()) return BadRequest(where + s.message());

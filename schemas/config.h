@@ -20,6 +20,23 @@ namespace zserve::schemas {
 
 inline constexpr uint32_t kDefaultTimeoutMs = 30'000;
 inline constexpr uint32_t kDefaultMaxQueuedRequests = 100'000;
+// The range of a numeric field: Validate refuses a value outside it as
+// "NAME must be MIN..MAX", and zserve ctl's flags name it.
+struct FieldRange {
+  const char* name;
+  uint32_t min;
+  uint32_t max;
+};
+inline constexpr FieldRange kNumReplicasRange{"num_replicas", 0, 1024};
+inline constexpr FieldRange kMaxBatchSizeRange{"max_batch_size", 1, 4096};
+inline constexpr FieldRange kBatchWaitTimeoutRange{"batch_wait_timeout_ms", 0, 60'000};
+inline constexpr FieldRange kMaxConcurrentQueriesRange{"max_concurrent_queries", 0, 100'000};
+inline constexpr FieldRange kMaxQueuedRequestsRange{"max_queued_requests", 1, 10'000'000};
+inline constexpr FieldRange kRetryOnReplicaFailureRange{"retry_on_replica_failure", 0, 10};
+inline constexpr FieldRange kTimeoutMsRange{"timeout_ms", 1, 3'600'000};
+// "NAME must be MIN..MAX".
+std::string RangeText(const FieldRange& r);
+
 // Bounds that keep every valid state encodable in one SNAPSHOT (16 MiB).
 inline constexpr size_t kMaxStateEntries = 10'000;  // backends, and endpoints
 inline constexpr size_t kMaxUserConfigBytes = 64 * 1024;

@@ -151,6 +151,8 @@ TEST_CASE("zserve ctl runs each admin command and refuses bad ones with exit cod
   CHECK(*ctl({"set-shadow", "classify", "mlp_v2=1.5"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"update-backend", "nope", "--num-replicas", "3"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"update-backend", "mlp", "--num-replicas", "5000"})->Wait(milliseconds(0)) == 1);
+  // A value no uint32 holds is refused the same way, by the command line.
+  CHECK(*ctl({"update-backend", "mlp", "--num-replicas", "-1"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"create-backend", "bad/name"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"create-backend", "mlp"})->Wait(milliseconds(0)) == 1);
   CHECK(*ctl({"set-traffic", "classify", "mlp"})->Wait(milliseconds(0)) == 1);
@@ -166,6 +168,7 @@ TEST_CASE("zserve ctl runs each admin command and refuses bad ones with exit cod
   CHECK_THAT(errors, Catch::Contains("shadow fraction of 'mlp_v2' must be in [0, 1]"));
   CHECK_THAT(errors, Catch::Contains("NOT_FOUND: no backend named 'nope'"));
   CHECK_THAT(errors, Catch::Contains("num_replicas must be 0..1024"));
+  CHECK_THAT(errors, Catch::Contains("--num-replicas -1: num_replicas must be 0..1024"));
   CHECK_THAT(errors, Catch::Contains("outside [A-Za-z0-9_.-]"));
   CHECK_THAT(errors, Catch::Contains("backend 'mlp' already exists"));
   CHECK_THAT(errors, Catch::Contains("'mlp' is not BACKEND=NUMBER"));
