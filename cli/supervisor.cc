@@ -114,9 +114,13 @@ class Stack {
     if (o_.metrics_port == 0) return PickFreeLoopbackPort();
     if (role == "controller") return o_.metrics_port;
     if (role == "broker") return o_.metrics_port + 1;
+    // The lowest no worker of ours holds and no other process does (a port
+    // taken by another program would make the worker exit, again and again).
     int port = o_.metrics_port + 2;
-    while (std::any_of(children_.begin(), children_.end(),
-                       [port](const Child& c) { return c.metrics_port == port; })) {
+    while (port < 65535 &&
+           (std::any_of(children_.begin(), children_.end(),
+                        [port](const Child& c) { return c.metrics_port == port; }) ||
+            !CanBindLoopback(port, /*reuse_addr=*/true))) {
       ++port;
     }
     return port;

@@ -48,6 +48,11 @@ int PickFreeLoopbackPort();
 // server before the broker has bound it).
 void ReserveLoopbackPort(int port);
 
+// Whether a TCP socket binds 127.0.0.1:`port` now (with SO_REUSEADDR, as
+// servers bind: a port left in TIME_WAIT by closed connections counts as
+// free). The probe socket is closed at once.
+bool CanBindLoopback(int port, bool reuse_addr);
+
 // "tcp://127.0.0.1:PORT".
 std::string LoopbackAddress(int port);
 

@@ -4,7 +4,10 @@
 // endpoint; the queue gauges come back to zero after load. Real processes on
 // free loopback ports; HTTP through curl; every wait is bounded and polls a
 // condition (Prometheus cannot tell us when it has scraped).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -294,6 +297,42 @@ endpoints:
   char byte;
   CHECK(read(idle[0], &byte, 1) <= 0);
   for (int fd : idle) close(fd);
+}
+
+TEST_CASE("up gives a worker the next metrics port when another program holds its own",
+          "[e2e][metrics]") {
+  // BASE for the controller, BASE + 1 the broker, BASE + 2 the first worker:
+  // another program listens there, so the worker gets BASE + 3 (it used to
+  // exit on the taken port, restarted again and again).
+  const int base = FreePort();
+  REQUIRE(base > 0);
+  REQUIRE(base + 3 < 65536);
+  int taken = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(taken >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(base + 2));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(taken, 1) == 0);
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/deployment.yaml",
+            "backends:\n  echo: {handler: echo}\nendpoints:\n  echo: {backend: echo}\n");
+  Process up(kBinary,
+             {"up", dir + "/deployment.yaml", "--client-port", "0", "--worker-port", "0",
+              "--admin-port", "0", "--pub-port", "0", "--http-port", "-1", "--metrics-port",
+              std::to_string(base), "--state-dir", dir + "/state"},
+             dir + "/stack.log");
+  const bool ready = up.WaitForLine("Ctrl-C stops everything.", milliseconds(30'000));
+  INFO(ReadFile(dir + "/stack.log"));
+  REQUIRE(ready);
+  std::map<std::string, std::string> metrics = MetricsAddresses(up.output());
+  CHECK(metrics["echo-1"] == "127.0.0.1:" + std::to_string(base + 3));
+  CHECK(Get("http://" + metrics["echo-1"] + "/metrics").code == 200);
+  CHECK_THAT(ReadFile(dir + "/stack.log"), !Catch::Contains("exited unexpectedly"));
+  up.Signal(SIGTERM);
+  CHECK(up.Wait(milliseconds(20'000)) == 0);
+  close(taken);
 }
 
 TEST_CASE("queue and in-flight gauges go back to zero after load", "[e2e][metrics]") {
