@@ -28,9 +28,21 @@ HttpResponse BadHeader(const char* name, std::string_view value, const std::stri
       std::string("header ") + name + " must be " + want + ", got '" + Shown(value) + "'");
 }
 
-// The X-Zserve-* headers into `o`; a response when one is malformed.
-std::optional<HttpResponse> ReadCallHeaders(const HeaderLookup& header, const Route& route,
+// The X-Zserve-* headers into `o`; a response when one is malformed. A
+// value's leading and trailing spaces and tabs are not part of it (RFC 9110
+// 5.5: optional whitespace around a field value).
+std::optional<HttpResponse> ReadCallHeaders(const HeaderLookup& lookup, const Route& route,
                                             CallOptions* o) {
+  auto header = [&lookup](const char* name) {
+    std::optional<std::string_view> v = lookup(name);
+    if (v) {
+      const size_t first = v->find_first_not_of(" \t");
+      *v = first == std::string_view::npos
+               ? std::string_view()
+               : v->substr(first, v->find_last_not_of(" \t") - first + 1);
+    }
+    return v;
+  };
   o->timeout = std::chrono::milliseconds(route.timeout_ms);
   if (std::optional<std::string_view> v = header(kTimeoutHeader)) {
     uint32_t ms = 0;

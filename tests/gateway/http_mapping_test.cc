@@ -123,6 +123,23 @@ TEST_CASE("X-Zserve headers set deadline method shard key and priority", "[gatew
   CHECK(plan.options.priority == -2);
 }
 
+TEST_CASE("Spaces and tabs around an X-Zserve header value are not part of it", "[gateway]") {
+  gw::RouteTable t(State(), 1);
+  gw::Decision d = DecideWith(&t, "GET", "/echo",
+                              {{gw::kTimeoutHeader, " 50 "},
+                               {gw::kMethodHeader, "\tpredict "},
+                               {gw::kShardKeyHeader, " user 7\t"},
+                               {gw::kPriorityHeader, "3  "}});
+  REQUIRE(std::holds_alternative<gw::CallPlan>(d));
+  const gw::CallPlan& plan = std::get<gw::CallPlan>(d);
+  CHECK(plan.options.timeout == std::chrono::milliseconds(50));
+  CHECK(plan.options.method == "predict");
+  CHECK(plan.options.shard_key == "user 7");  // inner spaces are its own
+  CHECK(plan.options.priority == 3);
+  // Nothing but spaces is an empty value.
+  CHECK(Response(DecideWith(&t, "POST", "/echo", {{gw::kTimeoutHeader, "  "}})).status == 400);
+}
+
 TEST_CASE("Malformed X-Zserve headers are 400 and name the header", "[gateway]") {
   gw::RouteTable t(State(), 1);
   const std::pair<std::string, std::string> cases[] = {
