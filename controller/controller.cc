@@ -165,7 +165,9 @@ Status Controller::Run(int wake_fd, const std::function<bool()>& on_wake) {
 
 void Controller::HandleAdmin(Frames& frames) {
   if (frames.size() != 2) {
-    log_->warn("admin message with {} frames dropped", frames.size());
+    if (metrics_) metrics_->Malformed();
+    log_->warn("admin message with {} frames dropped (an admin message is one frame)",
+               frames.size() - 1);
     return;
   }
   StatusOr<sc::Command> command = sc::PeekCommand(View(frames[1]));

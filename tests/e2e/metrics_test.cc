@@ -192,6 +192,18 @@ endpoints:
   CHECK(number("zserve_replica_starts_total{replica=\"flaky-1\"}") == 1);
   CHECK(number("zserve_controller_config_version") == 1);
   CHECK(number("zserve_broker_config_version") == 1);
+  {
+    // A call sent to the controller by mistake (a header and a payload
+    // frame) is dropped and counted as malformed.
+    auto astray = Connect(stack.admin_address());
+    CallOptions o;
+    o.timeout = milliseconds(300);
+    CHECK(astray->Call("echo", "hi", o).status().code() == StatusCode::kDeadlineExceeded);
+    std::optional<double> malformed =
+        Sample(Get("http://" + targets.at("controller") + "/metrics").body,
+               "zserve_controller_malformed_messages_total");
+    CHECK(malformed == 1.0);
+  }
   CHECK(number("zserve_broker_ready") == 1);
   CHECK(number("zserve_broker_live_replicas{backend=\"echo\"}") == 2);
   CHECK(number("zserve_broker_desired_replicas{backend=\"echo\"}") == 2);
