@@ -344,6 +344,15 @@ TEST_CASE("up gives a worker the next metrics port when another program holds it
   CHECK_THAT(ReadFile(dir + "/stack.log"), !Catch::Contains("exited unexpectedly"));
   up.Signal(SIGTERM);
   CHECK(up.Wait(milliseconds(20'000)) == 0);
+  // A process told to serve metrics on the taken port exits and says why.
+  Process broker(kBinary,
+                 {"broker", "--metrics-bind", "127.0.0.1:" + std::to_string(base + 2),
+                  "--client-bind", "tcp://127.0.0.1:0", "--worker-bind", "tcp://127.0.0.1:0"},
+                 dir + "/broker.err");
+  CHECK(broker.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/broker.err"),
+             Catch::Contains("cannot serve metrics on 127.0.0.1:" + std::to_string(base + 2) +
+                             ": Address already in use"));
   close(taken);
 }
 

@@ -13,9 +13,10 @@ Stack::Stack(const std::string& deployment_yaml, const std::vector<std::string>&
     : dir_(MakeTempDir()) {
   WriteFile(dir_ + "/deployment.yaml", deployment_yaml);
   // The ports are picked here and bound later by `up`'s children: another
-  // process (a test running alongside) may bind one in between. Then the
-  // broker cannot bind, `up` stops, and the stack starts again on other
-  // ports and a fresh state directory; any other failure is the test's.
+  // process (a test running alongside) may bind one in between, a ZeroMQ
+  // port or a metrics port `up` picked. Then the broker cannot bind
+  // ("Address already in use"), `up` stops, and the stack starts again on
+  // other ports and a fresh state directory; any other failure is the test's.
   for (int attempt = 1; attempt <= 3; ++attempt) {
     client_port_ = FreePort();
     worker_port_ = FreePort();
