@@ -742,11 +742,8 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
   PackedFrames packer(&frames);
   size_t header_bytes = 0;
   int64_t payload_bytes = 0;
-  size_t gi = 0, ti = 0;              // the token being added: group[gi]->tokens[ti]
-  size_t first_gi = 0, first_ti = 0;  // the message's first
+  size_t delivered = 0;  // the group's first tokens, in order, that went out
   auto start = [&] {
-    first_gi = gi;
-    first_ti = ti;
     items.clear();
     sizes.clear();
     frames.clear();
@@ -762,17 +759,17 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
     if (Status s = workers_.Send(frames); !s.ok()) {
       // Requeues what it held: this message's and the unsent items with
       // their try given back.
-      LoseOnSend(replica, group, first_gi, first_ti, s.message());
+      LoseOnSend(replica, group, delivered, s.message());
       return false;
     }
+    delivered += items.size();
     liveness_.Sent(replica, now);
     return true;
   };
   start();
-  for (gi = 0; gi < group.size(); ++gi) {
+  for (Dispatch* d : group) {
     sizes.push_back(0);
-    for (ti = 0; ti < group[gi]->tokens.size(); ++ti) {
-      const uint64_t token = group[gi]->tokens[ti];
+    for (uint64_t token : d->tokens) {
       Slot& slot = slots_.at(token);
       // A message stays within the receiver's limits: items, header bytes,
       // and (like the client's REQUESTS) a few MiB of payload. A handler
@@ -807,9 +804,9 @@ void Broker::SendBatches(const std::string& replica, const std::vector<Dispatch*
 
 void Broker::SendMdpRequests(const std::string& replica, const std::vector<Dispatch*>& group,
                              TimePoint now) {
-  for (size_t gi = 0; gi < group.size(); ++gi) {
-    for (size_t ti = 0; ti < group[gi]->tokens.size(); ++ti) {
-      const uint64_t token = group[gi]->tokens[ti];
+  size_t done = 0;  // the group's first tokens, in order, sent or answered here
+  for (Dispatch* d : group) {
+    for (uint64_t token : d->tokens) {
       Slot& slot = slots_.at(token);
       if (slot.method != mdp::kMethod) {
         // MDP has no method frame: the handler behind an MDP worker is its
@@ -817,23 +814,31 @@ void Broker::SendMdpRequests(const std::string& replica, const std::vector<Dispa
         (void)router_.Complete(replica, token);
         Finish(token, BadRequest("method '" + slot.method +
                                  "' reached an MDP replica, which serves only __call__"));
+        ++done;
         continue;
       }
       metrics_->Dispatched(slot.timing, now);
       Frames frames = mdp::WorkerRequest(replica, token, slot.payload.Message());  // kept for retry
       if (Status s = workers_.Send(frames); !s.ok()) {
-        LoseOnSend(replica, group, gi, ti, s.message());  // requeues the rest too
+        LoseOnSend(replica, group, done, s.message());  // requeues the rest too
         return;
       }
+      ++done;
       liveness_.Sent(replica, now);
     }
   }
 }
 
-void Broker::LoseOnSend(const std::string& replica, const std::vector<Dispatch*>& group, size_t gi,
-                        size_t ti, std::string_view why) {
-  for (; gi < group.size(); ++gi, ti = 0) {
-    for (; ti < group[gi]->tokens.size(); ++ti) router_.Undelivered(group[gi]->tokens[ti]);
+void Broker::LoseOnSend(const std::string& replica, const std::vector<Dispatch*>& group,
+                        size_t delivered, std::string_view why) {
+  for (const Dispatch* d : group) {
+    for (uint64_t token : d->tokens) {
+      if (delivered > 0) {
+        --delivered;
+      } else {
+        router_.Undelivered(token);
+      }
+    }
   }
   LoseReplica(replica, why);
 }

@@ -146,11 +146,12 @@ class Broker {
   // limits allow.
   void SendBatches(const std::string& replica, const std::vector<Dispatch*>& group, TimePoint now);
   void LoseReplica(const std::string& replica, std::string_view why);
-  // A send to `replica` failed (it is gone): the group's tokens from token
-  // `ti` of dispatch `gi` on never reached it, so their try is given back
-  // (Router::Undelivered); then the replica is lost, which requeues them.
-  void LoseOnSend(const std::string& replica, const std::vector<Dispatch*>& group, size_t gi,
-                  size_t ti, std::string_view why);
+  // A send to `replica` failed (it is gone): the group's tokens after its
+  // first `delivered` (in order) never reached it, so their try is given
+  // back (Router::Undelivered); then the replica is lost, which requeues
+  // them.
+  void LoseOnSend(const std::string& replica, const std::vector<Dispatch*>& group, size_t delivered,
+                  std::string_view why);
   // Forgets a replica; what it held is requeued or failed as for a lost one.
   void RemoveReplica(const std::string& replica, std::string_view why, bool lost);
   // The final answer for a token: to its client, or (a shadow) counted only.
