@@ -69,14 +69,19 @@ double Micros(uint64_t ns) { return static_cast<double>(ns) / 1000.0; }
 }  // namespace
 
 void AddLoadFlags(CLI::App& app, LoadOptions& o) {
-  app.add_option("--inflight", o.inflight, "Closed loop: requests in flight (list: a sweep)")
-      ->delimiter(',')
-      ->check(CLI::Range(1, 1'000'000))
-      ->capture_default_str();
-  app.add_option("--rate", o.rates,
-                 "Open loop: target requests/s with Poisson arrivals (list: a sweep)")
-      ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+  CLI::Option* inflight =
+      app.add_option("--inflight", o.inflight, "Closed loop: requests in flight (list: a sweep)")
+          ->delimiter(',')
+          ->check(CLI::Range(1, 1'000'000))
+          ->capture_default_str();
+  // An open loop sets its rate, not a number in flight: a flag of the other
+  // mode is refused rather than silently ignored.
+  CLI::Option* rate =
+      app.add_option("--rate", o.rates,
+                     "Open loop: target requests/s with Poisson arrivals (list: a sweep)")
+          ->delimiter(',')
+          ->check(CLI::PositiveNumber)
+          ->excludes(inflight);
   app.add_option("--size", o.sizes, "Payload bytes (list: a sweep)")
       ->delimiter(',')
       ->capture_default_str();
@@ -93,12 +98,14 @@ void AddLoadFlags(CLI::App& app, LoadOptions& o) {
       ->capture_default_str();
   app.add_option("--max-outstanding", o.max_outstanding,
                  "Open loop: requests not sent while this many are unanswered")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(rate);
   app.add_option("--send-every", o.send_every_us,
                  "Open loop: microseconds between sends; the arrivals due are sent together "
                  "(latency still counts from each arrival; 0: as each arrives)")
       ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+      ->capture_default_str()
+      ->needs(rate);
   app.add_option("--broker-pid", o.broker_pid, "Report this process's CPU time per request");
   app.add_flag("--json", o.json, "One JSON object per run");
   app.add_option_function<std::vector<std::string>>(

@@ -451,6 +451,32 @@ TEST_CASE("zserve bench --count ends when every call fails and reports the error
   CHECK(j["throughput_rps"].get<double>() == 0);
 }
 
+TEST_CASE("zserve bench refuses a flag of the other loop mode instead of ignoring it", "[e2e]") {
+  std::string dir = MakeTempDir();
+  // No broker is needed: the flags are refused before anything connects.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--rate", "1000", "--inflight", "50"}, "--inflight excludes --rate"},
+      {{"--inflight", "50", "--send-every", "100"}, "--send-every requires --rate"},
+      {{"--max-outstanding", "10"}, "--max-outstanding requires --rate"},
+  };
+  int n = 0;
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> args = {"bench",      "--broker", "tcp://127.0.0.1:1",
+                                     "--endpoint", "echo",     "--duration",
+                                     "1",          "--warmup", "0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::string err_path = dir + "/err-" + std::to_string(++n);
+    Process bench(kBinary, args, err_path);
+    std::optional<int> code = bench.Wait(milliseconds(10'000));
+    std::string err = ReadFile(err_path);
+    INFO(err);
+    REQUIRE(code.has_value());
+    CHECK(*code != 0);
+    CHECK(err.find(message) != std::string::npos);
+    CHECK(bench.output().empty());  // no run
+  }
+}
+
 TEST_CASE("zserve status of a broker with no configuration yet says why it gets no reply",
           "[e2e]") {
   std::string dir = MakeTempDir();
