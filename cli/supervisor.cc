@@ -522,8 +522,10 @@ int RunUp(UpOptions o) {
 
   std::printf("zserve is up: %zu endpoints, %zu backends from %s\n", state->endpoints.size(),
               state->backends.size(), o.deployment_file.c_str());
-  std::printf("  clients  %s   (try: zserve call %s hello)\n",
+  // The hint names the broker unless it is the one `zserve call` finds by default.
+  std::printf("  clients  %s   (try: zserve call%s %s hello)\n",
               LoopbackAddress(o.client_port).c_str(),
+              o.client_port == 5555 ? "" : (" --broker " + LoopbackAddress(o.client_port)).c_str(),
               state->endpoints.empty() ? "ENDPOINT" : state->endpoints.begin()->first.c_str());
   std::printf("  workers  %s\n", LoopbackAddress(o.worker_port).c_str());
   std::printf("  admin    %s   (try: zserve ctl --controller %s get)\n",
