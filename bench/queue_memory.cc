@@ -73,7 +73,6 @@ int main(int argc, char** argv) {
 
   zserve::ClientOptions options;
   options.broker_address = broker;
-  options.default_timeout = std::chrono::milliseconds(timeout_ms);
   zserve::StatusOr<std::unique_ptr<zserve::Client>> created = zserve::Client::Create(options);
   if (!created.ok()) {
     std::fprintf(stderr, "queue_memory: %s\n", created.status().ToString().c_str());

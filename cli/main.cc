@@ -111,12 +111,13 @@ int RunStatus(const std::string& broker, const CurveFlags& curve, bool json, boo
   StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
   if (!client.ok()) return Fail(client.status(), "status");
   StatusOr<std::string> r = (*client)->BrokerStatus(std::chrono::milliseconds(timeout_ms));
-  if (!r.ok() && r.status().code() == StatusCode::kDeadlineExceeded) {
-    // A broker with no configuration yet reads no client message, STATUS
-    // included: say where to look.
+  if (!r.ok() && r.status().code() == StatusCode::kDeadlineExceeded &&
+      r.status().message().starts_with("no reply")) {
+    // Connected, and no answer: a broker with no configuration yet reads no
+    // client message, STATUS included. Say where to look.
     r = DeadlineExceeded(r.status().message() +
-                         " (not running there, or it has no configuration from its controller "
-                         "yet: then its /readyz says 'no configuration yet')");
+                         " (it may have no configuration from its controller yet: then its "
+                         "/readyz says 'no configuration yet')");
   }
   if (!r.ok()) return Fail(r.status(), "status");
   nlohmann::json j = nlohmann::json::parse(*r, nullptr, false);
@@ -410,7 +411,8 @@ int main(int argc, char** argv) {
   CLI::App* call_cmd = app.add_subcommand("call", "Call an endpoint and print the result");
   call_cmd->add_option("endpoint", call.endpoint, "Endpoint name")->required();
   call_cmd->add_option("payload", call.payload, "Payload, or - for stdin");
-  call_cmd->add_option("--timeout", call.timeout_ms, "Deadline in ms (0: 30000)");
+  call_cmd->add_option("--timeout", call.timeout_ms,
+                       "Deadline in ms (0: the endpoint's timeout_ms)");
   call_cmd->add_option("--method", call.method, "Method")->capture_default_str();
   call_cmd->add_option("--shard-key", call.shard_key, "Sticky routing key");
   call_cmd->add_option("--broker", call.broker, "Broker client address")

@@ -9,10 +9,17 @@
 // one message (schemas/PROTOCOL.md, REQUESTS), and their answers come back
 // together as they are ready. Each callback runs exactly
 // once, from inside Poll(), Wait() or Call() on the thread that owns the
-// client, and may itself call Call(), CallAsync() or Poll(). Errors are typed Status codes
-// (NOT_FOUND, DEADLINE_EXCEEDED, HANDLER_ERROR, ...), never exceptions. When the connection to the
-// broker drops, pending calls fail at once with UNAVAILABLE (they may or may not have run), except
-// those marked idempotent, which are sent again.
+// client, and may itself call Call(), CallAsync() or Poll() (or, when it
+// runs from the destructor, which fails the calls still pending with
+// UNAVAILABLE, nothing of this client). Errors are typed Status codes
+// (NOT_FOUND, DEADLINE_EXCEEDED, HANDLER_ERROR, ...), never exceptions.
+//
+// Calls go out only while a connection to the broker is up; until then the
+// client holds them, and a held call that reaches its deadline (or
+// connect_timeout, when it names no deadline) fails without being sent.
+// When the connection drops, the calls sent on it fail at once with
+// UNAVAILABLE (they may or may not have run), except those marked
+// idempotent, which are sent again on the next connection (at most 3 times).
 //
 // A Client is not thread-safe: one thread owns it (ZeroMQ sockets belong to
 // one thread). Use one Client per thread.
@@ -33,8 +40,10 @@ namespace zserve {
 
 struct ClientOptions {
   std::string broker_address = "tcp://127.0.0.1:5555";  // the broker's client port
-  // The deadline of a call that names none.
-  std::chrono::milliseconds default_timeout{30'000};
+  // How long a call that names no timeout waits for a connection to the
+  // broker: then it fails with UNAVAILABLE, not sent. (Once sent it has the
+  // endpoint's timeout_ms.) A call that names one waits until its deadline.
+  std::chrono::milliseconds connect_timeout{30'000};
   // How long past a deadline the client waits for the broker's own answer
   // before it answers DEADLINE_EXCEEDED itself (the broker may be gone).
   std::chrono::milliseconds grace{250};
@@ -50,7 +59,7 @@ struct ClientOptions {
 
 struct CallOptions {
   std::string method = "__call__";
-  std::chrono::milliseconds timeout{0};  // 0: ClientOptions::default_timeout
+  std::chrono::milliseconds timeout{0};  // 0: the endpoint's timeout_ms
   std::string shard_key;                 // same key, same backend (sticky)
   int32_t priority = 0;                  // > 0: high priority (docs/semantics.md)
   // Safe to run twice: if the broker connection drops, the call is sent again

@@ -52,14 +52,6 @@ class FakeBroker : public zserve::testing::FakeRouter {
   }
 };
 
-zserve::ClientOptions Options(const std::string& address) {
-  zserve::ClientOptions o;
-  o.broker_address = address;
-  o.default_timeout = milliseconds(4321);
-  o.grace = milliseconds(50);
-  return o;
-}
-
 std::unique_ptr<zserve::Client> MakeClient(const zserve::ClientOptions& o) {
   auto c = zserve::Client::Create(o);
   REQUIRE(c.ok());
@@ -153,11 +145,35 @@ size_t PollUntilIdle(zserve::Client& client) {
   return ran;
 }
 
+// A client connected to `broker`: a call goes out only once the connection
+// is up, so one round trip first makes the calls of a test go out at the
+// next Poll, as they do on a client that has been running.
+std::unique_ptr<zserve::Client> ConnectedClient(FakeBroker& broker, zserve::ClientOptions o = {}) {
+  o.broker_address = broker.address();
+  o.grace = milliseconds(50);
+  auto client = MakeClient(o);
+  bool answered = false;
+  client->CallAsync("warmup", "", {}, [&answered](StatusOr<std::string> r) { answered = r.ok(); });
+  Frames f;
+  const auto end = Clock::now() + kWait;
+  bool received = false;
+  while (!received && Clock::now() < end) {
+    client->Poll(milliseconds(1));
+    received = broker.Recv(&f, milliseconds(1));
+  }
+  REQUIRE(received);
+  REQUIRE(broker.Reply(sc::DecodeRequest(zserve::View(f[0]))->request_id, StatusCode::kOk, "", "")
+              .ok());
+  PollUntilIdle(*client);
+  REQUIRE(answered);
+  return client;
+}
+
 // ---------------------------------------------------------------------------
 
 TEST_CASE("Call sends a REQUEST with its options and returns the OK payload", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
 
   SECTION("options given") {
     OneShotBroker serve(broker, [](const Frames& f) -> std::vector<std::string> {
@@ -192,7 +208,7 @@ TEST_CASE("Call sends a REQUEST with its options and returns the OK payload", "[
     sc::RequestHeader h = DecodedRequest(s.frames);
     CHECK(h.endpoint == "echo");
     CHECK(h.method == "__call__");
-    CHECK(h.timeout_ms == 4321);  // ClientOptions::default_timeout
+    CHECK(h.timeout_ms == 0);  // none named: the endpoint's timeout_ms
     CHECK(h.shard_key.empty());
     CHECK(h.priority == 0);
     CHECK(zserve::View(s.frames[1]).empty());
@@ -203,7 +219,7 @@ TEST_CASE("Call sends a REQUEST with its options and returns the OK payload", "[
 
 TEST_CASE("an error REPLY becomes a Status with its code and message", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
   auto code = GENERATE(StatusCode::kNotFound, StatusCode::kOverloaded, StatusCode::kHandlerError,
                        StatusCode::kReplicaFailed);
   OneShotBroker serve(broker, [code](const Frames& f) -> std::vector<std::string> {
@@ -220,7 +236,7 @@ TEST_CASE("an error REPLY becomes a Status with its code and message", "[client]
 
 TEST_CASE("a hundred async calls answered in reverse order each complete once", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
   constexpr int kCalls = 100;
   std::map<int, int> runs;                   // call index -> callbacks run
   std::map<int, StatusOr<std::string>> got;  // call index -> what its callback got
@@ -280,7 +296,7 @@ TEST_CASE("a hundred async calls answered in reverse order each complete once", 
 TEST_CASE("a call the broker would refuse fails at once with BAD_REQUEST and its neighbours go",
           "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
   zserve::CallOptions good;
   struct Bad {
     std::string endpoint;
@@ -336,7 +352,7 @@ TEST_CASE("a call the broker would refuse fails at once with BAD_REQUEST and its
 
 TEST_CASE("async calls with big payloads do not wait to share a message", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
   const std::string big(3 << 20, 'z');  // 3 MiB: two of them would pass 4 MiB
   int answered = 0;
   for (int i = 0; i < 3; ++i) {
@@ -361,7 +377,7 @@ TEST_CASE("async calls with big payloads do not wait to share a message", "[clie
 
 TEST_CASE("a silent broker gives DEADLINE_EXCEEDED and a late reply is dropped", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));  // grace 50 ms
+  auto client = ConnectedClient(broker);  // grace 50 ms
   zserve::CallOptions o;
   o.timeout = milliseconds(100);
 
@@ -403,7 +419,7 @@ TEST_CASE("a silent broker gives DEADLINE_EXCEEDED and a late reply is dropped",
 
 TEST_CASE("malformed replies and replies for unknown ids are ignored", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
   int runs = 0;
   std::optional<StatusOr<std::string>> got;
   client->CallAsync("echo", "q", {}, [&](StatusOr<std::string> result) {
@@ -438,7 +454,7 @@ TEST_CASE("malformed replies and replies for unknown ids are ignored", "[client]
 
 TEST_CASE("BrokerStatus sends STATUS and returns the reply payload", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
   const std::string doc = R"({"config_version": 3, "endpoints": {}, "backends": {}})";
 
   SECTION("answered") {
@@ -470,15 +486,15 @@ TEST_CASE("BrokerStatus sends STATUS and returns the reply payload", "[client]")
   }
 }
 
-TEST_CASE("Client::Create refuses a default_timeout of zero and a negative grace", "[client]") {
+TEST_CASE("Client::Create refuses a connect_timeout of zero and a negative grace", "[client]") {
   zserve::ClientOptions o;
   o.broker_address = "tcp://127.0.0.1:1";
-  o.default_timeout = milliseconds(0);
+  o.connect_timeout = milliseconds(0);
   auto c = zserve::Client::Create(o);
   REQUIRE_FALSE(c.ok());
   CHECK(c.status().code() == StatusCode::kBadRequest);
-  CHECK_THAT(c.status().message(), Contains("default_timeout"));
-  o.default_timeout = milliseconds(1000);
+  CHECK_THAT(c.status().message(), Contains("connect_timeout"));
+  o.connect_timeout = milliseconds(1000);
   o.grace = milliseconds(-1);
   c = zserve::Client::Create(o);
   REQUIRE_FALSE(c.ok());
@@ -505,11 +521,59 @@ TEST_CASE("Client::Create refuses a broker address ZeroMQ cannot read and names 
   CHECK(zserve::Client::Create(o).ok());
 }
 
+TEST_CASE("a client destroyed with calls pending runs each callback once", "[client]") {
+  FakeBroker broker;
+  std::vector<StatusOr<std::string>> sent, unsent;
+  {
+    auto client = ConnectedClient(broker);
+    client->CallAsync("sleep", "500", {},
+                      [&sent](StatusOr<std::string> r) { sent.push_back(std::move(r)); });
+    client->Poll(milliseconds(0));
+    Frames f;
+    REQUIRE(broker.Recv(&f));  // the broker has it, and never answers
+    // And a client that never reached a broker.
+    zserve::ClientOptions o;
+    o.broker_address = "tcp://127.0.0.1:1";
+    auto lonely = MakeClient(o);
+    lonely->CallAsync("echo", "x", {},
+                      [&unsent](StatusOr<std::string> r) { unsent.push_back(std::move(r)); });
+    lonely->Poll(milliseconds(0));
+  }
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].status().code() == StatusCode::kUnavailable);
+  CHECK_THAT(sent[0].status().message(), Contains("may or may not have run"));
+  REQUIRE(unsent.size() == 1);
+  CHECK(unsent[0].status().code() == StatusCode::kUnavailable);
+  CHECK_THAT(unsent[0].status().message(), Contains("before the call was sent"));
+}
+
+TEST_CASE("a call with no broker to send it to fails unsent after its deadline or connect_timeout",
+          "[client]") {
+  zserve::ClientOptions o;
+  o.broker_address = "tcp://127.0.0.1:1";
+  o.connect_timeout = milliseconds(200);
+  o.grace = milliseconds(50);
+  auto client = MakeClient(o);
+  zserve::CallOptions named;
+  named.timeout = milliseconds(100);
+  StatusOr<std::string> a = client->Call("echo", "x", named);
+  CHECK(a.status().code() == StatusCode::kDeadlineExceeded);
+  CHECK_THAT(a.status().message(), Contains("the call was not sent"));
+  auto start = Clock::now();
+  StatusOr<std::string> b = client->Call("echo", "x");  // no timeout named
+  CHECK(Clock::now() - start >= milliseconds(200));
+  CHECK(b.status().code() == StatusCode::kUnavailable);
+  CHECK_THAT(b.status().message(), Contains("connect_timeout") && Contains("not sent"));
+  // A STATUS with a negative timeout is bad input, not a broker that is away.
+  StatusOr<std::string> s = client->BrokerStatus(milliseconds(-300));
+  CHECK(s.status().code() == StatusCode::kBadRequest);
+}
+
 }  // namespace
 
 TEST_CASE("Poll with a wake fd returns when another thread writes it", "[client]") {
   FakeBroker broker;
-  auto client = MakeClient(Options(broker.address()));
+  auto client = ConnectedClient(broker);
   int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   REQUIRE(wake >= 0);
   // Nothing pending: without the fd, Poll returns at once; with it, Poll

@@ -451,6 +451,30 @@ TEST_CASE("zserve bench --count ends when every call fails and reports the error
   CHECK(j["throughput_rps"].get<double>() == 0);
 }
 
+TEST_CASE("A call that names no timeout gets its endpoint's timeout_ms", "[e2e]") {
+  Stack stack(R"(
+backends:
+  sleep: {handler: sleep, max_concurrent_queries: 4}
+endpoints:
+  short: {backend: sleep, timeout_ms: 300}
+  long: {backend: sleep, timeout_ms: 60000}
+)");
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  auto start = std::chrono::steady_clock::now();
+  StatusOr<std::string> cut = client->Call("short", "3000");
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(cut.status().code() == StatusCode::kDeadlineExceeded);
+  CHECK(took < milliseconds(2500));  // the endpoint's 300 ms, not a client default
+  // The CLI without --timeout too; and a longer endpoint timeout is not cut
+  // short by the client.
+  Process call(kBinary, {"call", "--broker", stack.client_address(), "short", "3000"});
+  REQUIRE(call.Wait(milliseconds(10'000)) == std::optional<int>(1));
+  StatusOr<std::string> whole = client->Call("long", "400");
+  REQUIRE(whole.ok());
+  CHECK(*whole == "400");
+}
+
 TEST_CASE("zserve bench refuses a flag of the other loop mode instead of ignoring it", "[e2e]") {
   std::string dir = MakeTempDir();
   // No broker is needed: the flags are refused before anything connects.
@@ -518,9 +542,12 @@ TEST_CASE("Ctrl-C in up's terminal answers the call in flight before the broker 
   o.timeout = milliseconds(20'000);
   StatusOr<std::string> answer = Internal("no answer");
   client->CallAsync("sleep", "1500", o, [&](StatusOr<std::string> r) { answer = std::move(r); });
-  client->Poll(milliseconds(0));  // sent
   auto admin = Connect(stack.client_address());
-  REQUIRE(Eventually([&] { return BrokerStatus(*admin)["backends"]["sleep"]["in_flight"] == 1; }));
+  // Sent once the client's connection is up, at one of its polls.
+  REQUIRE(Eventually([&] {
+    client->Poll(milliseconds(0));
+    return BrokerStatus(*admin)["backends"]["sleep"]["in_flight"] == 1;
+  }));
   stack.up().SignalGroup(SIGINT);
   client->Wait();
   REQUIRE(answer.ok());

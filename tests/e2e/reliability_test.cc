@@ -237,6 +237,79 @@ endpoints:
   CHECK(*retried == "1000");
 }
 
+// The calls the broker took for `endpoint` in the last minute (its STATUS).
+uint64_t RequestsSeen(Client& client, const std::string& endpoint) {
+  return BrokerStatus(client)["endpoints"][endpoint].value("requests_last_minute", uint64_t{0});
+}
+
+TEST_CASE("A client idle while the broker restarts serves its next calls once each",
+          "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  echo: {handler: echo}
+endpoints:
+  echo: {backend: echo}
+)");
+  roles.StartWorker("echo", "echo");
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "echo", 1);
+  REQUIRE(client->Call("echo", "before").ok());
+  REQUIRE(roles.KillBroker());
+  roles.StartBroker();
+  // Another client waits for the new broker; this one stays idle meanwhile,
+  // its old connection's end not read yet.
+  auto watcher = Connect(roles.client_address());
+  WaitForReplicas(*watcher, "echo", 1);
+  for (const char* payload : {"one", "two", "three"}) {
+    StatusOr<std::string> r = client->Call("echo", payload);
+    INFO(payload << ": " << r.status().ToString());
+    REQUIRE(r.ok());
+    CHECK(*r == payload);
+  }
+  CallOptions idempotent;
+  idempotent.idempotent = true;
+  REQUIRE(client->Call("echo", "four", idempotent).ok());
+  // Each ran once on the new broker: none was sent twice.
+  CHECK(RequestsSeen(*watcher, "echo") == 4);
+}
+
+TEST_CASE("Calls that expire while no broker is up are never sent", "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  echo: {handler: echo}
+endpoints:
+  echo: {backend: echo}
+)");
+  roles.StartWorker("echo", "echo");
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "echo", 1);
+  REQUIRE(roles.KillBroker());
+  // Once the client has seen the connection go (a call sent in the instant
+  // it closes may have gone with it, docs/operations.md)...
+  REQUIRE(Eventually([&] { return !client->BrokerStatus(milliseconds(300)).ok(); }));
+  CallOptions o;
+  o.timeout = milliseconds(300);
+  std::vector<StatusOr<std::string>> answers;
+  for (int i = 0; i < 5; ++i) {
+    client->CallAsync("echo", "late", o,
+                      [&answers](StatusOr<std::string> r) { answers.push_back(std::move(r)); });
+  }
+  client->Wait();
+  REQUIRE(answers.size() == 5);
+  for (const StatusOr<std::string>& r : answers) {
+    CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
+    CHECK_THAT(r.status().message(), Catch::Contains("the call was not sent"));
+  }
+  roles.StartBroker();
+  auto watcher = Connect(roles.client_address());
+  WaitForReplicas(*watcher, "echo", 1);
+  // The same client, connected again: its next call is the only one the
+  // new broker ever sees.
+  o.timeout = milliseconds(10'000);
+  REQUIRE(client->Call("echo", "now", o).ok());
+  CHECK(RequestsSeen(*watcher, "echo") == 1);
+}
+
 TEST_CASE("A restarted broker never answers a call with a result meant for the broker before it",
           "[e2e][reliability]") {
   Roles roles(R"(
