@@ -1,5 +1,7 @@
 #include "controller/controller.h"
 
+#include <optional>
+
 #include "controller/config_change.h"
 #include "controller/deployment_file.h"
 #include "schemas/codec.h"
@@ -31,12 +33,13 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
     c->metrics_ = std::make_unique<ControllerMetrics>(*options.metrics);
   }
   c->log_->info("store '{}' opened at version {}", options.store_path, c->store_->version());
+  // The file is read and checked first, and committed only once the ports
+  // are bound: a controller that cannot start leaves its store as it was.
+  std::optional<sc::ConfigState> file_state;
   if (!options.deployment_file.empty() && !options.reload_only) {
     StatusOr<sc::ConfigState> state = LoadDeploymentFile(options.deployment_file);
     if (!state.ok()) return state.status();
-    if (auto r = c->Commit(std::move(state).value(), "apply " + options.deployment_file); !r.ok()) {
-      return r.status();
-    }
+    file_state = std::move(state).value();
   }
   StatusOr<std::unique_ptr<ZapHandler>> zap =
       ZapHandler::ForServer("controller", options.curve_key, options.curve_allow_file,
@@ -57,6 +60,11 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
   }
   if (Status s = Bind(c->pub_, options.pub_bind, "controller cannot bind updates"); !s.ok()) {
     return s;
+  }
+  if (file_state) {
+    if (auto r = c->Commit(std::move(*file_state), "apply " + options.deployment_file); !r.ok()) {
+      return r.status();
+    }
   }
   if (c->metrics_) c->metrics_->SetVersion(c->store_->version());
   c->log_->info("controller serving config version {}: admin {}, updates {}", c->store_->version(),

@@ -13,6 +13,7 @@
 #include <regex>
 #include <set>
 #include <thread>
+#include <zmq.hpp>
 
 #include "controller/admin_client.h"
 #include "controller/config_change.h"
@@ -316,6 +317,36 @@ TEST_CASE("No acknowledged change is lost when the controller is killed with -9"
   REQUIRE(final_state.ok());
   CHECK(final_state->version == version);
   CHECK(final_state->state == state);
+}
+
+TEST_CASE("A controller that cannot bind its ports leaves its store unchanged", "[e2e][control]") {
+  std::string dir = MakeTempDir();
+  WriteFile(dir + "/v1.yaml", "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n");
+  WriteFile(dir + "/v2.yaml",
+            "backends:\n  a: {handler: echo}\nendpoints:\n  other: {backend: a}\n");
+  ControllerProcess c(dir);
+  c.Start(dir + "/v1.yaml");
+  auto admin = Admin(c.admin());
+  auto before = admin->CallOk(Req(Command::kGetState), kAdminTimeout);
+  REQUIRE(before.ok());
+  c.Kill9();
+  {
+    // Another program holds the admin port: this start fails.
+    zmq::context_t context(1);
+    zmq::socket_t holder(context, zmq::socket_type::router);
+    holder.set(zmq::sockopt::linger, 0);
+    holder.bind(c.admin());
+    c.Start(dir + "/v2.yaml");
+    REQUIRE(c.process().Wait(milliseconds(10'000)) == std::optional<int>(1));
+    CHECK_THAT(ReadFile(dir + "/controller.log"), Catch::Contains("Address already in use"));
+  }
+  c.Start();  // from its store alone
+  auto after = admin->CallOk(Req(Command::kGetState), kAdminTimeout);
+  REQUIRE(after.ok());
+  CHECK(after->version == before->version);
+  CHECK(after->state == before->state);
+  CHECK(after->state.endpoints.contains("e"));
+  CHECK_FALSE(after->state.endpoints.contains("other"));
 }
 
 // Which backend answered: blue runs `echo`, which returns the payload
