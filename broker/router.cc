@@ -27,11 +27,9 @@ void Router::ApplyConfig(const schemas::ConfigState& state) {
     }
     endpoints_.emplace(name, std::move(ep));
   }
-  for (auto& [name, b] : backends_) {
-    b.configured = false;
-    b.config = schemas::BackendConfig{};
-    b.config.name = name;
-  }
+  // A backend that leaves the config keeps its last settings while it
+  // serves what it holds (its replicas drain under the same capacity).
+  for (auto& [name, b] : backends_) b.configured = false;
   for (const auto& [name, config] : state.backends) {
     Backend& b = GetBackend(name);
     b.config = config;
@@ -473,6 +471,12 @@ std::vector<Stranded> Router::TakeStranded() {
     Forget(it->second);
     Unqueue(it);
   }
+  // Backends out of the config with nothing left: forgotten.
+  std::vector<std::string> idle;
+  for (const auto& [name, b] : backends_) {
+    if (!b.configured && b.replicas.empty() && b.queued == 0) idle.push_back(name);
+  }
+  for (const std::string& name : idle) ForgetIfIdle(name);
   return out;
 }
 
@@ -619,16 +623,23 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
       out.failed.push_back(*tok);
     }
   }
-  if (!b.ever_configured && b.replicas.empty() && b.queued == 0) {
-    // Named by READY only, and now empty (no token points at it): forget it,
-    // so that READYs with ever new names cannot grow the broker's state.
-    std::erase(dirty_, &b);
-    std::erase_if(held_, [&b](const std::pair<TimePoint, Backend*>& h) { return h.second == &b; });
-    backends_.erase(backend);
-    return out;
-  }
+  if (!b.ever_configured && ForgetIfIdle(backend)) return out;
   MarkDirty(b);
   return out;
+}
+
+bool Router::ForgetIfIdle(const std::string& name) {
+  auto it = backends_.find(name);
+  if (it == backends_.end()) return false;
+  Backend& b = it->second;
+  if (b.configured || !b.replicas.empty() || b.queued > 0) return false;
+  // Out of the config and empty (no token points at it): forgotten, so that
+  // it leaves `zserve status` and READYs with ever new names cannot grow
+  // the broker's state.
+  std::erase(dirty_, &b);
+  std::erase_if(held_, [&b](const std::pair<TimePoint, Backend*>& h) { return h.second == &b; });
+  backends_.erase(it);
+  return true;
 }
 
 size_t Router::queue_slots() const {

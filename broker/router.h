@@ -98,7 +98,8 @@ class Router {
   explicit Router(const RouterOptions& options);
 
   // Takes a new configuration. Queues, replicas and tokens are kept; a
-  // backend that leaves the config keeps serving what it holds with defaults.
+  // backend that leaves the config keeps serving what it holds with its last
+  // settings, and is forgotten once it holds nothing (TakeStranded).
   void ApplyConfig(const schemas::ConfigState& state);
   bool has_config() const { return has_config_; }
 
@@ -155,6 +156,8 @@ class Router {
   // The tokens queued on a backend that has left the configuration and has
   // no replica left that takes work (the last one drains or is gone): none
   // would ever run. Taken out; answer them.
+  // Then forgets the backends out of the config with no replica and
+  // nothing queued.
   std::vector<Stranded> TakeStranded();
 
   std::vector<BackendStatus> Backends() const;
@@ -211,6 +214,9 @@ class Router {
   };
 
   Backend& GetBackend(const std::string& name);
+  // Erases the backend if it is out of the config, without replicas and
+  // with nothing queued; true if it did.
+  bool ForgetIfIdle(const std::string& name);
   uint32_t FreeSlots(const Replica& r, const Backend& b) const;
   Status Enqueue(uint64_t token, Backend& b, Entry entry, bool front);
   void Queue(uint64_t token, Entry& e, bool front);  // into a pinned or shared queue

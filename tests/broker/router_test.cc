@@ -568,6 +568,41 @@ TEST_CASE("Calls queued on a backend that left the config are stranded once no r
   CHECK(r.live_tokens() == 0);
 }
 
+TEST_CASE("A backend that left the config drains under its last settings and is then forgotten",
+          "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  sc::ConfigState two = OneBackend({.max_concurrent_queries = 2});
+  two.backends["other"] = MakeBackend("other", {});
+  r.ApplyConfig(two);
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  for (uint64_t t = 1; t <= 5; ++t) REQUIRE(r.Admit(t, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{1, 2});
+
+  sc::ConfigState moved = two;
+  moved.backends.erase("be");
+  moved.endpoints["ep"].traffic = {{"other", 1.0}};
+  REQUIRE(sc::Validate(moved).ok());
+  r.ApplyConfig(moved);
+  // Still two at a time (not the default 8), with its other settings.
+  CHECK(StatusOf(r, "be").max_concurrent_queries == 2);
+  CHECK_FALSE(StatusOf(r, "be").configured);
+  CHECK(r.TakeDispatches(t0).empty());
+  CHECK(r.Complete("w1", 1) == Completion::kDeliver);
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{3});
+  for (uint64_t t : {2, 3}) CHECK(r.Complete("w1", t) == Completion::kDeliver);
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == Ids{4, 5});
+  for (uint64_t t : {4, 5}) CHECK(r.Complete("w1", t) == Completion::kDeliver);
+  CHECK(r.TakeStranded().empty());
+  CHECK(StatusOf(r, "be").replicas == 1);  // its replica still there: listed
+
+  // Its replica goes: nothing is left of it, and it leaves Backends().
+  r.RemoveReplica("w1");
+  CHECK(r.TakeStranded().empty());
+  for (const BackendStatus& b : r.Backends()) CHECK(b.name != "be");
+  CHECK(StatusOf(r, "other").configured);
+}
+
 TEST_CASE("StartDrain of an idle replica is drained at once but unknown replicas are not",
           "[broker]") {
   Router r(Seeded());
