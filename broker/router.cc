@@ -51,12 +51,13 @@ Status Router::Admit(uint64_t token, std::string_view endpoint, std::string_view
   const std::string& backend_name = shard_key.empty() ? ep->second.policy.Pick(uniform_(rng_))
                                                       : ep->second.policy.PickByKey(shard_key);
   Backend& b = GetBackend(backend_name);
-  if (b.queued >= b.config.max_queued_requests) {
-    return Overloaded("backend '" + backend_name + "' has " + std::to_string(b.queued) +
-                      " requests queued, its bound");
+  // Shadow copies queued are not counted: they never take a call's room.
+  if (b.queued - b.shadow_queued >= b.config.max_queued_requests) {
+    return Overloaded("backend '" + backend_name + "' has " +
+                      std::to_string(b.queued - b.shadow_queued) + " requests queued, its bound");
   }
-  if (total_queued_ >= options_.max_total_queued) {
-    return Overloaded("the broker has " + std::to_string(total_queued_) +
+  if (total_queued_ - total_shadow_queued_ >= options_.max_total_queued) {
+    return Overloaded("the broker has " + std::to_string(total_queued_ - total_shadow_queued_) +
                       " requests queued, its bound");
   }
   uint32_t timeout = timeout_ms != 0 ? timeout_ms : ep->second.timeout_ms;
@@ -92,11 +93,19 @@ Status Router::Enqueue(uint64_t token, Backend& b, Entry entry, bool front) {
   auto [it, inserted] = entries_.try_emplace(token, std::move(entry));
   if (!inserted) return BadRequest("token " + std::to_string(token) + " is already in use");
   it->second.deadline_at = deadlines_.Add(it->second.deadline, token);
-  ++b.queued;
-  ++total_queued_;
+  CountQueued(b, it->second, +1);
   Queue(token, it->second, front);
   MarkDirty(b);
   return Status::Ok();
+}
+
+void Router::CountQueued(Backend& b, const Entry& e, int delta) {
+  b.queued += delta;
+  total_queued_ += delta;
+  if (e.level == Level::kShadow) {
+    b.shadow_queued += delta;
+    total_shadow_queued_ += delta;
+  }
 }
 
 void Router::Queue(uint64_t token, Entry& e, bool front) {
@@ -199,8 +208,7 @@ void Router::Take(uint64_t token, const std::string& replica_id, Replica& r, Dis
   e.state = State::kInFlight;
   e.replica = replica_id;
   ++e.attempts;
-  --e.backend->queued;
-  --total_queued_;
+  CountQueued(*e.backend, e, -1);
   SetInFlight(r, r.in_flight + 1);
   d->tokens.push_back(token);
 }
@@ -439,8 +447,7 @@ void Router::CompactIfSparse(Backend& b) {
 void Router::Unqueue(std::pmr::unordered_map<uint64_t, Entry>::iterator it) {
   Entry& e = it->second;
   Backend& b = *e.backend;
-  --b.queued;
-  --total_queued_;
+  CountQueued(b, e, -1);
   if (e.replica.empty()) {
     --b.shared_queued;
   } else {
@@ -613,8 +620,7 @@ Orphans Router::RemoveReplica(std::string_view replica_id) {
     }
     if (e.attempts <= b.config.retry_on_replica_failure) {
       e.state = State::kQueued;
-      ++b.queued;
-      ++total_queued_;
+      CountQueued(b, e, +1);
       Queue(*tok, e, /*front=*/true);  // retries go first
       out.requeued.push_back(*tok);
     } else {

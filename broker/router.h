@@ -196,6 +196,7 @@ class Router {
     bool configured = false;
     std::deque<uint64_t> queues[kLevels];  // may hold stale tokens (skipped)
     size_t queued = 0;                     // all live queued tokens, pinned ones too
+    size_t shadow_queued = 0;              // of which shadow copies
     size_t shared_queued = 0;              // live tokens in `queues`
     uint32_t high_streak = 0;
     std::vector<std::string> replicas;
@@ -220,6 +221,8 @@ class Router {
   uint32_t FreeSlots(const Replica& r, const Backend& b) const;
   Status Enqueue(uint64_t token, Backend& b, Entry entry, bool front);
   void Queue(uint64_t token, Entry& e, bool front);  // into a pinned or shared queue
+  // A token into (+1) or out of (-1) its backend's queued count.
+  void CountQueued(Backend& b, const Entry& e, int delta);
   const std::string* StickyReplica(const Backend& b, std::string_view key) const;
   void FillBackend(Backend& b, TimePoint now, std::vector<Dispatch>* out);
   void PlanRuns(Backend& b);
@@ -245,6 +248,7 @@ class Router {
   std::uniform_real_distribution<double> uniform_{0.0, 1.0};
   bool has_config_ = false;
   size_t total_queued_ = 0;
+  size_t total_shadow_queued_ = 0;  // of which shadow copies
   StringMap<Endpoint> endpoints_;
   StringMap<Backend> backends_;
   StringMap<Replica> replicas_;

@@ -603,6 +603,41 @@ TEST_CASE("A backend that left the config drains under its last settings and is 
   CHECK(StatusOf(r, "other").configured);
 }
 
+TEST_CASE("Shadow copies never take the queue room of calls", "[broker]") {
+  RouterOptions o = Seeded();
+  o.max_total_queued = 5;
+  Router r(o);
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  sc::ConfigState s = OneBackend({});
+  s.backends["sx"] = MakeBackend("sx", {.max_queued_requests = 3});
+  s.endpoints["ep"].shadow = {{"sx", 1.0}};
+  sc::EndpointConfig ex;
+  ex.name = "ex";
+  ex.traffic = {{"sx", 1.0}};
+  ex.timeout_ms = 1000;
+  s.endpoints["ex"] = ex;
+  REQUIRE(sc::Validate(s).ok());
+  r.ApplyConfig(s);
+  // Neither backend has a replica: three calls to ep queue, each with its
+  // shadow copy queued on sx (6 tokens, above both bounds).
+  uint64_t token = 1;
+  for (int i = 0; i < 3; ++i) {
+    std::vector<std::string> shadows;
+    REQUIRE(r.Admit(token++, "ep", "", 0, t0, nullptr, 0, &shadows).ok());
+    REQUIRE(shadows == std::vector<std::string>{"sx"});
+    if (i < 2) REQUIRE(r.AdmitShadow(token++, "sx", t0 + milliseconds(1000), t0).ok());
+  }
+  // A third copy finds the broker's 5 queued and is dropped, as copies are.
+  CHECK(r.AdmitShadow(token++, "sx", t0 + milliseconds(1000), t0).code() ==
+        StatusCode::kOverloaded);
+  // Calls to sx itself still have its 3 places, and the broker its 5.
+  for (int i = 0; i < 2; ++i) CHECK(r.Admit(token++, "ex", "", 0, t0).ok());
+  zserve::Status full = r.Admit(token++, "ex", "", 0, t0);
+  CHECK(full.code() == StatusCode::kOverloaded);
+  CHECK_THAT(full.message(), Contains("the broker has 5 requests queued"));
+  CHECK(StatusOf(r, "sx").queued == 4);  // 2 copies and 2 calls
+}
+
 TEST_CASE("StartDrain of an idle replica is drained at once but unknown replicas are not",
           "[broker]") {
   Router r(Seeded());
