@@ -535,8 +535,30 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
   b.replicas.push_back(replica);
   it->second.owner = &b;
   b.by_load.emplace(it->second.in_flight, it->second.seq, &it->second);
+  if (b.shared_queued > 0) RepinKeyed(b);
   MarkDirty(b);
   return Status::Ok();
+}
+
+// Calls with a shard key queued while the backend had no replica to pin
+// them to wait in the shared queue; with a replica now, each goes to its
+// key's replica, in order, as if it had come now.
+void Router::RepinKeyed(Backend& b) {
+  for (auto& q : b.queues) {
+    std::deque<uint64_t> rest;
+    for (uint64_t token : q) {
+      if (!IsQueuedIn(token, b)) continue;  // a stale slot
+      Entry& e = entries_.find(token)->second;
+      if (!e.replica.empty()) continue;  // pinned already: a stale slot
+      if (e.shard_key.empty()) {
+        rest.push_back(token);
+        continue;
+      }
+      --b.shared_queued;
+      Queue(token, e, /*front=*/false);
+    }
+    q = std::move(rest);
+  }
 }
 
 bool Router::HasReplica(std::string_view replica) const { return replicas_.contains(replica); }

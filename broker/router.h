@@ -221,6 +221,7 @@ class Router {
   uint32_t FreeSlots(const Replica& r, const Backend& b) const;
   Status Enqueue(uint64_t token, Backend& b, Entry entry, bool front);
   void Queue(uint64_t token, Entry& e, bool front);  // into a pinned or shared queue
+  void RepinKeyed(Backend& b);  // shared-queue calls with a key, to their replicas
   // A token into (+1) or out of (-1) its backend's queued count.
   void CountQueued(Backend& b, const Entry& e, int delta);
   const std::string* StickyReplica(const Backend& b, std::string_view key) const;

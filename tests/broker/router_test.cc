@@ -751,6 +751,31 @@ TEST_CASE("A shard key sends every request of that key to one backend", "[broker
   CHECK(std::count(seen.begin(), seen.end(), "b") > 0);
 }
 
+TEST_CASE("Keyed calls queued before any replica keep to one replica once replicas come",
+          "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 100}));
+  // No replica yet: 8 calls with one key and 8 without wait.
+  for (uint64_t t = 1; t <= 16; ++t) {
+    REQUIRE(r.Admit(t, "ep", t % 2 == 1 ? "k5" : "", 0, t0).ok());
+  }
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  REQUIRE(r.AddReplica("w2", "be", 0).ok());
+  std::vector<Dispatch> ds = r.TakeDispatches(t0);
+  REQUIRE(Tokens(ds).size() == 16);
+  // Every keyed call on one replica, in order; the others anywhere.
+  const Ids keyed = {1, 3, 5, 7, 9, 11, 13, 15};
+  auto only_keyed = [&keyed](Ids got) {
+    std::erase_if(got, [&keyed](uint64_t t) {
+      return std::find(keyed.begin(), keyed.end(), t) == keyed.end();
+    });
+    return got;
+  };
+  Ids on_w1 = only_keyed(TokensTo(ds, "w1")), on_w2 = only_keyed(TokensTo(ds, "w2"));
+  CHECK(((on_w1 == keyed && on_w2.empty()) || (on_w2 == keyed && on_w1.empty())));
+}
+
 TEST_CASE("A new config raises capacity for what is already queued", "[broker]") {
   Router r(Seeded());
   const zserve::TimePoint t0 = zserve::Clock::now();
