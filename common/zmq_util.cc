@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <mutex>
@@ -153,6 +154,17 @@ namespace {
 // Runs `attach` (a connect or bind of `address`), its throw made a Status.
 template <typename F>
 Status Attach(F attach, const std::string& address, std::string_view what) {
+  // ZeroMQ takes a TCP port past 65535 and keeps trying it: refused here.
+  if (address.starts_with("tcp://")) {
+    size_t colon = address.rfind(':');
+    std::string_view port = std::string_view(address).substr(colon + 1);
+    if (colon > 5 && !port.empty() && port.size() <= 10 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        std::stoull(std::string(port)) > 65535) {
+      return BadRequest(std::string(what) + " at '" + address + "': port " + std::string(port) +
+                        " is past 65535");
+    }
+  }
   try {
     attach();
   } catch (const zmq::error_t& e) {

@@ -38,6 +38,9 @@ std::string DefaultTag() {
 
 zmq::message_t ToMessage(const std::string& s) { return zmq::message_t(s.data(), s.size()); }
 
+// The most handler threads a replica starts (WorkerOptions::threads).
+constexpr uint32_t kMaxThreads = 1024;
+
 // Result bytes after which a RESULTS is cut (it always carries one item).
 constexpr size_t kMaxResultsPayloadBytes = 4 << 20;
 
@@ -71,7 +74,10 @@ class Worker::Impl {
           *options_.metrics, options_.backend, options_.replica_tag, options_.start_count);
       here_tally_.emplace(*metrics_);
     }
-    if (options_.threads == 0) return BadRequest("threads must be at least 1");
+    if (options_.threads == 0 || options_.threads > kMaxThreads) {
+      return BadRequest("threads must be 1.." + std::to_string(kMaxThreads) + ", got " +
+                        std::to_string(options_.threads));
+    }
     if (options_.max_result_bytes == 0) return BadRequest("max_result_bytes must be at least 1");
     drain_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (drain_fd_ < 0) return Internal("eventfd failed");
@@ -87,8 +93,14 @@ class Worker::Impl {
       config_ = std::move(config).value();
     }
     for (const std::string& m : handler_->Methods()) methods_.insert(m);
-    for (uint32_t i = 0; i < options_.threads; ++i) pool_.emplace_back([this] { PoolLoop(); });
-    keeper_ = std::thread([this] { KeeperLoop(); });
+    try {
+      for (uint32_t i = 0; i < options_.threads; ++i) pool_.emplace_back([this] { PoolLoop(); });
+      keeper_ = std::thread([this] { KeeperLoop(); });
+    } catch (const std::system_error& e) {
+      return Internal("cannot start " + std::to_string(options_.threads) +
+                      " handler threads (started " + std::to_string(pool_.size()) +
+                      "): " + e.what());
+    }
     return Status::Ok();
   }
 
@@ -630,7 +642,7 @@ class Worker::Impl {
           r.message = out[k].status().message();
         }
       }
-      if (!failure.empty()) log_->warn("{}", failure);
+      if (!failure.empty()) LogHandlerFailure(failure);
     };
     if (one_method) {
       // Always so at max_batch_size 1, and the usual case: no grouping.
@@ -832,6 +844,38 @@ class Worker::Impl {
   std::vector<sc::ResultItem> sending_items_;  // with socket_mu_ held: SendResults's turn
   std::string sending_bytes_;                  // with socket_mu_ held
   std::vector<size_t> sending_sizes_;          // with socket_mu_ held
+
+  // A failing handler call is logged at warn at most once a second, cut to
+  // 300 bytes, with the count of those not logged since: the caller has the
+  // message, zserve_replica_errors_total the count, and a handler that
+  // fails every call must not flood the log (debug has each one).
+  void LogHandlerFailure(const std::string& failure) {
+    constexpr size_t kLogged = 300;
+    std::string shown = failure.size() > kLogged ? failure.substr(0, kLogged) + "... (" +
+                                                       std::to_string(failure.size()) + " bytes)"
+                                                 : failure;
+    TimePoint now = Clock::now();
+    uint64_t skipped = 0;
+    {
+      std::lock_guard<std::mutex> lock(failure_log_mu_);
+      if (now - last_failure_log_ < std::chrono::seconds(1)) {
+        ++failures_not_logged_;
+        log_->debug("{}", shown);
+        return;
+      }
+      last_failure_log_ = now;
+      skipped = failures_not_logged_;
+      failures_not_logged_ = 0;
+    }
+    if (skipped == 0) {
+      log_->warn("{}", shown);
+    } else {
+      log_->warn("{} ({} more failed handler calls not logged since)", shown, skipped);
+    }
+  }
+  std::mutex failure_log_mu_;
+  TimePoint last_failure_log_{};
+  uint64_t failures_not_logged_ = 0;
 
   std::mutex mu_;
   std::condition_variable cv_;

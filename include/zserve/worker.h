@@ -31,7 +31,7 @@ struct WorkerOptions {
   std::string backend;                                  // required
   std::string replica_tag;                              // for logs; default "<hostname>-<pid>"
   uint32_t capacity = 0;  // most requests held at once; 0: the backend's setting
-  uint32_t threads = 4;   // handler pool size
+  uint32_t threads = 4;   // handler pool size, 1..1024
   // A result larger than this fails its call with HANDLER_ERROR instead of
   // being sent: the broker closes a connection that sends a frame over its
   // --max-message-bytes (default the same), which would lose the replica.

@@ -115,6 +115,30 @@ TEST_CASE("a throwing handler gives HANDLER_ERROR and the worker keeps serving",
   }
 }
 
+TEST_CASE("a handler that fails every call does not flood the worker's log", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack.client_address());
+  const std::string big(100'000, 'y');
+  for (int i = 0; i < 20; ++i) {
+    StatusOr<std::string> thrown = client->Call("fail", "throw:" + big);
+    REQUIRE(thrown.status().code() == StatusCode::kHandlerError);
+  }
+  REQUIRE(client->Call("fail", "still here").ok());
+  // 20 failures within a few seconds: a few warn lines, none of them 100 kB.
+  std::string log = stack.log();
+  size_t lines = 0, longest = 0, at = 0;
+  while ((at = log.find("handler threw", at)) != std::string::npos) {
+    size_t end = log.find('\n', at);
+    longest = std::max(longest, (end == std::string::npos ? log.size() : end) - at);
+    ++lines;
+    ++at;
+  }
+  CHECK(lines >= 1);
+  CHECK(lines <= 10);
+  CHECK(longest < 1000);
+}
+
 TEST_CASE("1000 async calls in flight are each answered exactly once", "[e2e]") {
   Stack stack(kDeployment);
   REQUIRE(stack.ready());

@@ -913,6 +913,20 @@ TEST_CASE("Create refuses a bad backend name and a null handler", "[worker]") {
     REQUIRE_FALSE(w.ok());
     CHECK(w.status().code() == StatusCode::kBadRequest);
   }
+  SECTION("more handler threads than a replica starts") {
+    o.threads = 100'000;
+    auto w = zserve::Worker::Create(o, Echo());
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(w.status().message(), Contains("threads must be 1..1024"));
+  }
+  SECTION("a broker port past 65535") {
+    o.broker_address = "tcp://127.0.0.1:99999";
+    auto w = zserve::Worker::Create(o, Echo());
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(w.status().message(), Contains("port 99999 is past 65535"));
+  }
   SECTION("null handler") {
     auto w = zserve::Worker::Create(o, nullptr);
     REQUIRE_FALSE(w.ok());
