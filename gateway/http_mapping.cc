@@ -53,7 +53,7 @@ std::optional<HttpResponse> ReadCallHeaders(const HeaderLookup& lookup, const Ro
   }
   if (std::optional<std::string_view> v = header(kMethodHeader)) {
     if (Status s = schemas::ValidateMethod(*v); !s.ok()) {
-      return BadHeader(kMethodHeader, *v, "1 to 128 printable ASCII characters");
+      return BadHeader(kMethodHeader, *v, "1 to 128 printable ASCII characters other than space");
     }
     o->method = std::string(*v);
   }

@@ -72,7 +72,7 @@ Status ValidateMethod(std::string_view method) {
   }
   for (char c : method) {
     if (c < 0x21 || c > 0x7e) {
-      return BadRequest("method has a character that is not printable ASCII");
+      return BadRequest("method has a character that is not printable ASCII other than space");
     }
   }
   return Status::Ok();

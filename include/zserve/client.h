@@ -83,7 +83,7 @@ class Client {
                              const CallOptions& options = {});
 
   // A call the broker would refuse (an endpoint name outside 1 to 128 of
-  // [A-Za-z0-9_.-], a method outside 1 to 128 printable ASCII characters, a
+  // [A-Za-z0-9_.-], a method outside 1 to 128 printable ASCII characters other than space, a
   // shard key over 128 bytes, a negative timeout, a payload over
   // max_payload_bytes) fails with BAD_REQUEST at the next Poll, without
   // being sent; the calls made with it are not held up.
