@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -359,6 +360,13 @@ int main(int argc, char** argv) {
       ->add_option("--start-count", wopts.start_count,
                    "Times this replica has been started, this one included (set by up)")
       ->capture_default_str();
+  int64_t worker_drain_timeout_ms = 30'000;
+  worker_cmd
+      ->add_option("--drain-timeout-ms", worker_drain_timeout_ms,
+                   "On SIGTERM, give up draining after this long and exit 1")
+      ->envname("ZSERVE_DRAIN_TIMEOUT_MS")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
   int64_t worker_heartbeat_ms = 1000;
   worker_cmd
       ->add_option("--heartbeat-ms", worker_heartbeat_ms, "Heartbeat interval with the broker")
@@ -524,6 +532,7 @@ int main(int argc, char** argv) {
   if (worker_cmd->parsed()) {
     wopts.log_level = log_level;
     wopts.heartbeat_interval = std::chrono::milliseconds(worker_heartbeat_ms);
+    wopts.drain_timeout = std::chrono::milliseconds(worker_drain_timeout_ms);
     builtin.replica_tag =
         wopts.replica_tag.empty() ? "pid-" + std::to_string(getpid()) : wopts.replica_tag;
     StatusOr<std::unique_ptr<Handler>> handler =
@@ -546,7 +555,13 @@ int main(int argc, char** argv) {
     Status s = worker->Run(signals.fd(), [&] {
       if (TakeSignals(signals)) worker->Drain();  // SIGTERM drains
     });
-    return s.ok() ? 0 : Fail(s, "worker");
+    if (s.ok()) return 0;
+    // A drain that timed out may leave a handler call running, which the
+    // Worker's destructor would wait for: leave without it.
+    Fail(s, "worker");
+    spdlog::shutdown();
+    std::fflush(nullptr);
+    std::_Exit(1);
   }
   return 0;
 }

@@ -187,8 +187,12 @@ class Worker::Impl {
         if (connected_) SendSimple(sc::Command::kDisconnect);
       }
       if (draining && now - drain_started > options_.drain_timeout) {
-        log_->warn("drain timed out with {} requests in hand", in_flight_);
-        return Unavailable("drain timed out: the broker did not confirm");
+        std::string why = confirmed || !connected_
+                              ? std::to_string(in_flight_) + " requests still in the handler"
+                              : "the broker did not confirm (" + std::to_string(in_flight_) +
+                                    " requests in hand)";
+        log_->warn("drain timed out after {} ms: {}", options_.drain_timeout.count(), why);
+        return Unavailable("drain timed out: " + why);
       }
       if (Status s = KeepAlive(now, draining); !s.ok()) return s;
     }

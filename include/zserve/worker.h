@@ -36,13 +36,16 @@ struct WorkerOptions {
   // being sent: the broker closes a connection that sends a frame over its
   // --max-message-bytes (default the same), which would lose the replica.
   size_t max_result_bytes = 64 << 20;
-  std::chrono::milliseconds drain_timeout{30'000};  // Drain() gives up after this
+  // Drain() gives up after this: Run returns UNAVAILABLE. A handler call
+  // still running then is not interrupted, and the Worker's destructor waits
+  // for it (the zserve binary exits without waiting).
+  std::chrono::milliseconds drain_timeout{30'000};
   // Heartbeats with the broker (docs/operations.md): one every interval when
   // quiet; after `liveness` silent intervals the worker reconnects, waiting
   // interval, then twice that, ... up to reconnect_max.
   std::chrono::milliseconds heartbeat_interval{1000};
   uint32_t heartbeat_liveness = 3;
-  std::chrono::milliseconds reconnect_max{32'000};
+  std::chrono::milliseconds reconnect_max{4'000};
   // The controller, for this backend's user_config (Handler::Reconfigure).
   // Empty: the worker does not follow the controller.
   std::string controller_address;          // its ROUTER, e.g. tcp://127.0.0.1:5557

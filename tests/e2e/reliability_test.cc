@@ -310,6 +310,35 @@ endpoints:
   CHECK(RequestsSeen(*watcher, "echo") == 1);
 }
 
+TEST_CASE("A worker whose drain times out exits without waiting for the call it runs",
+          "[e2e][reliability]") {
+  Roles roles(R"(
+backends:
+  slow: {handler: sleep, max_concurrent_queries: 2, retry_on_replica_failure: 0}
+endpoints:
+  slow: {backend: slow}
+)");
+  Process& worker = roles.StartWorker("slow", "sleep", {"--drain-timeout-ms", "500"});
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "slow", 1);
+  CallOptions o;
+  o.timeout = milliseconds(60'000);
+  StatusOr<std::string> answer = Internal("no answer");
+  client->CallAsync("slow", "30000", o, [&](StatusOr<std::string> r) { answer = std::move(r); });
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["slow"]["in_flight"] == 1; });
+  auto signalled = SteadyClock::now();
+  worker.Signal(SIGTERM);
+  // Half a second of drain, then it leaves (exit 1), long before the 30 s call ends.
+  REQUIRE(worker.Wait(milliseconds(10'000)) == std::optional<int>(1));
+  CHECK(SteadyClock::now() - signalled < milliseconds(10'000));
+  // The broker sees the replica go: the call fails then (no retry), not at
+  // its deadline.
+  client->Wait();
+  CHECK(answer.status().code() == StatusCode::kReplicaFailed);
+  CHECK(SteadyClock::now() - signalled < milliseconds(20'000));
+}
+
 TEST_CASE("A restarted broker never answers a call with a result meant for the broker before it",
           "[e2e][reliability]") {
   Roles roles(R"(
