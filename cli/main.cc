@@ -99,6 +99,34 @@ std::string Join(const nlohmann::json& map) {
   return out.empty() ? "-" : out;
 }
 
+// Which of --handler and --plugin a worker runs (true: the plugin). A flag
+// given wins; with neither, ZSERVE_HANDLER or ZSERVE_PLUGIN, exactly one.
+StatusOr<bool> WorkerHandlerChoice(bool handler_flag, bool plugin_flag, std::string* handler,
+                                   std::string* plugin, bool plugin_arg) {
+  if (!handler_flag && !plugin_flag) {
+    const char* h = std::getenv("ZSERVE_HANDLER");
+    const char* p = std::getenv("ZSERVE_PLUGIN");
+    if (h != nullptr && *h != '\0' && p != nullptr && *p != '\0') {
+      return BadRequest(
+          "ZSERVE_HANDLER and ZSERVE_PLUGIN are both set: set one (or give "
+          "--handler or --plugin, which wins)");
+    }
+    if (h != nullptr && *h != '\0') {
+      *handler = h;
+      handler_flag = true;
+    } else if (p != nullptr && *p != '\0') {
+      *plugin = p;
+      plugin_flag = true;
+    } else {
+      return BadRequest(
+          "one of --handler and --plugin is required (or ZSERVE_HANDLER or "
+          "ZSERVE_PLUGIN)");
+    }
+  }
+  if (plugin_arg && !plugin_flag) return BadRequest("--plugin-arg needs --plugin");
+  return plugin_flag;
+}
+
 // `ready_only`: exit 0 when the broker says it is ready, else 1 (a failed
 // STATUS, a broker not up, counts as not ready).
 int RunStatus(const std::string& broker, const CurveFlags& curve, bool json, bool ready_only,
@@ -308,23 +336,23 @@ int main(int argc, char** argv) {
   worker_cmd->add_option("--backend", wopts.backend, "Backend this replica serves")
       ->envname("ZSERVE_BACKEND")
       ->required();
-  // Exactly one of --handler and --plugin; CLI11 refuses neither and both.
+  // Exactly one of --handler and --plugin: CLI11 refuses both on the
+  // command line; their variables (ZSERVE_HANDLER, ZSERVE_PLUGIN) are read
+  // after parsing, only when neither flag is given, so that a flag wins over
+  // the other's variable too (WorkerHandlerChoice).
   CLI::Option_group* worker_handler =
       worker_cmd->add_option_group("handler", "What handles the requests (exactly one)");
-  worker_handler
-      ->add_option("--handler", handler_name,
-                   "Built-in handler: echo, sleep, fail, dense, batch, batch_size, whoami, config")
-      ->envname("ZSERVE_HANDLER");
-  CLI::Option* plugin_opt =
-      worker_handler
-          ->add_option("--plugin", plugin_path,
-                       "Handler plugin: a shared library with the C ABI of zserve/plugin.h")
-          ->envname("ZSERVE_PLUGIN");
-  worker_handler->require_option(1);
+  CLI::Option* handler_opt = worker_handler->add_option(
+      "--handler", handler_name,
+      "Built-in handler: echo, sleep, fail, dense, batch, batch_size, whoami, config (env "
+      "ZSERVE_HANDLER)");
+  CLI::Option* plugin_opt = worker_handler->add_option(
+      "--plugin", plugin_path,
+      "Handler plugin: a shared library with the C ABI of zserve/plugin.h (env ZSERVE_PLUGIN)");
+  worker_handler->require_option(0, 1);
   worker_cmd
       ->add_option("--plugin-arg", plugin_arg, "Text for the plugin's create(), e.g. a model path")
-      ->envname("ZSERVE_PLUGIN_ARG")
-      ->needs(plugin_opt);
+      ->envname("ZSERVE_PLUGIN_ARG");
   worker_cmd->add_option("--broker", wopts.broker_address, "Broker worker address")
       ->envname("ZSERVE_WORKER_BROKER")
       ->capture_default_str();
@@ -535,9 +563,13 @@ int main(int argc, char** argv) {
     wopts.drain_timeout = std::chrono::milliseconds(worker_drain_timeout_ms);
     builtin.replica_tag =
         wopts.replica_tag.empty() ? "pid-" + std::to_string(getpid()) : wopts.replica_tag;
+    StatusOr<bool> use_plugin =
+        WorkerHandlerChoice(handler_opt->count() > 0, plugin_opt->count() > 0, &handler_name,
+                            &plugin_path, !plugin_arg.empty());
+    if (!use_plugin.ok()) return Fail(use_plugin.status(), "worker");
     StatusOr<std::unique_ptr<Handler>> handler =
-        plugin_opt->count() == 0 ? worker::MakeBuiltinHandler(handler_name, builtin)
-                                 : worker::LoadPluginHandler(plugin_path, plugin_arg);
+        *use_plugin ? worker::LoadPluginHandler(plugin_path, plugin_arg)
+                    : worker::MakeBuiltinHandler(handler_name, builtin);
     if (!handler.ok()) return Fail(handler.status(), "worker");
     wopts.metrics = &registry;
     // The controller's key only when it follows the controller.
