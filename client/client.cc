@@ -117,8 +117,12 @@ class Client::Impl {
       Complete(std::move(done), std::move(bad));
       return;
     }
+    // Big payloads do not wait for company: a message stays well under the
+    // broker's --max-message-bytes unless one call alone is that big. Sent
+    // before this call takes its id: ids are queued in increasing order.
     TimePoint now = Clock::now();
     now_ = now;
+    if (queued_payloads_.size() + payload.size() > kMaxQueuedPayloadBytes) Flush();
     // A call that names no timeout sends 0: the broker gives it the
     // endpoint's timeout_ms. Until it is sent, connect_timeout bounds it.
     const bool named = o.timeout.count() > 0;
@@ -142,16 +146,25 @@ class Client::Impl {
   // payloads packed in one frame (PROTOCOL.md 3.1). While the broker
   // connection is not up they stay queued (held).
   void Flush() {
-    if (queued_.empty() || !connected_) return;
+    if (queued_.empty()) return;
     // The monitor's events are read every Poll turn. A client idle for a
     // while reads them before it sends: an old connection's DISCONNECTED
     // must not fail a call sent on the new one (a new connection comes no
     // sooner than kReconnectIvl after the old one dropped).
-    if (now_ - last_monitor_check_ > kReconnectIvl / 2) {
-      DrainMonitor();
-      if (queued_.empty() || !connected_) return;
+    if (connected_ && now_ - last_monitor_check_ > kReconnectIvl / 2) DrainMonitor();
+    if (!connected_) {
+      // Held: their timeouts are what is left when they go. Those answered
+      // meanwhile (expired) are dropped now and then, so that a long outage
+      // does not keep their payloads.
+      held_ = true;
+      if (dead_queued_ > 64 && dead_queued_ * 2 > queued_.size()) Refresh();
+      return;
     }
     if (held_ || dead_queued_ > 0) Refresh();
+    if (queued_.empty()) {
+      ClearQueue();
+      return;
+    }
     if (queued_.size() <= sc::kMaxCallsPerMessage && queued_bytes_ <= kMaxQueuedHeaderBytes &&
         (queued_.size() == 1 || queued_payloads_.size() <= kMaxQueuedPayloadBytes)) {
       // All in one message, as calls made between two polls are.
@@ -285,14 +298,14 @@ class Client::Impl {
   // timeout < 0: until at least one callback ran (or nothing is pending,
   // or `wake_fd` >= 0 is readable).
   size_t Poll(std::chrono::milliseconds timeout, int wake_fd = -1) {
+    now_ = Clock::now();
     Flush();
     size_t done = RunReady();
     if (done > 0 || (pending_.empty() && wake_fd < 0)) {
       Flush();  // what the callbacks called
       return done;
     }
-    now_ = Clock::now();
-    TimePoint end = timeout.count() < 0 ? TimePoint::max() : now_ + timeout;
+    TimePoint end = timeout.count() < 0 ? TimePoint::max() : Clock::now() + timeout;
     while (done == 0) {
       TimePoint now = Clock::now();
       TimePoint wake = std::min(end, guards_.Earliest().value_or(end));
@@ -358,9 +371,6 @@ class Client::Impl {
   }
 
   void Enqueue(sc::RequestHeader h, std::string_view payload, TimePoint deadline) {
-    // Big payloads do not wait for company: a message stays well under the
-    // broker's --max-message-bytes unless one call alone is that big.
-    if (queued_payloads_.size() + payload.size() > kMaxQueuedPayloadBytes) Flush();
     // Queued: calls made before the next Poll go out together (REQUESTS).
     queued_bytes_ += HeaderBytes(h);
     queued_.push_back(std::move(h));
@@ -379,10 +389,18 @@ class Client::Impl {
     size_t keep = 0, in = 0, out = 0;
     for (size_t i = 0; i < queued_.size(); ++i) {
       size_t size = queued_sizes_[i];
-      if (pending_.contains(queued_[i].request_id)) {
+      auto it = pending_.find(queued_[i].request_id);
+      if (it != pending_.end() && queued_deadlines_[i] <= now) {
+        // Its deadline passed while held (its guard waits for the grace):
+        // it fails here, not sent.
+        Callback done = std::move(it->second.done);
+        guards_.Remove(it->second.guard);
+        pending_.erase(it);
+        Complete(std::move(done), NotSentBeforeDeadline());
+      } else if (it != pending_.end()) {
         if (queued_deadlines_[i] != TimePoint::max()) {
           auto left = std::chrono::ceil<std::chrono::milliseconds>(queued_deadlines_[i] - now);
-          queued_[i].timeout_ms = static_cast<uint32_t>(std::max<int64_t>(left.count(), 1));
+          queued_[i].timeout_ms = static_cast<uint32_t>(left.count());
         }
         if (keep != i) {
           queued_[keep] = std::move(queued_[i]);
@@ -427,6 +445,7 @@ class Client::Impl {
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       connected_ = true;
       handshake_failure_.reset();
+      handshake_failures_ = 0;
       return;
     }
     std::vector<uint64_t> ids;
@@ -443,6 +462,9 @@ class Client::Impl {
       // The peer closed the connection or broke the protocol in the
       // handshake: no zserve broker there, or CURVE on at one end only, or
       // the wrong broker key. Retrying would not mend it.
+      // One failure alone may be a broker going away mid-handshake: the
+      // calls wait for the next try (ZeroMQ's, kReconnectIvl later).
+      if (++handshake_failures_ < 2) return;
       std::string why = event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
                             ? "ZeroMQ protocol error " + std::to_string(value)
                             : std::string(std::strerror(static_cast<int>(value)));
@@ -570,12 +592,16 @@ class Client::Impl {
       Complete(std::move(done),
                sent ? DeadlineExceeded("no reply from the broker before the deadline")
                : named
-                   ? DeadlineExceeded("no connection to the broker at " + options_.broker_address +
-                                      " before the deadline; the call was not sent")
+                   ? NotSentBeforeDeadline()
                    : Unavailable("no connection to the broker at " + options_.broker_address +
                                  " within " + std::to_string(options_.connect_timeout.count()) +
                                  " ms (ClientOptions::connect_timeout); the call was not sent"));
     }
+  }
+
+  Status NotSentBeforeDeadline() const {
+    return DeadlineExceeded("no connection to the broker at " + options_.broker_address +
+                            " before the deadline; the call was not sent");
   }
 
   // Runs the queued completions, each taken off the queue before its
@@ -599,6 +625,7 @@ class Client::Impl {
   bool connected_ = false;  // a connection is up (by the monitor's events)
   // The last handshake failed (until one succeeds): why.
   std::optional<Status> handshake_failure_;
+  int handshake_failures_ = 0;  // in a row
   TimePoint last_monitor_check_{};
   // The time when a call was last made or the sockets last polled: Flush
   // takes it from there rather than reading the clock.

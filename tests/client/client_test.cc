@@ -46,6 +46,7 @@ constexpr milliseconds kWait{5000};  // the most any expected message may take
 // The broker, played by the test.
 class FakeBroker : public zserve::testing::FakeRouter {
  public:
+  using FakeRouter::FakeRouter;
   Status Reply(uint64_t request_id, StatusCode code, const std::string& message,
                const std::string& payload) {
     return Send({sc::EncodeReply({request_id, code, message}), payload});
@@ -567,6 +568,103 @@ TEST_CASE("a call with no broker to send it to fails unsent after its deadline o
   // A STATUS with a negative timeout is bad input, not a broker that is away.
   StatusOr<std::string> s = client->BrokerStatus(milliseconds(-300));
   CHECK(s.status().code() == StatusCode::kBadRequest);
+}
+
+// Answers every call `broker` receives within `limit`, polling `client`
+// meanwhile, until `done`; returns the calls received.
+std::vector<sc::RequestHeader> Serve(FakeBroker& broker, zserve::Client& client,
+                                     const std::function<bool()>& done) {
+  std::vector<sc::RequestHeader> got;
+  const auto end = Clock::now() + kWait;
+  while (!done() && Clock::now() < end) {
+    client.Poll(milliseconds(1));
+    Frames f;
+    while (broker.Recv(&f, milliseconds(1))) {
+      for (auto& [h, payload] : DecodedCalls(f)) {
+        got.push_back(h);
+        REQUIRE(broker.Reply(h.request_id, StatusCode::kOk, "", payload).ok());
+      }
+    }
+  }
+  return got;
+}
+
+// A client whose broker (at *address) has gone, and which has seen it go:
+// a STATUS that cannot be answered.
+std::unique_ptr<zserve::Client> ClientOfGoneBroker(std::string* address) {
+  auto broker = std::make_unique<FakeBroker>();
+  *address = broker->address();
+  auto client = ConnectedClient(*broker);
+  broker.reset();
+  REQUIRE_FALSE(client->BrokerStatus(milliseconds(100)).ok());
+  return client;
+}
+
+TEST_CASE("a call made before the broker restarts goes once on the new connection", "[client]") {
+  for (bool idempotent : {false, true}) {
+    INFO("idempotent " << idempotent);
+    auto old_broker = std::make_unique<FakeBroker>();
+    const std::string address = old_broker->address();
+    auto client = ConnectedClient(*old_broker);
+    zserve::CallOptions o;
+    o.timeout = milliseconds(5000);
+    o.idempotent = idempotent;
+    std::optional<StatusOr<std::string>> result;
+    client->CallAsync("echo", "made before", o,
+                      [&result](StatusOr<std::string> r) { result = std::move(r); });
+    // The application does other things (no Poll) while its broker restarts
+    // and its connection comes back.
+    old_broker.reset();
+    FakeBroker broker(address);
+    REQUIRE(broker.WaitForPeer());
+    std::vector<sc::RequestHeader> got = Serve(broker, *client, [&] { return result.has_value(); });
+    REQUIRE(result.has_value());
+    REQUIRE(result->ok());
+    CHECK(**result == "made before");
+    CHECK(got.size() == 1);  // sent once
+  }
+}
+
+TEST_CASE("a call held while no broker is up is sent with the time it has left", "[client]") {
+  std::string address;
+  auto client = ClientOfGoneBroker(&address);
+  zserve::CallOptions o;
+  o.timeout = milliseconds(3000);
+  std::optional<StatusOr<std::string>> result;
+  client->CallAsync("echo", "held", o,
+                    [&result](StatusOr<std::string> r) { result = std::move(r); });
+  const auto made = Clock::now();
+  // Held for 800 ms: the client polls, and nothing answers.
+  CHECK(client->Poll(milliseconds(800)) == 0);
+  FakeBroker broker(address);
+  std::vector<sc::RequestHeader> got = Serve(broker, *client, [&] { return result.has_value(); });
+  REQUIRE(got.size() == 1);
+  const auto left =
+      milliseconds(3000) - std::chrono::duration_cast<milliseconds>(Clock::now() - made);
+  CHECK(got[0].timeout_ms <= 2200);  // not its whole 3000 ms
+  CHECK(got[0].timeout_ms >= static_cast<uint32_t>(left.count()));
+  REQUIRE(result.has_value());
+  CHECK(result->ok());
+}
+
+TEST_CASE("calls that expired while held leave nothing to send when the broker comes", "[client]") {
+  std::string address;
+  auto client = ClientOfGoneBroker(&address);
+  zserve::CallOptions o;
+  o.timeout = milliseconds(50);
+  StatusOr<std::string> r = client->Call("echo", "too late", o);
+  CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
+  CHECK_THAT(r.status().message(), Contains("not sent"));
+  FakeBroker broker(address);
+  REQUIRE(broker.WaitForPeer());
+  // An event loop polls with nothing pending: the client sees its
+  // connection come back, and sends nothing (not an empty REQUESTS).
+  int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  REQUIRE(wake >= 0);
+  CHECK(client->Poll(milliseconds(200), wake) == 0);
+  close(wake);
+  Frames f;
+  CHECK_FALSE(broker.Recv(&f, milliseconds(200)));
 }
 
 }  // namespace
