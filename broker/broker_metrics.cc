@@ -233,6 +233,15 @@ void BrokerMetrics::Refresh(const Router& router, TimePoint now, bool force) {
     b.replicas->Set(static_cast<double>(s.replicas));
     b.desired_replicas->Set(static_cast<double>(s.desired_replicas));
   }
+  // A backend the router has forgotten (deleted, then drained) holds
+  // nothing: its series say so rather than keep their last values.
+  for (auto& [name, b] : backends_) {
+    if (live.contains(name)) continue;
+    b->queued->Set(0);
+    b->in_flight->Set(0);
+    b->replicas->Set(0);
+    b->desired_replicas->Set(0);
+  }
   std::string reason;
   if (!has_config_) reason = "no configuration yet";
   for (const auto& [endpoint, backends] : needs_) {

@@ -544,20 +544,32 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
 // them to wait in the shared queue; with a replica now, each goes to its
 // key's replica, in order, as if it had come now.
 void Router::RepinKeyed(Backend& b) {
+  std::vector<uint64_t> keyed;
   for (auto& q : b.queues) {
     std::deque<uint64_t> rest;
     for (uint64_t token : q) {
       if (!IsQueuedIn(token, b)) continue;  // a stale slot
-      Entry& e = entries_.find(token)->second;
+      const Entry& e = entries_.find(token)->second;
       if (!e.replica.empty()) continue;  // pinned already: a stale slot
       if (e.shard_key.empty()) {
         rest.push_back(token);
-        continue;
+      } else {
+        keyed.push_back(token);
       }
-      --b.shared_queued;
-      Queue(token, e, /*front=*/false);
     }
     q = std::move(rest);
+  }
+  // A key's calls in the order they would have had with a replica there all
+  // along: retries first (they go to the front), then by arrival (tokens
+  // grow), whatever their priority.
+  std::stable_sort(keyed.begin(), keyed.end(), [this](uint64_t x, uint64_t y) {
+    bool retry_x = entries_.find(x)->second.attempts > 0;
+    bool retry_y = entries_.find(y)->second.attempts > 0;
+    return retry_x != retry_y ? retry_x : x < y;
+  });
+  for (uint64_t token : keyed) {
+    --b.shared_queued;
+    Queue(token, entries_.find(token)->second, /*front=*/false);
   }
 }
 

@@ -149,6 +149,23 @@ TEST_CASE("broker gauges go back to zero once the load is answered", "[broker][m
   CHECK(f.metrics.Recent("ep", f.now + std::chrono::seconds(61)).first == 0);
 }
 
+TEST_CASE("a deleted backend's gauges go to zero when the broker forgets it", "[broker][metrics]") {
+  Fixture f;
+  f.Configure();
+  for (uint64_t t = 1; t <= 5; ++t) f.Admit(t);  // no replica: they wait on "a"
+  CHECK(f.Gauge("zserve_broker_queued_requests", "a") == 5);
+  // "a" leaves the configuration: its calls are stranded, it is forgotten.
+  sc::ConfigState moved = Config();
+  moved.endpoints["ep"].traffic = {{"idle", 1.0}};
+  moved.backends.erase("a");
+  REQUIRE(sc::Validate(moved).ok());
+  f.router.ApplyConfig(moved);
+  f.metrics.ApplyConfig(moved, 2);
+  CHECK(f.router.TakeStranded().size() == 5);
+  CHECK(f.Gauge("zserve_broker_queued_requests", "a") == 0);
+  CHECK(f.Gauge("zserve_broker_desired_replicas", "a") == 0);
+}
+
 TEST_CASE("a shadow copy is counted by the shadow series only", "[broker][metrics]") {
   Fixture f;
   f.Configure();

@@ -776,6 +776,26 @@ TEST_CASE("Keyed calls queued before any replica keep to one replica once replic
   CHECK(((on_w1 == keyed && on_w2.empty()) || (on_w2 == keyed && on_w1.empty())));
 }
 
+TEST_CASE("Keyed calls queued before any replica keep their arrival order across priorities",
+          "[broker]") {
+  Router r(Seeded());
+  const zserve::TimePoint t0 = zserve::Clock::now();
+  r.ApplyConfig(OneBackend({.max_concurrent_queries = 1}));
+  // normal, high, normal, high: all of one key, before any replica.
+  for (uint64_t t = 1; t <= 4; ++t) {
+    REQUIRE(r.Admit(t, "ep", "k", 0, t0, nullptr, t % 2 == 0 ? 1 : 0).ok());
+  }
+  REQUIRE(r.AddReplica("w1", "be", 0).ok());
+  Ids order;
+  for (int i = 0; i < 4; ++i) {
+    Ids one = Tokens(r.TakeDispatches(t0));
+    REQUIRE(one.size() == 1);
+    order.push_back(one[0]);
+    CHECK(r.Complete("w1", one[0]) == Completion::kDeliver);
+  }
+  CHECK(order == Ids{1, 2, 3, 4});  // as with the replica there all along
+}
+
 TEST_CASE("A new config raises capacity for what is already queued", "[broker]") {
   Router r(Seeded());
   const zserve::TimePoint t0 = zserve::Clock::now();
