@@ -344,11 +344,11 @@ int main(int argc, char** argv) {
       worker_cmd->add_option_group("handler", "What handles the requests (exactly one)");
   CLI::Option* handler_opt = worker_handler->add_option(
       "--handler", handler_name,
-      "Built-in handler: echo, sleep, fail, dense, batch, batch_size, whoami, config (env "
-      "ZSERVE_HANDLER)");
+      "Built-in handler: echo, sleep, fail, dense, batch, batch_size, whoami, config "
+      "(Env:ZSERVE_HANDLER)");
   CLI::Option* plugin_opt = worker_handler->add_option(
       "--plugin", plugin_path,
-      "Handler plugin: a shared library with the C ABI of zserve/plugin.h (env ZSERVE_PLUGIN)");
+      "Handler plugin: a shared library with the C ABI of zserve/plugin.h (Env:ZSERVE_PLUGIN)");
   worker_handler->require_option(0, 1);
   worker_cmd
       ->add_option("--plugin-arg", plugin_arg, "Text for the plugin's create(), e.g. a model path")
