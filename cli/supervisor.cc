@@ -60,6 +60,18 @@ std::string SelfExe() {
 }
 
 pid_t Spawn(const std::string& exe, const std::vector<std::string>& args) {
+  // Everything the child needs is made before fork(): up has other threads
+  // (ZeroMQ's, the logger's), and one of them may hold the allocator's lock
+  // at the fork, so the child calls only async-signal-safe functions until
+  // its exec. (Under ASan in CI a controller child once hung before it
+  // logged a line or created its store, and did not stop on SIGINT, as a
+  // child stuck before exec with up's signal handlers would.)
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(exe.c_str()));
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  sigset_t none;
+  sigemptyset(&none);
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -70,14 +82,8 @@ pid_t Spawn(const std::string& exe, const std::vector<std::string>& args) {
   // the stack in order. Else the broker would exit with the workers still
   // draining, and the controller would take SIGHUP for a reload.
   setpgid(0, 0);
-  sigset_t none;
-  sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(exe.c_str()));
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  execv(exe.c_str(), argv.data());
+  execv(argv[0], argv.data());
   _exit(127);
 }
 

@@ -28,6 +28,13 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
                  const std::string& stderr_path) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) std::abort();
+  // Made before fork(): the test may have other threads, one of which may
+  // hold the allocator's lock at the fork; the child only makes
+  // async-signal-safe calls until its exec.
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(binary.c_str()));
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
@@ -40,11 +47,7 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
       int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (err >= 0) dup2(err, STDERR_FILENO);
     }
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
+    execv(argv[0], argv.data());
     _exit(127);
   }
   setpgid(pid_, pid_);  // as the child does: whichever runs first (no race with SignalGroup)
