@@ -25,6 +25,14 @@ namespace {
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
+// One backend `echo` behind endpoint `echo`; the tests start its workers.
+constexpr const char* kEchoDeployment = R"(
+backends:
+  echo: {handler: echo}
+endpoints:
+  echo: {backend: echo}
+)";
+
 TEST_CASE("A replica killed with kill -9 is declared dead and its request runs elsewhere",
           "[e2e][reliability]") {
   Roles roles(R"(
@@ -151,12 +159,7 @@ endpoints:
 }
 
 TEST_CASE("Workers register again with a restarted broker on their own", "[e2e][reliability]") {
-  Roles roles(R"(
-backends:
-  echo: {handler: echo}
-endpoints:
-  echo: {backend: echo}
-)");
+  Roles roles(kEchoDeployment);
   roles.StartWorker("echo", "echo");
   {
     auto client = Connect(roles.client_address());
@@ -244,12 +247,7 @@ uint64_t RequestsSeen(Client& client, const std::string& endpoint) {
 
 TEST_CASE("A client idle while the broker restarts serves its next calls once each",
           "[e2e][reliability]") {
-  Roles roles(R"(
-backends:
-  echo: {handler: echo}
-endpoints:
-  echo: {backend: echo}
-)");
+  Roles roles(kEchoDeployment);
   roles.StartWorker("echo", "echo");
   auto client = Connect(roles.client_address());
   WaitForReplicas(*client, "echo", 1);
@@ -274,12 +272,7 @@ endpoints:
 }
 
 TEST_CASE("Calls that expire while no broker is up are never sent", "[e2e][reliability]") {
-  Roles roles(R"(
-backends:
-  echo: {handler: echo}
-endpoints:
-  echo: {backend: echo}
-)");
+  Roles roles(kEchoDeployment);
   roles.StartWorker("echo", "echo");
   auto client = Connect(roles.client_address());
   WaitForReplicas(*client, "echo", 1);
