@@ -508,13 +508,17 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         return;
       }
       if (ready->packed) packed_replicas_.insert(replica);
-      liveness_.Add(replica, now);
+      // Judged, and heartbeated, at the pace it keeps (its READY names it).
+      std::optional<std::chrono::milliseconds> pace;
+      if (ready->heartbeat_ms != 0) pace = std::chrono::milliseconds(ready->heartbeat_ms);
+      liveness_.Add(replica, now, pace);
       // Heard at once: a worker started before us counts our silence from
       // its own start, and must not give up on a broker that just came up.
       SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
       membership_changed_ = true;
-      log_->info("replica '{}' of backend '{}' registered (capacity {})", ready->replica_tag,
-                 ready->backend, ready->capacity);
+      log_->info("replica '{}' of backend '{}' registered (capacity {}, heartbeat {} ms)",
+                 ready->replica_tag, ready->backend, ready->capacity,
+                 pace.value_or(liveness_.options().interval).count());
       return;
     }
     case sc::Command::kDisconnect:

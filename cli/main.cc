@@ -18,6 +18,7 @@
 #include "cli/ctl.h"
 #include "cli/curve_flags.h"
 #include "cli/supervisor.h"
+#include "common/liveness.h"
 #include "common/logging.h"
 #include "common/metrics_server.h"
 #include "common/signals.h"
@@ -30,6 +31,9 @@
 
 namespace zserve::cli {
 namespace {
+
+// --heartbeat-ms of up, broker and worker: what a READY may name.
+const CLI::Range kHeartbeatRange(kMinHeartbeatInterval.count(), kMaxHeartbeatInterval.count());
 
 int Fail(const Status& s, const char* what) {
   std::fprintf(stderr, "zserve %s: %s\n", what, s.ToString().c_str());
@@ -227,7 +231,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
   up_cmd->add_option("--heartbeat-ms", up.heartbeat_ms, "Broker/worker heartbeat interval")
       ->capture_default_str()
-      ->check(CLI::Range(10, 60'000));
+      ->check(kHeartbeatRange);
   up_cmd
       ->add_option("--heartbeat-liveness", up.heartbeat_liveness,
                    "Silent intervals before a peer is dead")
@@ -292,7 +296,7 @@ int main(int argc, char** argv) {
   broker_cmd->add_option("--heartbeat-ms", broker_heartbeat_ms, "Heartbeat interval with workers")
       ->envname("ZSERVE_HEARTBEAT_MS")
       ->capture_default_str()
-      ->check(CLI::Range(10, 60'000));
+      ->check(kHeartbeatRange);
   broker_cmd
       ->add_option("--heartbeat-liveness", bopts.heartbeat.liveness,
                    "Silent intervals before a replica is dead")
@@ -400,7 +404,7 @@ int main(int argc, char** argv) {
       ->add_option("--heartbeat-ms", worker_heartbeat_ms, "Heartbeat interval with the broker")
       ->envname("ZSERVE_HEARTBEAT_MS")
       ->capture_default_str()
-      ->check(CLI::Range(10, 60'000));
+      ->check(kHeartbeatRange);
   worker_cmd
       ->add_option("--heartbeat-liveness", wopts.heartbeat_liveness,
                    "Silent intervals before the broker is dead")

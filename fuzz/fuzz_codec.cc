@@ -54,10 +54,6 @@ template <typename T>
 bool Same(const T& a, const T& b) {
   return a == b;
 }
-bool Same(const ReadyHeader& a, const ReadyHeader& b) {
-  return a.backend == b.backend && a.replica_tag == b.replica_tag && a.capacity == b.capacity &&
-         a.packed == b.packed;
-}
 bool Same(const ErrorHeader& a, const ErrorHeader& b) {
   return a.code == b.code && a.message == b.message;
 }

@@ -94,6 +94,7 @@ void CodecSeeds() {
         sc::EncodeResults({{1, StatusCode::kOk, ""}, {2, StatusCode::kHandlerError, "boom"}},
                           packed));
   Write(t, "ready_packed", sc::EncodeReady({"echo", "host-1", 4, true}));
+  Write(t, "ready_heartbeat", sc::EncodeReady({"echo", "host-1", 4, true, 250}));
   Write(t, "status", sc::EncodeStatusRequest(9));
   Write(t, "ready", sc::EncodeReady({"echo", "host-1", 4}));
   Write(t, "batch", sc::EncodeBatch({{1, "__call__", 100}, {2, "predict", 0}}));

@@ -6,6 +6,7 @@
 #include <msgpack.hpp>
 #include <type_traits>
 
+#include "common/liveness.h"
 #include "schemas/fast_decode.h"
 #include "schemas/msgpack_cursor.h"
 
@@ -632,12 +633,17 @@ std::string EncodeStatusRequest(uint64_t request_id) {
 }
 
 std::string EncodeReady(const ReadyHeader& h) {
-  return Build(Command::kReady, h.packed ? 4 : 3, 64, [&h](Packer& p) {
-    PackString(p, h.backend);
-    PackString(p, h.replica_tag);
-    p.pack(h.capacity);
-    if (h.packed) p.pack(true);
-  });
+  return Build(Command::kReady,
+               h.heartbeat_ms != 0 ? 5
+               : h.packed          ? 4
+                                   : 3,
+               64, [&h](Packer& p) {
+                 PackString(p, h.backend);
+                 PackString(p, h.replica_tag);
+                 p.pack(h.capacity);
+                 if (h.packed || h.heartbeat_ms != 0) p.pack(h.packed);
+                 if (h.heartbeat_ms != 0) p.pack(h.heartbeat_ms);
+               });
 }
 
 std::string EncodeBatch(const std::vector<BatchItem>& items, std::span<const uint32_t> sizes,
@@ -844,6 +850,16 @@ StatusOr<ReadyHeader> DecodeReady(std::string_view header) {
     const msgpack::object& packed = handle.get().via.array.ptr[5];
     if (packed.type != msgpack::type::BOOLEAN) return ArrayReader::Type("packed", "a boolean");
     h.packed = packed.via.boolean;
+  }
+  if (handle.get().via.array.size > 6) {
+    uint64_t ms = 0;
+    if (Status v = r.Uint(6, "heartbeat_ms", UINT32_MAX, &ms); !v.ok()) return v;
+    if (ms < kMinHeartbeatInterval.count() || ms > kMaxHeartbeatInterval.count()) {
+      return BadRequest("heartbeat_ms must be " + std::to_string(kMinHeartbeatInterval.count()) +
+                        ".." + std::to_string(kMaxHeartbeatInterval.count()) + ", got " +
+                        std::to_string(ms));
+    }
+    h.heartbeat_ms = static_cast<uint32_t>(ms);
   }
   if (Status v = ValidateName("backend", h.backend); !v.ok()) return v;
   h.capacity = static_cast<uint32_t>(capacity);

@@ -93,6 +93,10 @@ struct ReadyHeader {
   std::string replica_tag;
   uint32_t capacity = 0;  // 0: no limit of the worker's own
   bool packed = false;    // takes BATCHes with packed payloads (PROTOCOL.md 3.1)
+  // The worker's heartbeat interval, by which the broker judges it and
+  // heartbeats it; 0: not named (the broker's own).
+  uint32_t heartbeat_ms = 0;
+  bool operator==(const ReadyHeader&) const = default;
 };
 
 struct BatchItem {

@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 
 #include "common/curve.h"
+#include "common/liveness.h"
 #include "common/logging.h"
 #include "common/payloads.h"
 #include "common/polled_socket.h"
@@ -79,6 +80,15 @@ class Worker::Impl {
                         std::to_string(options_.threads));
     }
     if (options_.max_result_bytes == 0) return BadRequest("max_result_bytes must be at least 1");
+    if (options_.heartbeat_interval < kMinHeartbeatInterval ||
+        options_.heartbeat_interval > kMaxHeartbeatInterval) {
+      return BadRequest("heartbeat_interval must be " +
+                        std::to_string(kMinHeartbeatInterval.count()) + ".." +
+                        std::to_string(kMaxHeartbeatInterval.count()) + " ms, got " +
+                        std::to_string(options_.heartbeat_interval.count()));
+    }
+    if (options_.heartbeat_liveness == 0)
+      return BadRequest("heartbeat_liveness must be at least 1");
     drain_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (drain_fd_ < 0) return Internal("eventfd failed");
     done_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -287,7 +297,8 @@ class Worker::Impl {
 
   void SendReady() {
     zmq::message_t m = ToMessage(sc::EncodeReady(
-        {options_.backend, options_.replica_tag, options_.capacity, /*packed=*/true}));
+        {options_.backend, options_.replica_tag, options_.capacity,
+         /*packed=*/true, static_cast<uint32_t>(options_.heartbeat_interval.count())}));
     if (!SendToBroker(std::span(&m, 1), Clock::now())) log_->warn("READY not sent");
   }
 

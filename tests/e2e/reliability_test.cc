@@ -374,5 +374,35 @@ endpoints:
   }
 }
 
+TEST_CASE("Workers whose heartbeat interval differs from the broker's keep their replicas",
+          "[e2e][reliability]") {
+  // The broker heartbeats every 100 ms; one worker every second, one every
+  // 20 ms. Each names its interval in READY, and the broker judges and
+  // heartbeats it at that pace. Before, the broker declared the slow one
+  // dead after 300 ms of its silence, and the fast one found the broker
+  // silent after 60 ms and reconnected, over and over.
+  Roles roles(kEchoDeployment);
+  roles.StartWorker("echo", "echo", {"--heartbeat-ms", "1000"});
+  roles.StartWorker("echo", "echo", {"--heartbeat-ms", "20"});
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "echo", 2);
+  nlohmann::json last;
+  auto flapped = [&] {
+    last = BrokerStatus(*client);
+    return last["counters"]["lost_replicas"] != 0 || last["backends"]["echo"]["replicas"] != 2 ||
+           ReadFile(roles.log()).find("reconnecting") != std::string::npos;
+  };
+  // Quiet for more than twice the slow worker's liveness of 3 s at the
+  // broker's old pace (300 ms): nothing may flap meanwhile.
+  CHECK_FALSE(Eventually(flapped, milliseconds(2500), milliseconds(100)));
+  INFO(last.dump());
+  std::string log = ReadFile(roles.log());
+  CHECK_THAT(log, Catch::Contains("(capacity 0, heartbeat 1000 ms)"));
+  CHECK_THAT(log, Catch::Contains("(capacity 0, heartbeat 20 ms)"));
+  StatusOr<std::string> r = client->Call("echo", "steady");
+  REQUIRE(r.ok());
+  CHECK(*r == "steady");
+}
+
 }  // namespace
 }  // namespace zserve::testing

@@ -1,5 +1,6 @@
 #include "tests/e2e/roles.h"
 
+#include <algorithm>
 #include <csignal>
 
 #include "tests/e2e/stack.h"
@@ -55,17 +56,14 @@ bool Roles::KillBroker() {
 
 Process& Roles::StartWorker(const std::string& backend, const std::string& handler,
                             const std::vector<std::string>& extra_args) {
-  std::vector<std::string> args{"worker",
-                                "--backend",
-                                backend,
-                                "--handler",
-                                handler,
-                                "--broker",
-                                workers_,
-                                "--heartbeat-ms",
-                                std::to_string(options_.heartbeat.count()),
-                                "--replica-tag",
-                                backend + "-" + std::to_string(workers_started_.size() + 1)};
+  std::vector<std::string> args{
+      "worker",    "--backend",     backend,
+      "--handler", handler,         "--broker",
+      workers_,    "--replica-tag", backend + "-" + std::to_string(workers_started_.size() + 1)};
+  // The roles' heartbeat, unless this worker is given its own.
+  if (std::find(extra_args.begin(), extra_args.end(), "--heartbeat-ms") == extra_args.end()) {
+    args.insert(args.end(), {"--heartbeat-ms", std::to_string(options_.heartbeat.count())});
+  }
   args.insert(args.end(), options_.worker_args.begin(), options_.worker_args.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   workers_started_.push_back(std::make_unique<Process>(kBinary, args, log()));

@@ -1029,6 +1029,29 @@ TEST_CASE("READY round-trips packed and writes it only when true", "[schemas]") 
   CHECK_FALSE(got->packed);
 }
 
+TEST_CASE("READY carries the worker's heartbeat interval when it names one", "[schemas]") {
+  sc::ReadyHeader h{"model_a", "tag", 1, false, 250};
+  std::string bytes = sc::EncodeReady(h);
+  CHECK(TopSize(bytes) == 7);  // packed written as false to reach it
+  auto got = sc::DecodeReady(bytes);
+  REQUIRE(got.ok());
+  CHECK(*got == h);
+  CHECK(sc::DecodeReady(sc::EncodeReady({"model_a", "tag", 1, true})).value().heartbeat_ms == 0);
+
+  for (uint32_t bad : {1u, 9u, 60'001u}) {
+    INFO(bad);
+    h.heartbeat_ms = bad;
+    auto refused = sc::DecodeReady(sc::EncodeReady(h));
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(refused.status().message(), Contains("heartbeat_ms must be 10..60000"));
+  }
+  const std::string with_packed = sc::EncodeReady({"model_a", "tag", 1, true});
+  auto not_uint = sc::DecodeReady(WithExtra(with_packed, [](Packer& p) { Str(p, "100"); }));
+  REQUIRE_FALSE(not_uint.ok());
+  CHECK_THAT(not_uint.status().message(), Contains("heartbeat_ms"));
+}
+
 TEST_CASE("READY whose packed element is not a boolean is refused", "[schemas]") {
   const std::string old_form = sc::EncodeReady({"model_a", "tag", 1});
   struct Case {

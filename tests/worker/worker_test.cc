@@ -268,15 +268,18 @@ class Gate {
 
 // ---------------------------------------------------------------------------
 
-TEST_CASE("READY is the first message with backend tag and capacity", "[worker]") {
+TEST_CASE("READY is the first message with backend tag capacity and heartbeat interval",
+          "[worker]") {
   Harness h(Echo(), [](zserve::WorkerOptions& o) {
     o.replica_tag = "tag-7";
     o.capacity = 13;
+    o.heartbeat_interval = std::chrono::milliseconds(250);
   });
   sc::ReadyHeader ready = h.ExpectReady();
   CHECK(ready.backend == "b");
   CHECK(ready.replica_tag == "tag-7");
   CHECK(ready.capacity == 13);
+  CHECK(ready.heartbeat_ms == 250);  // the broker judges it by this
   CHECK(h.Stop().ok());
 }
 
@@ -926,6 +929,13 @@ TEST_CASE("Create refuses a bad backend name and a null handler", "[worker]") {
     REQUIRE_FALSE(w.ok());
     CHECK(w.status().code() == StatusCode::kBadRequest);
     CHECK_THAT(w.status().message(), Contains("port 99999 is past 65535"));
+  }
+  SECTION("a heartbeat interval out of range") {
+    o.heartbeat_interval = std::chrono::milliseconds(0);
+    auto w = zserve::Worker::Create(o, Echo());
+    REQUIRE_FALSE(w.ok());
+    CHECK(w.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(w.status().message(), Contains("heartbeat_interval must be 10..60000 ms, got 0"));
   }
   SECTION("null handler") {
     auto w = zserve::Worker::Create(o, nullptr);
