@@ -439,9 +439,12 @@ int main(int argc, char** argv) {
       ->envname("ZSERVE_HTTP_THREADS")
       ->capture_default_str()
       ->check(CLI::Range(1, 10'000));
-  http_cmd->add_option("--max-body-bytes", hopts.max_body_bytes, "Largest request body")
+  http_cmd
+      ->add_option("--max-body-bytes", hopts.max_body_bytes,
+                   "Largest request body; keep it within the broker's --max-message-bytes")
       ->envname("ZSERVE_HTTP_MAX_BODY_BYTES")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, gateway::kMaxBodyLimit));
   CurveFlags http_curve;
   http_curve.Add(http_cmd, kCurveBroker | kCurveController);
   add_log_level(http_cmd);

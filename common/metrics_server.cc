@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/zmq_util.h"
+
 namespace zserve {
 
 namespace {
@@ -92,12 +94,13 @@ void BufferedHistogram::Flush() {
 StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
     const MetricsServerOptions& options) {
   if (options.registry == nullptr) return Internal("MetricsServerOptions needs a registry");
-  size_t colon = options.bind.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == options.bind.size()) {
-    return BadRequest("metrics address '" + options.bind + "' is not HOST:PORT");
+  std::string host;
+  int port = 0;
+  if (Status bad = SplitHostPort(options.bind, "metrics address", &host, &port); !bad.ok()) {
+    return bad;
   }
   std::unique_ptr<MetricsServer> s(new MetricsServer());
-  s->host_ = options.bind.substr(0, colon);
+  s->host_ = host;
   s->handlers_.push_back(std::make_unique<MetricsHandler>(options.registry));
   for (const auto& [path, answer] : options.handlers) {
     s->handlers_.push_back(std::make_unique<TextHandler>(answer));
@@ -109,7 +112,7 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
     s->server_ = std::make_unique<CivetServer>(std::vector<std::string>{
         "listening_ports", options.bind, "num_threads", "8", "request_timeout_ms", "5000"});
   } catch (const CivetException& e) {
-    std::string why = BindError(s->host_, options.bind.substr(colon + 1));
+    std::string why = BindError(s->host_, std::to_string(port));
     return Unavailable("cannot serve metrics on " + options.bind + ": " +
                        (why.empty() ? e.what() : why));
   }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <mutex>
@@ -148,6 +149,27 @@ bool CanBindLoopback(int port, bool reuse_addr) {
 }
 
 std::string LoopbackAddress(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+
+Status SplitHostPort(const std::string& address, std::string_view what, std::string* host,
+                     int* port) {
+  const size_t colon = address.rfind(':');
+  const std::string_view h =
+      std::string_view(address).substr(0, colon == std::string::npos ? 0 : colon);
+  const std::string_view p =
+      colon == std::string::npos ? std::string_view() : std::string_view(address).substr(colon + 1);
+  auto host_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+  };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (h.empty() || p.empty() || p.size() > 5 || !std::all_of(h.begin(), h.end(), host_char) ||
+      !std::all_of(p.begin(), p.end(), digit) || std::stoi(std::string(p)) > 65535) {
+    return BadRequest(std::string(what) + " '" + address +
+                      "' is not HOST:PORT (an IPv4 address or host name, and a port 0..65535)");
+  }
+  *host = std::string(h);
+  *port = std::stoi(std::string(p));
+  return Status::Ok();
+}
 
 namespace {
 

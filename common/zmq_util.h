@@ -56,6 +56,13 @@ bool CanBindLoopback(int port, bool reuse_addr);
 // "tcp://127.0.0.1:PORT".
 std::string LoopbackAddress(int port);
 
+// An HTTP listener's "HOST:PORT" (the gateway's --listen, a --metrics-bind):
+// HOST an IPv4 address or a host name (letters, digits, '.', '-'), PORT a
+// decimal number 0..65535 (0: a free port). Anything else, such as a second
+// address after a comma, is BAD_REQUEST naming `what`.
+Status SplitHostPort(const std::string& address, std::string_view what, std::string* host,
+                     int* port);
+
 // socket.connect(address) and socket.bind(address), with a failure as a
 // Status that names `what` ("cannot connect to the broker") and the address:
 // BAD_REQUEST when ZeroMQ cannot read the address (no or an unknown

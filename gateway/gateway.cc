@@ -8,10 +8,14 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <future>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <variant>
+
+#include "common/zmq_util.h"
 
 namespace zserve::gateway {
 namespace {
@@ -22,25 +26,74 @@ namespace {
 constexpr std::chrono::milliseconds kClientGrace{250};
 constexpr std::chrono::milliseconds kWaitMargin{1000};
 
-// civetweb writes the Date header with gmtime(), whose result lives in one
-// static buffer of libc: two request threads sending headers at once race on
-// it (ThreadSanitizer showed it under wrk). Header sends take turns; bodies
-// do not.
-std::mutex header_send_mutex;
+// The most of a body's Content-Length reserved before its bytes arrive.
+constexpr size_t kReserveBytes = 1 << 20;
 
+// civetweb parses the header lines in place (the name's and the line's ends
+// overwritten with NULs) and stops without a word at the 64th line or at a
+// folded one (obs-fold), dropping the rest of the header, Content-Length
+// included: the body would then be read as the next request. It also drops
+// spaces between a name and its colon, which RFC 9112 says to refuse. The
+// request's bytes still tell: after the last line it parsed must come the
+// empty line that ends the header.
+std::optional<HttpResponse> CheckHeaderLines(const mg_request_info* info) {
+  for (int i = 0; i < info->num_headers; ++i) {
+    const char* name = info->http_headers[i].name;
+    const char* value = info->http_headers[i].value;
+    const size_t len = std::strlen(name);
+    if (value > name + len + 1 && name[len + 1] == '\0') {  // "Name :" left two NULs
+      return ErrorResponse(400, "BAD_REQUEST",
+                           "a space before the colon of header '" + std::string(name) + "'");
+    }
+  }
+  if (info->num_headers == 0) return std::nullopt;
+  const char* value = info->http_headers[info->num_headers - 1].value;
+  const char* next = value + std::strlen(value);
+  while (*next == '\0') ++next;  // the line's end; the header's end is not overwritten
+  if (*next == '\r' || *next == '\n') return std::nullopt;
+  if (info->num_headers == MG_MAX_HEADERS) {
+    return ErrorResponse(431, "BAD_REQUEST",
+                         "more than " + std::to_string(MG_MAX_HEADERS) + " header lines");
+  }
+  return ErrorResponse(400, "BAD_REQUEST",
+                       "a header line the gateway cannot read (a folded line, or a line "
+                       "without a colon)");
+}
+
+// Makes civetweb close the connection once this request is answered: it
+// reads the request's Connection header for that, and the request's header
+// array is the connection's own (mg_get_request_info hands it out const).
+void CloseAfterResponse(mg_connection* conn) {
+  auto* info = const_cast<mg_request_info*>(mg_get_request_info(conn));
+  for (int i = 0; i < info->num_headers; ++i) {
+    if (mg_strcasecmp(info->http_headers[i].name, "Connection") == 0) {
+      info->http_headers[i].value = "close";
+      return;
+    }
+  }
+  const int slot = std::min(info->num_headers, MG_MAX_HEADERS - 1);
+  info->http_headers[slot] = {"Connection", "close"};
+  info->num_headers = slot + 1;
+}
+
+// A response, written whole by the gateway: status line, headers, body.
+// Not through civetweb's header calls, which refuse to start once anything
+// was written (a 100 Continue), and whose Date comes from gmtime()'s one
+// static buffer, raced on by request threads (ThreadSanitizer showed it).
 void Send(mg_connection* conn, const HttpResponse& r, bool head) {
-  mg_response_header_start(conn, r.status);
-  mg_response_header_add(conn, "Content-Type", r.content_type.c_str(), -1);
-  std::string length = std::to_string(r.body.size());
-  mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
-  for (const auto& [name, value] : r.headers) {
-    mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
-  }
-  {
-    std::lock_guard<std::mutex> lock(header_send_mutex);
-    mg_response_header_send(conn);
-  }
-  if (!head && !r.body.empty()) mg_write(conn, r.body.data(), r.body.size());
+  char date[64];
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  std::string out =
+      "HTTP/1.1 " + std::to_string(r.status) + " " + mg_get_response_code_text(conn, r.status) +
+      "\r\nContent-Type: " + r.content_type +
+      "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\nDate: " + date + "\r\n";
+  for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
+  out += "\r\n";
+  if (!head) out += r.body;
+  mg_write(conn, out.data(), out.size());
 }
 
 // The request body, or the error response when it is longer than `max`
@@ -49,7 +102,9 @@ void Send(mg_connection* conn, const HttpResponse& r, bool head) {
 std::variant<std::string, HttpResponse> ReadBody(mg_connection* conn, int64_t content_length,
                                                  size_t max) {
   std::string body;
-  if (content_length > 0) body.reserve(static_cast<size_t>(content_length));
+  // Grown as the bytes come: the client's Content-Length is a claim.
+  if (content_length > 0)
+    body.reserve(std::min<size_t>(static_cast<size_t>(content_length), kReserveBytes));
   char buf[64 * 1024];
   while (true) {
     int n = mg_read(conn, buf, sizeof buf);
@@ -94,12 +149,17 @@ StatusOr<std::unique_ptr<Gateway>> Gateway::Create(const GatewayOptions& options
   if (options.threads < 1 || options.threads > 10'000) {
     return BadRequest("the gateway's threads must be 1..10000");
   }
-  size_t colon = options.listen.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == options.listen.size()) {
-    return BadRequest("listen address '" + options.listen + "' is not HOST:PORT");
+  std::string host;
+  int port = 0;
+  if (Status bad = SplitHostPort(options.listen, "listen address", &host, &port); !bad.ok()) {
+    return bad;
+  }
+  if (options.max_body_bytes < 1 || options.max_body_bytes > kMaxBodyLimit) {
+    return BadRequest("the gateway's max_body_bytes must be 1.." + std::to_string(kMaxBodyLimit) +
+                      ", got " + std::to_string(options.max_body_bytes));
   }
   std::unique_ptr<Gateway> g(new Gateway(options));
-  g->host_ = options.listen.substr(0, colon);
+  g->host_ = host;
   schemas::ConfigSubscriberOptions sopts;
   sopts.snapshot_address = options.controller_address;
   sopts.updates_address = options.controller_updates_address;
@@ -260,9 +320,41 @@ int Gateway::HandleRequest(mg_connection* conn, void* self) {
 }
 
 int Gateway::Handle(mg_connection* conn) {
+  try {
+    return Serve(conn);
+  } catch (const std::exception& e) {
+    // Nothing a request sends may end the gateway; a response already
+    // begun cannot be replaced, so the connection is closed instead.
+    log_->error("request failed: {}", e.what());
+    HttpResponse r = ErrorResponse(500, "INTERNAL", std::string("the gateway failed: ") + e.what());
+    Send(conn, r, false);
+    return r.status;
+  }
+}
+
+int Gateway::Serve(mg_connection* conn) {
   const mg_request_info* info = mg_get_request_info(conn);
   std::string_view method = info->request_method != nullptr ? info->request_method : "";
   bool head = method == "HEAD";
+  std::optional<HttpResponse> bad = CheckHeaderLines(info);
+  if (!bad) {
+    std::vector<HeaderField> fields;
+    fields.reserve(static_cast<size_t>(info->num_headers));
+    for (int i = 0; i < info->num_headers; ++i) {
+      fields.push_back({info->http_headers[i].name, info->http_headers[i].value});
+    }
+    bad = CheckHeaderFields(fields);
+  }
+  if (bad) {
+    // The body's end is in doubt: nothing more may be read on this
+    // connection. civetweb keeps a connection open by the request's own
+    // Connection header (its keep-alive test reads the request's headers),
+    // so the request is made to ask for the close.
+    CloseAfterResponse(conn);
+    bad->headers.emplace_back("Connection", "close");
+    Send(conn, *bad, head);
+    return bad->status;
+  }
   HeaderLookup header = [conn](const char* name) -> std::optional<std::string_view> {
     const char* v = mg_get_header(conn, name);
     if (v == nullptr) return std::nullopt;
@@ -271,7 +363,10 @@ int Gateway::Handle(mg_connection* conn) {
   // The path is decoded here, not by civetweb (decode_url no), which would
   // hand it over as a C string: a %00 would cut it short, and it would match
   // a route it does not name.
-  const std::string raw_path = info->local_uri != nullptr ? info->local_uri : "";
+  // As sent: civetweb's local_uri has dot segments and doubled slashes
+  // taken out, and "/x/../echo" is not the route "/echo".
+  const char* uri = info->local_uri_raw != nullptr ? info->local_uri_raw : info->local_uri;
+  const std::string raw_path = uri != nullptr ? uri : "";
   std::string decoded(raw_path.size() + 1, '\0');
   const int n = mg_url_decode(raw_path.data(), static_cast<int>(raw_path.size()), decoded.data(),
                               static_cast<int>(decoded.size()), 0);
@@ -290,6 +385,11 @@ int Gateway::Handle(mg_connection* conn) {
     return r->status;
   }
   CallPlan plan = std::get<CallPlan>(std::move(d));
+  // A client that waits for leave to send its body (curl does for bodies
+  // over 1 MB) gets it now that the request is known to be served.
+  if (mg_get_header(conn, "Expect") != nullptr && std::string_view(info->http_version) == "1.1") {
+    mg_printf(conn, "HTTP/1.1 100 Continue\r\n\r\n");
+  }
   std::variant<std::string, HttpResponse> body =
       ReadBody(conn, info->content_length, options_.max_body_bytes);
   if (HttpResponse* refused = std::get_if<HttpResponse>(&body)) {

@@ -45,6 +45,9 @@ struct mg_connection;
 
 namespace zserve::gateway {
 
+// The largest --max-body-bytes: a body is held whole in memory.
+inline constexpr size_t kMaxBodyLimit = size_t{1} << 30;
+
 struct GatewayOptions {
   std::string listen = "127.0.0.1:8000";                    // HOST:PORT; port 0: a free port
   std::string broker_address = "tcp://127.0.0.1:5555";      // its client port
@@ -53,6 +56,9 @@ struct GatewayOptions {
   zmq::context_t* context = nullptr;  // required, borrowed: the config subscriber's
   Logger logger;                      // required
   int threads = 64;                   // HTTP requests (connections) served at once
+  // Keep it within the broker's --max-message-bytes (64 MiB by default): a
+  // larger body makes the broker drop the gateway's connection, failing
+  // its other calls. At most kMaxBodyLimit.
   size_t max_body_bytes = 16 * 1024 * 1024;
   std::chrono::milliseconds keep_alive_timeout{5000};  // an idle connection is closed after
   // CURVE (docs/security.md): the gateway's key pair (a client key for the
@@ -87,7 +93,8 @@ class Gateway {
   // Queues a call to the I/O thread and waits for its result.
   HttpResponse CallAndWait(CallPlan plan, std::string payload);
   static int HandleRequest(mg_connection* conn, void* self);
-  int Handle(mg_connection* conn);
+  int Handle(mg_connection* conn);  // Serve, and a 500 if it throws
+  int Serve(mg_connection* conn);
 
   GatewayOptions options_;
   Logger log_;

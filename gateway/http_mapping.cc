@@ -1,6 +1,9 @@
 #include "gateway/http_mapping.h"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "schemas/config.h"
@@ -18,6 +21,21 @@ bool ParseInt(std::string_view text, Int* out) {
   return ec == std::errc() && ptr == end && !text.empty();
 }
 
+// A value without its leading and trailing spaces and tabs (RFC 9110 5.5:
+// optional whitespace around a field value).
+std::string_view TrimOws(std::string_view v) {
+  const size_t first = v.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return {};
+  return v.substr(first, v.find_last_not_of(" \t") - first + 1);
+}
+
+bool SameName(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
 std::string Shown(std::string_view value) {
   return std::string(value.substr(0, 64)) + (value.size() > 64 ? "..." : "");
 }
@@ -29,18 +47,12 @@ HttpResponse BadHeader(const char* name, std::string_view value, const std::stri
 }
 
 // The X-Zserve-* headers into `o`; a response when one is malformed. A
-// value's leading and trailing spaces and tabs are not part of it (RFC 9110
-// 5.5: optional whitespace around a field value).
+// value's leading and trailing spaces and tabs are not part of it.
 std::optional<HttpResponse> ReadCallHeaders(const HeaderLookup& lookup, const Route& route,
                                             CallOptions* o) {
   auto header = [&lookup](const char* name) {
     std::optional<std::string_view> v = lookup(name);
-    if (v) {
-      const size_t first = v->find_first_not_of(" \t");
-      *v = first == std::string_view::npos
-               ? std::string_view()
-               : v->substr(first, v->find_last_not_of(" \t") - first + 1);
-    }
+    if (v) *v = TrimOws(*v);
     return v;
   };
   o->timeout = std::chrono::milliseconds(route.timeout_ms);
@@ -126,6 +138,43 @@ HttpResponse ErrorResponse(int http_status, std::string_view type, std::string_v
 HttpResponse ErrorResponse(const Status& status) {
   return ErrorResponse(HttpStatusOf(status.code()), StatusCodeName(status.code()),
                        status.message());
+}
+
+std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields) {
+  const HeaderField* length = nullptr;
+  bool chunked_or_other_coding = false;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const HeaderField& f = fields[i];
+    for (const char* once : {"Content-Length", kTimeoutHeader, kMethodHeader, kShardKeyHeader,
+                             kPriorityHeader, "Expect"}) {
+      if (!SameName(f.name, once)) continue;
+      for (size_t j = 0; j < i; ++j) {
+        if (SameName(fields[j].name, once)) {
+          return ErrorResponse(400, "BAD_REQUEST",
+                               std::string("header ") + once + " is given more than once");
+        }
+      }
+    }
+    if (SameName(f.name, "Content-Length")) length = &f;
+    if (SameName(f.name, "Transfer-Encoding")) chunked_or_other_coding = true;
+    if (SameName(f.name, "Expect") && !SameName(TrimOws(f.value), "100-continue")) {
+      return ErrorResponse(
+          417, "BAD_REQUEST",
+          "the gateway takes only Expect: 100-continue, got '" + Shown(f.value) + "'");
+    }
+  }
+  if (length != nullptr) {
+    std::string_view v = TrimOws(length->value);
+    uint64_t n = 0;
+    if (!ParseInt(v, &n) || n > static_cast<uint64_t>(INT64_MAX)) {
+      return BadHeader("Content-Length", length->value, "a whole number of bytes");
+    }
+    if (chunked_or_other_coding) {
+      return ErrorResponse(400, "BAD_REQUEST",
+                           "a request has Content-Length or Transfer-Encoding, not both");
+    }
+  }
+  return std::nullopt;
 }
 
 Decision Decide(const RouteTable* routes, std::string_view method, std::string_view path,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,6 +49,19 @@ HttpResponse ErrorResponse(const Status& status);
 HttpResponse ErrorResponse(int http_status, std::string_view type, std::string_view message);
 // The HTTP status of a call's outcome.
 int HttpStatusOf(StatusCode code);
+
+// One header line of a request, as the server parsed it.
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;
+};
+
+// The checks on a request's header lines that come before its route: `400`
+// for a Content-Length that is repeated, is not a whole number, or comes
+// with Transfer-Encoding (the body's end would be in doubt, and what
+// follows it could be read as another request), and for a repeated
+// X-Zserve-* header; `417` for an Expect other than 100-continue.
+std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields);
 
 // A request header's value by name, if the request has it.
 using HeaderLookup = std::function<std::optional<std::string_view>(const char* name)>;

@@ -41,5 +41,24 @@ TEST_CASE("Picked ports are distinct and outside the ephemeral range", "[common]
   CHECK(BoundPort(s) == *picked.begin());
 }
 
+TEST_CASE("An HTTP listen address is one IPv4 host or name and a port", "[common]") {
+  std::string host;
+  int port = -1;
+  REQUIRE(SplitHostPort("127.0.0.1:0", "listen address", &host, &port).ok());
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 0);
+  REQUIRE(SplitHostPort("metrics-host.example:9100", "x", &host, &port).ok());
+  CHECK(host == "metrics-host.example");
+  CHECK(port == 9100);
+  for (const char* bad : {"127.0.0.1", ":80", "127.0.0.1:", "127.0.0.1:0s", "127.0.0.1:70000",
+                          "127.0.0.1:-1", "127.0.0.1:0,127.0.0.1:0", "[::1]:0", "a b:1"}) {
+    INFO(bad);
+    Status s = SplitHostPort(bad, "listen address", &host, &port);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.code() == StatusCode::kBadRequest);
+    CHECK(s.message().find("listen address '" + std::string(bad) + "' is not HOST:PORT") == 0);
+  }
+}
+
 }  // namespace
 }  // namespace zserve

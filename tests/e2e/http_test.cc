@@ -68,6 +68,12 @@ HttpReply Parse(const std::string& out) {
   if (nl == std::string::npos) return r;
   r.code = std::atoi(out.c_str() + nl + 1);
   std::string response = out.substr(0, nl);
+  // An interim 100 Continue comes first when curl asked for one.
+  while (response.starts_with("HTTP/1.1 100 ")) {
+    size_t interim_end = response.find("\r\n\r\n");
+    if (interim_end == std::string::npos) return r;
+    response.erase(0, interim_end + 4);
+  }
   size_t end = response.find("\r\n\r\n");
   if (end == std::string::npos) return r;
   r.body = response.substr(end + 4);
@@ -229,6 +235,100 @@ TEST_CASE("A body cut short, a broken chunked body or an encoded NUL in the path
   HttpReply nul = Curl(s.url + "/echo%00junk", {"-d", "x"});
   CHECK(nul.code == 400);
   CHECK(Json(nul)["message"] == "the request path contains %00");
+}
+
+TEST_CASE("A request whose framing is in doubt is refused and its connection closed",
+          "[e2e][http]") {
+  // Each carries a second request where its body would end by another
+  // reading of its header; it must never be run.
+  HttpStack s;
+  const std::string smuggled =
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nSMUGGLED";
+  struct Case {
+    std::string name, head, status, message;
+  };
+  std::string many;
+  for (int i = 0; i < 70; ++i) many += "X-H" + std::to_string(i) + ": v\r\n";
+  for (const Case& c : std::vector<Case>{
+           {"two Content-Lengths", "Content-Length: 3\r\nContent-Length: 60\r\n", "400 Bad Request",
+            "header Content-Length is given more than once"},
+           {"a folded line", "X-A: b\r\n c\r\nContent-Length: 60\r\n", "400 Bad Request",
+            "a header line the gateway cannot read"},
+           {"70 header lines", many + "Content-Length: 60\r\n",
+            "431 Request Header Fields Too Large", "more than 64 header lines"},
+           {"a space before the colon", "Content-Length : 60\r\n", "400 Bad Request",
+            "a space before the colon of header 'Content-Length'"},
+           {"a Content-Length of 3x", "Content-Length: 3x\r\n", "400 Bad Request",
+            "header Content-Length must be a whole number of bytes, got '3x'"},
+           {"Content-Length with chunked", "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+            "400 Bad Request", "Content-Length or Transfer-Encoding, not both"},
+           {"two timeout headers", "X-Zserve-Timeout-Ms: 5000\r\nX-Zserve-Timeout-Ms: abc\r\n",
+            "400 Bad Request", "header X-Zserve-Timeout-Ms is given more than once"}}) {
+    INFO(c.name);
+    std::string answer =
+        RawHttp(s.url, "POST /echo HTTP/1.1\r\nHost: x\r\n" + c.head + "\r\nabc" + smuggled);
+    INFO(answer);
+    CHECK(answer.starts_with("HTTP/1.1 " + c.status + "\r\n"));
+    CHECK(answer.find(c.message) != std::string::npos);
+    CHECK(answer.find("Connection: close\r\n") != std::string::npos);
+    // One answer, then the connection closed: the second request never ran.
+    CHECK(answer.find("HTTP/1.1", 1) == std::string::npos);
+    CHECK(answer.find("SMUGGLED") == std::string::npos);
+  }
+  // The gateway still serves.
+  HttpReply after = Curl(s.url + "/echo", {"-d", "still here"});
+  CHECK(after.code == 200);
+  CHECK(after.body == "still here");
+}
+
+TEST_CASE("Expect 100-continue is answered before the body and paths match as sent",
+          "[e2e][http]") {
+  HttpStack s;
+  int fd = ConnectLoopback(std::stoi(s.url.substr(s.url.rfind(':') + 1)));
+  REQUIRE(fd >= 0);
+  // Reads until `done` holds of what came, or 10 s pass.
+  std::string got;
+  auto read_until = [&](auto done) {
+    const auto end = std::chrono::steady_clock::now() + milliseconds(10'000);
+    char buf[4096];
+    while (!done() && std::chrono::steady_clock::now() < end) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+  };
+  const std::string head =
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+  REQUIRE(send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
+  // The client waits for leave to send its body.
+  read_until([&] { return got.find("\r\n\r\n") != std::string::npos; });
+  CHECK(got == "HTTP/1.1 100 Continue\r\n\r\n");
+  got.clear();
+  REQUIRE(send(fd, "hello", 5, MSG_NOSIGNAL) == 5);
+  read_until([&] { return got.ends_with("\r\n\r\nhello"); });
+  INFO(got);
+  CHECK(got.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(got.ends_with("\r\n\r\nhello"));
+  close(fd);
+  // curl sends Expect: 100-continue for bodies over 1 MB.
+  std::string file = s.stack.dir() + "/big";
+  WriteFile(file, std::string(2'000'000, 'b'));
+  HttpReply big = Curl(s.url + "/echo", {"--data-binary", "@" + file});
+  CHECK(big.code == 200);
+  CHECK(big.body.size() == 2'000'000);
+  HttpReply other = Curl(s.url + "/echo", {"-H", "Expect: something-else", "-d", "x"});
+  CHECK(other.code == 417);
+  CHECK(Json(other)["message"] ==
+        "the gateway takes only Expect: 100-continue, got 'something-else'");
+  // A path is the route only as sent: no dot segments or doubled slashes
+  // taken out.
+  for (const char* path : {"//echo", "/./echo", "/x/../echo", "/echo/."}) {
+    INFO(path);
+    HttpReply r = Curl(s.url + path, {"--path-as-is", "-d", "x"});
+    CHECK(r.code == 404);
+  }
 }
 
 TEST_CASE("A gateway told to stop answers the requests it holds first", "[e2e][http]") {

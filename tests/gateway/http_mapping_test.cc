@@ -199,3 +199,40 @@ TEST_CASE("The gateway's own paths answer with and without a config", "[gateway]
   CHECK(nlohmann::json::parse(early.body)["error"] == "UNAVAILABLE");
   CHECK(Response(DecideWith(&t, "GET", "/-/other")).status == 404);
 }
+
+TEST_CASE("Header fields that would leave the body's end in doubt are 400", "[gateway]") {
+  using Fields = std::vector<gw::HeaderField>;
+  auto check = [](const Fields& f) { return gw::CheckHeaderFields(f); };
+  CHECK_FALSE(check({{"Host", "x"}, {"Content-Length", " 12 "}}).has_value());
+  CHECK_FALSE(check({{"Transfer-Encoding", "chunked"}}).has_value());
+  CHECK_FALSE(check({{"expect", "100-Continue"}}).has_value());
+  struct Case {
+    Fields fields;
+    int status;
+    std::string message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{{"Content-Length", "3"}, {"content-length", "3"}},
+            400,
+            "header Content-Length is given more than once"},
+           {{{"Content-Length", "+3"}}, 400, "must be a whole number of bytes, got '+3'"},
+           {{{"Content-Length", "-1"}}, 400, "must be a whole number of bytes"},
+           {{{"Content-Length", ""}}, 400, "must be a whole number of bytes"},
+           {{{"Content-Length", "99999999999999999999"}}, 400, "must be a whole number of bytes"},
+           {{{"Content-Length", "3"}, {"Transfer-Encoding", "chunked"}},
+            400,
+            "Content-Length or Transfer-Encoding, not both"},
+           {{{"X-Zserve-Method", "a"}, {"x-zserve-method", "b"}},
+            400,
+            "header X-Zserve-Method is given more than once"},
+           {{{"Expect", "100-continue"}, {"Expect", "100-continue"}},
+            400,
+            "header Expect is given more than once"},
+           {{{"Expect", "200-ok"}}, 417, "the gateway takes only Expect: 100-continue"}}) {
+    INFO(c.message);
+    std::optional<gw::HttpResponse> r = check(c.fields);
+    REQUIRE(r.has_value());
+    CHECK(r->status == c.status);
+    CHECK_THAT(r->body, Contains(c.message));
+  }
+}
