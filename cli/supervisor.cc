@@ -70,10 +70,8 @@ pid_t Spawn(const std::string& exe, const std::vector<std::string>& args) {
   argv.push_back(const_cast<char*>(exe.c_str()));
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  sigset_t none;
-  sigemptyset(&none);
   pid_t parent = getpid();
-  pid_t pid = fork();
+  pid_t pid = ForkForExec();
   if (pid != 0) return pid;
   // Child: die with the supervisor, even on its kill -9.
   if (!DieWithParent(parent, SIGTERM)) _exit(1);
@@ -82,7 +80,6 @@ pid_t Spawn(const std::string& exe, const std::vector<std::string>& args) {
   // the stack in order. Else the broker would exit with the workers still
   // draining, and the controller would take SIGHUP for a reload.
   setpgid(0, 0);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
   execv(argv[0], argv.data());
   _exit(127);
 }
@@ -474,8 +471,27 @@ int RunUp(UpOptions o) {
   }
   const std::string store_path = o.state_dir + "/controller.db";
   // The ports given are the children's to bind: never picked for another.
-  for (int port : {o.client_port, o.worker_port, o.admin_port, o.pub_port, o.http_port}) {
-    if (port > 0) ReserveLoopbackPort(port);
+  // One already taken (another `up` of the same ports, most likely) is
+  // refused here: else this `up` would serve with the other stack's broker
+  // and controller while its own fail to bind, over and over.
+  const std::pair<int, const char*> given[] = {
+      {o.client_port, "--client-port"},
+      {o.worker_port, "--worker-port"},
+      {o.admin_port, "--admin-port"},
+      {o.pub_port, "--pub-port"},
+      {o.http_port, "--http-port"},
+      {o.metrics_port, "--metrics-port (the controller's)"},
+      {o.metrics_port > 0 ? o.metrics_port + 1 : 0, "--metrics-port + 1 (the broker's)"}};
+  for (const auto& [port, flag] : given) {
+    if (port <= 0) continue;
+    if (!CanBindLoopback(port, /*reuse_addr=*/true)) {
+      std::fprintf(stderr,
+                   "zserve up: port %d (%s) is in use on 127.0.0.1: another zserve up, or "
+                   "another program, has it; stop that or give another port\n",
+                   port, flag);
+      return 1;
+    }
+    ReserveLoopbackPort(port);
   }
   for (int* port : {&o.client_port, &o.worker_port, &o.admin_port, &o.pub_port, &o.http_port}) {
     if (*port == 0) *port = PickFreeLoopbackPort();
@@ -517,10 +533,19 @@ int RunUp(UpOptions o) {
       stack.Stop(signals);
       return 0;
     }
-    if (!stack.Alive("broker") || !stack.Alive("controller") ||
-        (o.http_port > 0 && !stack.Alive("http")) || Clock::now() >= end) {
-      std::fprintf(stderr, "zserve up: the stack did not become ready%s; stopping\n",
-                   Clock::now() >= end ? " in time" : "");
+    const char* gone = !stack.Alive("controller")                  ? "controller"
+                       : !stack.Alive("broker")                    ? "broker"
+                       : (o.http_port > 0 && !stack.Alive("http")) ? "http gateway"
+                                                                   : nullptr;
+    if (gone != nullptr || Clock::now() >= end) {
+      if (gone != nullptr) {
+        std::fprintf(stderr,
+                     "zserve up: the %s exited before the stack was ready (its log above "
+                     "says why); stopping\n",
+                     gone);
+      } else {
+        std::fprintf(stderr, "zserve up: the stack did not become ready in time; stopping\n");
+      }
       stack.Stop(signals);
       return 1;
     }

@@ -1,6 +1,7 @@
 #include "common/signals.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -12,6 +13,9 @@ namespace zserve {
 namespace {
 
 int g_write_fd = -1;
+
+// The signals SignalPipe turns into bytes.
+constexpr int kPipedSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
 
 void OnSignal(int signo) {
   int saved = errno;
@@ -31,7 +35,7 @@ SignalPipe::SignalPipe() {
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaction(sig, &sa, nullptr);
+  for (int sig : kPipedSignals) sigaction(sig, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
 
@@ -46,6 +50,26 @@ std::vector<int> SignalPipe::Take() {
   ssize_t n;
   while ((n = read(read_fd_, buf, sizeof buf)) > 0) out.insert(out.end(), buf, buf + n);
   return out;
+}
+
+pid_t ForkForExec() {
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &before);
+  const pid_t pid = fork();
+  if (pid != 0) {
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    return pid;
+  }
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  for (int sig : kPipedSignals) sigaction(sig, &dfl, nullptr);
+  sigaction(SIGPIPE, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  return 0;
 }
 
 bool DieWithParent(pid_t parent, int signo) {

@@ -28,6 +28,16 @@ class SignalPipe {
   int read_fd_ = -1;
 };
 
+// fork() for a child that goes on to exec. Signals are blocked across the
+// fork, and the child puts the handlers SignalPipe installs back to their
+// defaults before it unblocks them: a signal sent to the child before its
+// exec then acts on the child alone, instead of running this process's
+// handler in it (which writes to this process's signal pipe, so that a
+// SIGTERM meant for a new worker stopped the whole of `zserve up`). Returns
+// as fork() does; the child should make only async-signal-safe calls until
+// its exec.
+pid_t ForkForExec();
+
 // Called in a child just forked from `parent`: the child gets `signo` when
 // the parent dies, even on its kill -9 (PR_SET_PDEATHSIG). False when the
 // parent is gone already; the child should then leave.

@@ -662,5 +662,34 @@ TEST_CASE("up refuses a bad deployment file with a clear message", "[e2e]") {
              Catch::Contains("--admin-port: Value 70000 not in range"));
 }
 
+TEST_CASE("A second up on ports in use is refused and leaves the first stack alone", "[e2e]") {
+  Stack first(R"(
+backends:
+  a: {handler: echo}
+endpoints:
+  e: {backend: a}
+)");
+  REQUIRE(first.ready());
+  const std::string port = first.client_address().substr(first.client_address().rfind(':') + 1);
+  std::string dir = MakeTempDir();
+  WriteFile(dir + "/d.yaml", "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n");
+  // Before, it said "zserve is up" on the first stack's broker, and its own
+  // workers registered there while its broker failed to bind, over and over.
+  Process second(kBinary,
+                 {"up", dir + "/d.yaml", "--client-port", port, "--state-dir", dir + "/state",
+                  "--http-port", "-1", "--metrics-port", "0"},
+                 dir + "/err.log");
+  REQUIRE(second.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/err.log"),
+             Catch::Contains("port " + port + " (--client-port) is in use on 127.0.0.1"));
+  CHECK(second.output().find("zserve is up") == std::string::npos);
+  auto client = Connect(first.client_address());
+  nlohmann::json j = BrokerStatus(*client);
+  CHECK(j["backends"]["a"]["replicas"] == 1);
+  StatusOr<std::string> r = client->Call("e", "first");
+  REQUIRE(r.ok());
+  CHECK(*r == "first");
+}
+
 }  // namespace
 }  // namespace zserve::testing

@@ -36,7 +36,7 @@ Process::Process(const std::string& binary, const std::vector<std::string>& args
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const pid_t parent = getpid();
-  pid_ = fork();
+  pid_ = ForkForExec();
   if (pid_ == 0) {
     // Dies with the test, also when the test dies without running its
     // destructors (a crash, a sanitizer's halt), instead of outliving it.
