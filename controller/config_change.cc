@@ -23,8 +23,11 @@ std::string Weights(const std::map<std::string, double>& m) {
 
 std::string Quoted(const std::string& s) {
   constexpr size_t kShown = 60;
-  if (s.size() <= kShown) return "'" + s + "'";
-  return "'" + s.substr(0, kShown) + "...' (" + std::to_string(s.size()) + " bytes)";
+  // Appended piece by piece: GCC 12's -Wrestrict misfires on "'" + s.substr(...).
+  std::string out = "'";
+  out.append(s, 0, kShown);
+  if (s.size() <= kShown) return out + "'";
+  return out + "...' (" + std::to_string(s.size()) + " bytes)";
 }
 
 // The fields of a config as (name, printed value), in a fixed order.
