@@ -6,6 +6,8 @@
 #include <variant>
 #include <vector>
 
+#include "schemas/codec.h"
+
 namespace zserve::controller {
 namespace {
 
@@ -268,6 +270,14 @@ Status ConfigStore::Load() {
 StatusOr<bool> ConfigStore::Replace(sc::ConfigState next) {
   if (Status s = sc::Validate(next); !s.ok()) return s;
   if (version_ > 0 && next == state_) return false;
+  // Every change passes here: none may commit a state that a SNAPSHOT, an
+  // UPDATE or an ADMIN_REPLY cannot carry.
+  if (size_t bytes = sc::EncodedStateBytes(next); bytes > sc::kMaxStateBytes) {
+    return BadRequest("the configuration would take " + std::to_string(bytes) +
+                      " bytes encoded, more than the " + std::to_string(sc::kMaxStateBytes) +
+                      " one SNAPSHOT carries (schemas/PROTOCOL.md §3): make user_configs "
+                      "smaller or the deployment fewer");
+  }
   if (Status s = Exec(db_, "BEGIN IMMEDIATE"); !s.ok()) {
     return Internal("store '" + path_ + "': cannot begin: " + s.message());
   }

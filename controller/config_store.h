@@ -39,8 +39,9 @@ class ConfigStore {
   const schemas::ConfigState& state() const { return state_; }
 
   // Validates and commits `next`. True if it changed the state (version + 1),
-  // false if it was the same; an invalid state, or a failed write, is refused
-  // and nothing changes.
+  // false if it was the same; an invalid state, one past kMaxStateBytes
+  // encoded (what one SNAPSHOT carries), or a failed write, is refused and
+  // nothing changes.
   StatusOr<bool> Replace(schemas::ConfigState next);
 
  private:

@@ -33,6 +33,15 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
     c->metrics_ = std::make_unique<ControllerMetrics>(*options.metrics);
   }
   c->log_->info("store '{}' opened at version {}", options.store_path, c->store_->version());
+  if (size_t bytes = sc::EncodedStateBytes(c->store_->state()); bytes > sc::kMaxStateBytes) {
+    // Committed by a controller that did not check: served as it is, so that
+    // a change can shrink it, but no subscriber or admin client can take it.
+    c->log_->error(
+        "store '{}' holds a configuration of {} bytes encoded, more than the {} one SNAPSHOT "
+        "carries: brokers and zserve ctl cannot read it until a change (deleting backends, "
+        "smaller user_configs) brings it under",
+        options.store_path, bytes, sc::kMaxStateBytes);
+  }
   // The file is read and checked first, and committed only once the ports
   // are bound: a controller that cannot start leaves its store as it was.
   std::optional<sc::ConfigState> file_state;

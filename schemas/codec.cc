@@ -695,6 +695,14 @@ std::string EncodeSnapshot(Command command, const Snapshot& s) {
   });
 }
 
+size_t EncodedStateBytes(const ConfigState& state) {
+  std::string out;
+  StringSink sink{&out};
+  Packer p(sink);
+  PackState(p, state);
+  return out.size();
+}
+
 std::string EncodeControllerHeartbeat(uint64_t version) {
   return Build(Command::kControllerHeartbeat, 1, 16, [version](Packer& p) { p.pack(version); });
 }
@@ -1132,15 +1140,21 @@ std::string EncodeAdminReply(const AdminReply& r) {
     p.pack(r.request_id);
     PackCodeAndMessage(p, r.code, r.message);
     p.pack(r.version);
-    size_t lines = r.changes.size() > kMaxChangeLines ? kMaxChangeLines : r.changes.size();
-    p.pack_array(static_cast<uint32_t>(lines));
-    for (size_t i = 0; i < lines; ++i) {
-      if (i + 1 == lines && lines < r.changes.size()) {
-        PackString(p, "... and " + std::to_string(r.changes.size() - i) + " more changes");
-      } else {
-        PackString(p, r.changes[i].substr(0, kMaxMessageBytes));
-      }
+    // The lines that fit, each counted with the most its string header
+    // takes; past them, one line says how many more there were.
+    constexpr size_t kCountLine = 64;  // "... and N more changes"
+    size_t lines = 0, bytes = 0;
+    while (lines < r.changes.size() && lines < kMaxChangeLines) {
+      size_t line = std::min(r.changes[lines].size(), kMaxMessageBytes) + 5;
+      if (bytes + line > kMaxChangeBytes - kCountLine) break;
+      bytes += line;
+      ++lines;
     }
+    const bool cut = lines < r.changes.size();
+    if (cut && lines == kMaxChangeLines) --lines;
+    p.pack_array(static_cast<uint32_t>(lines + cut));
+    for (size_t i = 0; i < lines; ++i) PackString(p, r.changes[i].substr(0, kMaxMessageBytes));
+    if (cut) PackString(p, "... and " + std::to_string(r.changes.size() - lines) + " more changes");
     PackState(p, r.state);
   });
 }

@@ -24,6 +24,10 @@ namespace zserve::schemas {
 inline constexpr uint64_t kProtocolVersion = 1;
 inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
 inline constexpr size_t kMaxStateHeaderBytes = 16 * 1024 * 1024;
+// The most bytes a state may take encoded (as in a SNAPSHOT): every header
+// that carries one (SNAPSHOT, UPDATE, APPLY, ADMIN_REPLY) keeps
+// kMaxHeaderBytes for its other elements, so it fits kMaxStateHeaderBytes.
+inline constexpr size_t kMaxStateBytes = kMaxStateHeaderBytes - kMaxHeaderBytes;
 inline constexpr size_t kMaxNameBytes = 128;
 inline constexpr size_t kMaxMessageBytes = 4096;
 inline constexpr size_t kMaxBatchItems = 4096;
@@ -66,8 +70,11 @@ enum class Command : uint8_t {
   kUpdateEndpoint = 58,
 };
 
-// The most lines of `changes` in one ADMIN_REPLY.
+// The most lines of `changes` in one ADMIN_REPLY, and the most bytes they
+// take encoded: with the message, within kMaxHeaderBytes, so that a reply
+// carrying a state of kMaxStateBytes fits.
 inline constexpr size_t kMaxChangeLines = 1000;
+inline constexpr size_t kMaxChangeBytes = 56 * 1024;
 
 std::string_view CommandName(Command command);
 
@@ -136,7 +143,8 @@ struct AdminReply {
   StatusCode code = StatusCode::kOk;
   std::string message;
   uint64_t version = 0;
-  std::vector<std::string> changes;  // cut to kMaxChangeLines by the encoder
+  // Cut by the encoder to kMaxChangeLines and kMaxChangeBytes.
+  std::vector<std::string> changes;
   ConfigState state;
   bool operator==(const AdminReply&) const = default;
 };
@@ -166,6 +174,9 @@ std::string EncodeResults(const std::vector<ResultItem>& items,
                           std::span<const uint64_t> payload_sizes = {});
 std::string EncodeSimple(Command command);  // DISCONNECT, HEARTBEAT, SNAPSHOT_REQUEST
 std::string EncodeSnapshot(Command command, const Snapshot& s);  // SNAPSHOT or UPDATE
+// The bytes `state` takes encoded; at most kMaxStateBytes for a state to be
+// sent (ConfigStore commits no other).
+size_t EncodedStateBytes(const ConfigState& state);
 std::string EncodeControllerHeartbeat(uint64_t version);
 std::string EncodeError(const Status& status);
 std::string EncodeAdminRequest(const AdminRequest& r);

@@ -37,7 +37,9 @@ inline constexpr FieldRange kTimeoutMsRange{"timeout_ms", 1, 3'600'000};
 // "NAME must be MIN..MAX".
 std::string RangeText(const FieldRange& r);
 
-// Bounds that keep every valid state encodable in one SNAPSHOT (16 MiB).
+// Bounds of a state. They do not keep every valid state within one SNAPSHOT
+// (250 backends of 64 KiB user_config are more): ConfigStore also refuses a
+// state past schemas/codec.h's kMaxStateBytes encoded.
 inline constexpr size_t kMaxStateEntries = 10'000;  // backends, and endpoints
 inline constexpr size_t kMaxUserConfigBytes = 64 * 1024;
 inline constexpr size_t kMaxRouteBytes = 256;

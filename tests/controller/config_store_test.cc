@@ -13,6 +13,7 @@
 #include <iterator>
 #include <string>
 
+#include "schemas/codec.h"
 #include "tests/e2e/process.h"
 
 namespace {
@@ -46,6 +47,25 @@ sc::ConfigState State(uint32_t replicas, double weight_a) {
   e.shadow = {{"b", 0.1}};
   e.timeout_ms = 1234;
   s.endpoints["ep"] = e;
+  return s;
+}
+
+// Backends with large user_configs until the state takes `bytes` encoded.
+sc::ConfigState StateOfBytes(size_t bytes) {
+  sc::ConfigState s;
+  size_t each = 0;  // what one backend adds (their names are of one length)
+  for (int i = 0; each == 0 || sc::EncodedStateBytes({}) + s.backends.size() * each < bytes; ++i) {
+    sc::BackendConfig b;
+    b.name = "b" + std::to_string(1000 + i);
+    b.handler = "echo";
+    b.user_config = std::string(60'000, 'q');
+    s.backends[b.name] = b;
+    if (each == 0) each = sc::EncodedStateBytes(s) - sc::EncodedStateBytes({});
+  }
+  // The last one's user_config takes off what is too much (its string
+  // header stays 3 bytes: it keeps more than 255).
+  std::string& last = s.backends.rbegin()->second.user_config;
+  last.resize(last.size() - (sc::EncodedStateBytes(s) - bytes));
   return s;
 }
 
@@ -232,4 +252,60 @@ PRAGMA user_version=1;
   REQUIRE(again.ok());
   CHECK((*again)->version() == 8);
   CHECK((*again)->state() == want);
+}
+
+TEST_CASE("A state over what one SNAPSHOT carries is refused and nothing is committed",
+          "[controller]") {
+  std::string path = TempDir() + "/c.db";
+  sc::ConfigState most = StateOfBytes(sc::kMaxStateBytes);
+  REQUIRE(sc::EncodedStateBytes(most) == sc::kMaxStateBytes);
+  sc::ConfigState over = StateOfBytes(sc::kMaxStateBytes + 1);
+  REQUIRE(sc::EncodedStateBytes(over) == sc::kMaxStateBytes + 1);
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->Replace(most).ok());
+    REQUIRE((*store)->version() == 1);
+    auto r = (*store)->Replace(over);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == StatusCode::kBadRequest);
+    CHECK_THAT(r.status().message(), Contains(std::to_string(sc::kMaxStateBytes + 1) + " bytes"));
+    CHECK_THAT(r.status().message(), Contains(std::to_string(sc::kMaxStateBytes)));
+    CHECK((*store)->version() == 1);
+    CHECK((*store)->state() == most);
+  }
+  auto again = ConfigStore::Open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->version() == 1);
+}
+
+TEST_CASE("Every header carrying the largest state fits and decodes", "[controller]") {
+  sc::ConfigState most = StateOfBytes(sc::kMaxStateBytes);
+  std::string update = sc::EncodeSnapshot(sc::Command::kUpdate, {9, most});
+  CHECK(update.size() <= sc::kMaxStateHeaderBytes);
+  auto snapshot = sc::DecodeSnapshot(update);
+  REQUIRE(snapshot.ok());
+  CHECK(snapshot->state == most);
+  // An ADMIN_REPLY (GET_STATE's, or a change's) with the longest message and
+  // more change lines, and longer, than it can carry.
+  sc::AdminReply reply;
+  reply.code = StatusCode::kBadRequest;
+  reply.message = std::string(sc::kMaxMessageBytes + 10, 'm');
+  reply.changes.assign(2 * sc::kMaxChangeLines, std::string(sc::kMaxMessageBytes + 10, 'c'));
+  reply.state = most;
+  std::string header = sc::EncodeAdminReply(reply);
+  CHECK(header.size() <= sc::kMaxStateHeaderBytes);
+  auto got = sc::DecodeAdminReply(header);
+  REQUIRE(got.ok());
+  CHECK(got->state == most);
+  REQUIRE_FALSE(got->changes.empty());
+  CHECK(got->changes.back() ==
+        "... and " + std::to_string(2 * sc::kMaxChangeLines - got->changes.size() + 1) +
+            " more changes");
+  sc::AdminRequest apply;
+  apply.command = sc::Command::kApply;
+  apply.state = most;
+  auto request = sc::DecodeAdminRequest(sc::EncodeAdminRequest(apply));
+  REQUIRE(request.ok());
+  CHECK(request->state == most);
 }
