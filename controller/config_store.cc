@@ -155,7 +155,7 @@ StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(const std::string& path
     return Unavailable("cannot open store '" + path +
                        "': " + (db ? sqlite3_errmsg(db) : "out of memory"));
   }
-  Status s = store->Init(/*create=*/!exists || st.st_size == 0);
+  Status s = store->Init(/*create=*/!exists || st.st_size == 0);  // or empty: Init()
   if (s.ok()) s = store->Load();
   if (!s.ok()) {
     return Status(s.code(), "store '" + path + "' refused (left as it is): " + s.message());
@@ -176,6 +176,14 @@ Status ConfigStore::Init(bool create) {
       return Unavailable("it is in use by another process (another controller?)");
     }
     return BadRequest("not a readable SQLite database: " + app.status().message());
+  }
+  if (!create && *app == "0") {
+    // A controller killed during its first start leaves a file whose page 1
+    // PRAGMA journal_mode wrote, without the schema: new, if it holds
+    // nothing of anyone's (no table, view, index or trigger, no user_version).
+    StatusOr<std::string> entries = Pragma(db_, "SELECT count(*) FROM sqlite_master");
+    StatusOr<std::string> user_version = Pragma(db_, "PRAGMA user_version");
+    create = entries.ok() && *entries == "0" && user_version.ok() && *user_version == "0";
   }
   if (!create && *app != std::to_string(kApplicationId)) {
     return BadRequest("not a zserve store (SQLite application_id " + *app + ")");

@@ -6,7 +6,9 @@
 // Durability: synchronous=FULL, so a commit is on disk (the WAL fsynced) when
 // Replace() returns; neither `kill -9` nor a power cut loses it. The database
 // is opened with an exclusive lock: a second controller on the same file is
-// refused. A missing file starts empty (version 0); a file that is not a
+// refused. A missing file starts empty (version 0), and so does an empty
+// SQLite database (no table, application_id and user_version 0: a first
+// start killed before its schema committed); a file that is not a
 // zserve store, or fails SQLite's integrity check, is refused and left as it
 // is.
 //

@@ -50,6 +50,15 @@ sc::ConfigState State(uint32_t replicas, double weight_a) {
   return s;
 }
 
+// A SQLite database at `path` that `sql` was run on.
+std::string SqliteFile(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  return path;
+}
+
 // Backends with large user_configs until the state takes `bytes` encoded.
 sc::ConfigState StateOfBytes(size_t bytes) {
   sc::ConfigState s;
@@ -150,16 +159,34 @@ TEST_CASE("A file that is not a database is refused and left as it is", "[contro
   CHECK(Slurp(path) == before);
 }
 
-TEST_CASE("A SQLite database of another program is refused", "[controller]") {
-  std::string path = TempDir() + "/other.db";
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(db, "CREATE TABLE t (x); INSERT INTO t VALUES (1);", nullptr, nullptr,
-                       nullptr) == SQLITE_OK);
-  sqlite3_close(db);
+TEST_CASE("A SQLite database of another program is refused and left as it is", "[controller]") {
+  // With a table; or with none but a user_version, so not the empty file of
+  // a first start that was killed (below).
+  const char* sql =
+      GENERATE("CREATE TABLE t (x); INSERT INTO t VALUES (1);", "PRAGMA user_version=7");
+  std::string path = SqliteFile(TempDir() + "/other.db", sql);
+  const std::string before = Slurp(path);
   auto store = ConfigStore::Open(path);
   REQUIRE_FALSE(store.ok());
   CHECK_THAT(store.status().message(), Contains("not a zserve store"));
+  CHECK(Slurp(path) == before);
+}
+
+TEST_CASE("A store killed before its first commit opens as new", "[controller]") {
+  // What a controller killed during its first start leaves: switching to
+  // WAL wrote page 1, the schema was never committed (application_id 0).
+  std::string path = SqliteFile(TempDir() + "/c.db", "PRAGMA journal_mode=WAL");
+  REQUIRE(Slurp(path).size() > 0);
+  {
+    auto store = ConfigStore::Open(path);
+    REQUIRE(store.ok());
+    CHECK((*store)->version() == 0);
+    REQUIRE((*store)->Replace(State(1, 0.5)).ok());
+  }
+  auto again = ConfigStore::Open(path);
+  REQUIRE(again.ok());
+  CHECK((*again)->version() == 1);
+  CHECK((*again)->state() == State(1, 0.5));
 }
 
 TEST_CASE("A corrupted store is refused, not replaced", "[controller]") {
