@@ -42,13 +42,13 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
         "smaller user_configs) brings it under",
         options.store_path, bytes, sc::kMaxStateBytes);
   }
-  // The file is read and checked first, and committed only once the ports
-  // are bound: a controller that cannot start leaves its store as it was.
-  std::optional<sc::ConfigState> file_state;
+  // The file is read and checked here, and committed only by Run(): a
+  // controller that cannot start (its ports, or the caller's own setup, such
+  // as the metrics server) leaves its store as it was.
   if (!options.deployment_file.empty() && !options.reload_only) {
     StatusOr<sc::ConfigState> state = LoadDeploymentFile(options.deployment_file);
     if (!state.ok()) return state.status();
-    file_state = std::move(state).value();
+    c->start_state_ = std::move(state).value();
   }
   StatusOr<std::unique_ptr<ZapHandler>> zap =
       ZapHandler::ForServer("controller", options.curve_key, options.curve_allow_file,
@@ -70,14 +70,7 @@ StatusOr<std::unique_ptr<Controller>> Controller::Create(const ControllerOptions
   if (Status s = Bind(c->pub_, options.pub_bind, "controller cannot bind updates"); !s.ok()) {
     return s;
   }
-  if (file_state) {
-    if (auto r = c->Commit(std::move(*file_state), "apply " + options.deployment_file); !r.ok()) {
-      return r.status();
-    }
-  }
   if (c->metrics_) c->metrics_->SetVersion(c->store_->version());
-  c->log_->info("controller serving config version {}: admin {}, updates {}", c->store_->version(),
-                LoopbackAddress(c->admin_port()), LoopbackAddress(c->pub_port()));
   return c;
 }
 
@@ -157,6 +150,13 @@ void Controller::Publish(sc::Command command) {
 }
 
 Status Controller::Run(int wake_fd, const std::function<bool()>& on_wake) {
+  if (start_state_) {
+    auto r = Commit(std::move(*start_state_), "apply " + options_.deployment_file);
+    start_state_.reset();
+    if (!r.ok()) return r.status();
+  }
+  log_->info("controller serving config version {}: admin {}, updates {}", store_->version(),
+             LoopbackAddress(admin_port()), LoopbackAddress(pub_port()));
   Frames frames;
   TimePoint next_heartbeat = Clock::now();
   while (true) {

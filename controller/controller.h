@@ -4,16 +4,19 @@
 // (schemas/PROTOCOL.md §4.3, §4.4). A change is committed, then published,
 // then acknowledged.
 //
-// Create() opens the store, applies the deployment file if one is given, and
-// binds; Run() blocks the calling thread, which owns the sockets. `on_wake`
-// runs on that thread when `wake_fd` turns readable and returns true to stop;
-// it may call Reload().
+// Create() opens the store, reads and checks the deployment file if one is
+// given, and binds; Run() commits that file, then blocks the calling thread,
+// which owns the sockets, serving. So a start that fails before Run() (the
+// caller's own setup, such as a metrics server, included) changes nothing.
+// `on_wake` runs on that thread when `wake_fd` turns readable and returns true
+// to stop; it may call Reload().
 #ifndef ZSERVE_CONTROLLER_CONTROLLER_H_
 #define ZSERVE_CONTROLLER_CONTROLLER_H_
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +79,8 @@ class Controller {
   std::unique_ptr<ConfigStore> store_;
   std::unique_ptr<ControllerMetrics> metrics_;  // null: no metrics
   std::unique_ptr<ZapHandler> zap_;             // with CURVE only
+  // The deployment file's state, read by Create() and committed by Run().
+  std::optional<schemas::ConfigState> start_state_;
 };
 
 }  // namespace zserve::controller

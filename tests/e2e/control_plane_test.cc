@@ -75,10 +75,10 @@ class ControllerProcess {
   explicit ControllerProcess(std::string dir)
       : dir_(std::move(dir)), admin_port_(FreePort()), pub_port_(FreePort()) {}
 
-  void Start(const std::string& config_file = "") {
+  void Start(const std::string& config_file = "", const std::string& metrics = "127.0.0.1:0") {
     std::vector<std::string> args = {"controller",       "--store",        store(),
                                      "--admin-bind",     admin(),          "--pub-bind",
-                                     Address(pub_port_), "--metrics-bind", "127.0.0.1:0"};
+                                     Address(pub_port_), "--metrics-bind", metrics};
     if (!config_file.empty()) args.insert(args.end(), {"--config", config_file});
     process_ = std::make_unique<Process>(kBinary, args, dir_ + "/controller.log");
   }
@@ -323,7 +323,11 @@ TEST_CASE("No acknowledged change is lost when the controller is killed with -9"
   CHECK(final_state->state == state);
 }
 
-TEST_CASE("A controller that cannot bind its ports leaves its store unchanged", "[e2e][control]") {
+TEST_CASE("A controller that cannot start leaves its store unchanged", "[e2e][control]") {
+  // What holds the start up: the admin port, the metrics port (both held by
+  // another program), or a metrics address that is none.
+  enum class Held { kAdminPort, kMetricsPort, kMetricsAddress };
+  const Held held = GENERATE(Held::kAdminPort, Held::kMetricsPort, Held::kMetricsAddress);
   std::string dir = MakeTempDir();
   WriteFile(dir + "/v1.yaml", "backends:\n  a: {handler: echo}\nendpoints:\n  e: {backend: a}\n");
   WriteFile(dir + "/v2.yaml",
@@ -335,14 +339,24 @@ TEST_CASE("A controller that cannot bind its ports leaves its store unchanged", 
   REQUIRE(before.ok());
   c.Kill9();
   {
-    // Another program holds the admin port: this start fails.
     zmq::context_t context(1);
     zmq::socket_t holder(context, zmq::socket_type::router);
     holder.set(zmq::sockopt::linger, 0);
-    holder.bind(c.admin());
-    c.Start(dir + "/v2.yaml");
+    const int metrics_port = FreePort();
+    std::string metrics = "127.0.0.1:0", error = "Address already in use";
+    if (held == Held::kAdminPort) holder.bind(c.admin());
+    if (held == Held::kMetricsPort) {
+      holder.bind(Address(metrics_port));
+      metrics = "127.0.0.1:" + std::to_string(metrics_port);
+      error = "cannot serve metrics on " + metrics;
+    }
+    if (held == Held::kMetricsAddress) {
+      metrics = "garbage";
+      error = "metrics address 'garbage' is not HOST:PORT";
+    }
+    c.Start(dir + "/v2.yaml", metrics);
     REQUIRE(c.process().Wait(milliseconds(10'000)) == std::optional<int>(1));
-    CHECK_THAT(ReadFile(dir + "/controller.log"), Catch::Contains("Address already in use"));
+    CHECK_THAT(ReadFile(dir + "/controller.log"), Catch::Contains(error));
   }
   c.Start();  // from its store alone
   auto after = admin->CallOk(Req(Command::kGetState), kAdminTimeout);
