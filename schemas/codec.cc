@@ -192,13 +192,16 @@ Status Parse(std::string_view header, size_t max_bytes, msgpack::object_handle* 
   return Status::Ok();
 }
 
-// Headers that carry a whole state may be large.
+// Headers that carry a whole state may be large, and so may those that
+// carry a backend's user_config (up to kMaxUserConfigBytes by itself).
 size_t MaxHeaderBytes(Command command) {
   switch (command) {
     case Command::kSnapshot:
     case Command::kUpdate:
     case Command::kApply:
     case Command::kAdminReply:
+    case Command::kCreateBackend:
+    case Command::kUpdateBackend:
       return kMaxStateHeaderBytes;
     default:
       return kMaxHeaderBytes;
