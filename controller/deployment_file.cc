@@ -183,6 +183,23 @@ class Reader {
   std::string origin_;
 };
 
+// Flow style on `node` and every collection in it. A collection reached
+// again through an alias is set once (by where it starts in the text), so
+// aliases cannot make the walk longer than the file.
+void SetFlowStyle(YAML::Node node, std::set<int>* seen) {
+  if (!node.IsSequence() && !node.IsMap()) return;
+  if (!seen->insert(node.Mark().pos).second) return;
+  node.SetStyle(YAML::EmitterStyle::Flow);
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (node.IsMap()) {
+      SetFlowStyle(it->first, seen);
+      SetFlowStyle(it->second, seen);
+    } else {
+      SetFlowStyle(*it, seen);
+    }
+  }
+}
+
 Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n,
                    BackendConfig* b) {
   static const std::set<std::string> kKeys = {"handler",
@@ -212,8 +229,13 @@ Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n
     } else if (uc.IsScalar()) {
       b->user_config = uc.Scalar();
     } else {
+      // yaml-cpp emits a collection in the style it was read in, whatever
+      // the emitter is told: set flow style on each, so it is one line.
+      YAML::Node flow = uc;
+      std::set<int> seen;
+      SetFlowStyle(flow, &seen);
       YAML::Emitter e;
-      e << YAML::Flow << uc;
+      e << YAML::Flow << flow;
       b->user_config = e.c_str();
     }
   }

@@ -404,3 +404,20 @@ TEST_CASE("Aliases that stand for a billion nodes load quickly and stay aliases"
   INFO(state->backends.at("b").user_config);
   CHECK(state->backends.at("b").user_config.find("*") != std::string::npos);
 }
+
+TEST_CASE("A block-style user_config is passed on as one line of flow-style YAML", "[controller]") {
+  auto state = ParseDeployment(
+      "backends:\n  a:\n    handler: echo\n    user_config:\n      threshold: 0.7\n"
+      "      labels:\n        - pos\n        - neg\n"
+      "  b:\n    handler: echo\n    user_config:\n      - x\n      - y: 1\n        z: [2, 3]\n"
+      "  c:\n    handler: echo\n    user_config:\n      note: |\n        two\n        lines\n"
+      "endpoints:\n  e: {backend: a}\n",
+      "test.yaml");
+  REQUIRE(state.ok());
+  CHECK(state->backends.at("a").user_config == "{threshold: 0.7, labels: [pos, neg]}");
+  CHECK(state->backends.at("b").user_config == "[x, {y: 1, z: [2, 3]}]");
+  const std::string& c = state->backends.at("c").user_config;
+  INFO(c);
+  CHECK(c.find('\n') == std::string::npos);
+  CHECK(YAML::Load(c)["note"].as<std::string>() == "two\nlines\n");
+}
