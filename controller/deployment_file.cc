@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -117,18 +118,24 @@ class Reader {
     return Status::Ok();
   }
 
+  // Decimal digits, with a sign: "0100" is 100 (YAML 1.2's core schema),
+  // not octal 64 as yaml-cpp reads it; hex, octal and other forms are refused.
   Status U32(const YAML::Node& map, const std::string& key, uint32_t* out) const {
     const YAML::Node n = map[key];
     if (!n) return Status::Ok();
-    try {
-      long long v = n.as<long long>();
-      if (v < 0 || v > static_cast<long long>(UINT32_MAX)) {
-        return Error(n, "'" + key + "' must be a whole number >= 0");
-      }
-      *out = static_cast<uint32_t>(v);
-    } catch (const YAML::Exception&) {
+    std::string_view text = n.IsScalar() ? std::string_view(n.Scalar()) : std::string_view();
+    const bool negative = text.starts_with('-');
+    if (negative || text.starts_with('+')) text.remove_prefix(1);
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || end != text.data() + text.size() ||
+        (ec != std::errc() && ec != std::errc::result_out_of_range)) {
       return Error(n, "'" + key + "' must be a whole number, got '" + n.Scalar() + "'");
     }
+    if (ec != std::errc() || (negative && v != 0) || v > UINT32_MAX) {
+      return Error(n, "'" + key + "' must be a whole number >= 0");
+    }
+    *out = static_cast<uint32_t>(v);
     return Status::Ok();
   }
 

@@ -421,3 +421,25 @@ TEST_CASE("A block-style user_config is passed on as one line of flow-style YAML
   CHECK(c.find('\n') == std::string::npos);
   CHECK(YAML::Load(c)["note"].as<std::string>() == "two\nlines\n");
 }
+
+TEST_CASE("Whole numbers with leading zeros are decimal", "[controller]") {
+  auto state = ParseDeployment(
+      "backends:\n  a:\n    handler: echo\n    num_replicas: 010\n    max_batch_size: 08\n"
+      "endpoints:\n  e:\n    backend: a\n    timeout_ms: 0100\n",
+      "test.yaml");
+  REQUIRE(state.ok());
+  CHECK(state->backends.at("a").num_replicas == 10);
+  CHECK(state->backends.at("a").max_batch_size == 8);
+  CHECK(state->endpoints.at("e").timeout_ms == 100);
+}
+
+TEST_CASE("Whole numbers in other forms than decimal digits are refused", "[controller]") {
+  const std::string value = GENERATE("0x10", "0o10", "1e3", "1.5", "12abc", "1_000", "+", "[1]");
+  auto state = ParseDeployment("backends:\n  a:\n    handler: echo\n    num_replicas: " + value +
+                                   "\nendpoints:\n  e: {backend: a}\n",
+                               "test.yaml");
+  INFO(value);
+  REQUIRE_FALSE(state.ok());
+  CHECK_THAT(state.status().message(), Contains("test.yaml:4"));
+  CHECK_THAT(state.status().message(), Contains("'num_replicas' must be a whole number"));
+}
