@@ -104,11 +104,23 @@ class Reader {
     return documents;
   }
 
+  // A key that names something (a backend, an endpoint, a field): a
+  // scalar, not null (~, null or nothing), which would read as "null".
+  Status Name(const YAML::Node& key, const std::string& what, std::string* out) const {
+    if (!key.IsScalar()) {
+      return Error(key, what + " must be a name, not " +
+                            (key.IsNull() ? "null (~, null or nothing)" : "a list or mapping"));
+    }
+    *out = key.Scalar();
+    return Status::Ok();
+  }
+
   Status CheckKeys(const YAML::Node& map, const std::string& what,
                    const std::set<std::string>& allowed) const {
     if (!map.IsMap()) return Error(map, what + " must be a mapping");
     for (const auto& kv : map) {
-      std::string key = kv.first.as<std::string>();
+      std::string key;
+      if (Status s = Name(kv.first, "a key of " + what, &key); !s.ok()) return s;
       if (!allowed.contains(key)) {
         std::string list;
         for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
@@ -177,8 +189,10 @@ class Reader {
     if (!n) return Status::Ok();
     if (!n.IsMap()) return Error(n, "'" + key + "' must map backend names to numbers");
     for (const auto& kv : n) {
+      std::string backend;
+      if (Status s = Name(kv.first, "a backend in '" + key + "'", &backend); !s.ok()) return s;
       try {
-        (*out)[kv.first.as<std::string>()] = kv.second.as<double>();
+        (*out)[backend] = kv.second.as<double>();
       } catch (const YAML::Exception&) {
         return Error(kv.second, "'" + key + "' values must be numbers");
       }
@@ -295,10 +309,10 @@ StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string
       if (!backends.IsMap()) return r.Error(backends, "'backends' must be a mapping");
       for (const auto& kv : backends) {
         BackendConfig b;
-        if (Status s = ReadBackend(r, kv.first.as<std::string>(), kv.second, &b); !s.ok()) {
-          return s;
-        }
-        std::string name = b.name;
+        std::string name;
+        Status s = r.Name(kv.first, "a backend", &name);
+        if (s.ok()) s = ReadBackend(r, name, kv.second, &b);
+        if (!s.ok()) return s;
         if (!state.backends.emplace(name, std::move(b)).second) {
           return r.Error(kv.first, "backend '" + name + "' is given twice");
         }
@@ -308,10 +322,10 @@ StatusOr<ConfigState> ParseDeployment(const std::string& yaml, const std::string
       if (!endpoints.IsMap()) return r.Error(endpoints, "'endpoints' must be a mapping");
       for (const auto& kv : endpoints) {
         EndpointConfig e;
-        if (Status s = ReadEndpoint(r, kv.first.as<std::string>(), kv.second, &e); !s.ok()) {
-          return s;
-        }
-        std::string name = e.name;
+        std::string name;
+        Status s = r.Name(kv.first, "an endpoint", &name);
+        if (s.ok()) s = ReadEndpoint(r, name, kv.second, &e);
+        if (!s.ok()) return s;
         if (!state.endpoints.emplace(name, std::move(e)).second) {
           return r.Error(kv.first, "endpoint '" + name + "' is given twice");
         }

@@ -443,3 +443,23 @@ TEST_CASE("Whole numbers in other forms than decimal digits are refused", "[cont
   CHECK_THAT(state.status().message(), Contains("test.yaml:4"));
   CHECK_THAT(state.status().message(), Contains("'num_replicas' must be a whole number"));
 }
+
+TEST_CASE("A null or non-scalar key where a name belongs is refused", "[controller]") {
+  struct Case {
+    std::string yaml;
+    std::string want;
+  };
+  const Case c = GENERATE(
+      Case{"backends:\n  ~:\n    handler: echo\n", "test.yaml:2"},
+      Case{"backends:\n  :\n    handler: echo\n", "test.yaml:2"},
+      Case{"backends:\n  [a, b]:\n    handler: echo\n", "test.yaml:2"},
+      Case{"backends:\n  a: {handler: echo}\nendpoints:\n  null: {backend: a}\n", "test.yaml:4"},
+      Case{"backends:\n  a: {handler: echo}\nendpoints:\n  e: {traffic: {~: 1}}\n", "test.yaml:4"},
+      Case{"backends:\n  a: {handler: echo, ~: 1}\n", "test.yaml:2"});
+  INFO(c.yaml);
+  auto state = ParseDeployment(c.yaml, "test.yaml");
+  REQUIRE_FALSE(state.ok());
+  CHECK(state.status().code() == StatusCode::kBadRequest);
+  CHECK_THAT(state.status().message(), Contains(c.want));
+  CHECK_THAT(state.status().message(), Contains("must be a name"));
+}
