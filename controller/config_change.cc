@@ -1,6 +1,6 @@
 #include "controller/config_change.h"
 
-#include <cstdio>
+#include <charconv>
 #include <utility>
 
 namespace zserve::controller {
@@ -9,10 +9,12 @@ namespace {
 namespace sc = zserve::schemas;
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
+// The shortest text that reads back as `v`: two weights that differ never
+// print the same, so a change is always seen.
 std::string Number(double v) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, end);
 }
 
 std::string Weights(const std::map<std::string, double>& m) {

@@ -335,3 +335,12 @@ TEST_CASE("create-endpoint takes a route and refuses one in use", "[controller]"
   auto missing = ApplyAdminRequest(Base(), Req(Command::kUpdateEndpoint, "nope"));
   CHECK(missing.status().code() == StatusCode::kNotFound);
 }
+
+TEST_CASE("A weight that changes in its 11th digit shows in the change line", "[controller]") {
+  sc::ConfigState from = Base();
+  sc::ConfigState to = Base();
+  to.endpoints.at("ep").traffic = {{"a", 0.50000000001}, {"b", 0.49999999999}};
+  CHECK(DiffStates(from, to) ==
+        std::vector<std::string>{
+            "~ endpoint ep: traffic {a: 0.5, b: 0.5} -> {a: 0.50000000001, b: 0.49999999999}"});
+}
