@@ -102,6 +102,9 @@ StatusOr<std::vector<std::string>> Controller::Commit(sc::ConfigState next,
     return committed.status();
   }
   if (!*committed) return std::vector<std::string>{};
+  // Only the first commit of a new store changes no backend or endpoint: it
+  // is a change still (brokers serve from version 1), and says so.
+  if (changes.empty()) changes.push_back("+ first version: an empty configuration");
   // Committed: publish, and only then is the change acknowledged.
   Publish(sc::Command::kUpdate);
   if (metrics_) metrics_->SetVersion(store_->version());

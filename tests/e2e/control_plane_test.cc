@@ -201,6 +201,23 @@ TEST_CASE("zserve ctl runs each admin command and refuses bad ones with exit cod
   CHECK(j["endpoints"].empty());
 }
 
+TEST_CASE("zserve apply of an empty deployment to a new store says it committed version 1",
+          "[e2e][control]") {
+  std::string dir = MakeTempDir();
+  ControllerProcess c(dir);
+  c.Start();
+  WriteFile(dir + "/empty.yaml", "backends: {}\n");
+  auto apply = [&] {
+    auto p = std::make_unique<Process>(
+        kBinary, std::vector<std::string>{"apply", dir + "/empty.yaml", "--controller", c.admin()},
+        dir + "/apply.err");
+    REQUIRE(p->Wait(milliseconds(10'000)) == std::optional<int>(0));
+    return p->output();
+  };
+  CHECK(apply() == "+ first version: an empty configuration\napplied: version 1\n");
+  CHECK(apply() == "no change: version 1\n");
+}
+
 TEST_CASE("zserve apply converges to the file and a second apply is a no-op", "[e2e][control]") {
   std::string dir = MakeTempDir();
   ControllerProcess c(dir);
