@@ -865,7 +865,8 @@ StatusOr<ReadyHeader> DecodeReady(std::string_view header) {
   if (handle.get().via.array.size > 6) {
     uint64_t ms = 0;
     if (Status v = r.Uint(6, "heartbeat_ms", UINT32_MAX, &ms); !v.ok()) return v;
-    if (ms < kMinHeartbeatInterval.count() || ms > kMaxHeartbeatInterval.count()) {
+    if (ms < static_cast<uint64_t>(kMinHeartbeatInterval.count()) ||
+        ms > static_cast<uint64_t>(kMaxHeartbeatInterval.count())) {
       return BadRequest("heartbeat_ms must be " + std::to_string(kMinHeartbeatInterval.count()) +
                         ".." + std::to_string(kMaxHeartbeatInterval.count()) + ", got " +
                         std::to_string(ms));
