@@ -29,13 +29,19 @@ constexpr std::chrono::milliseconds kWaitMargin{1000};
 // The most of a body's Content-Length reserved before its bytes arrive.
 constexpr size_t kReserveBytes = 1 << 20;
 
-// civetweb parses the header lines in place (the name's and the line's ends
-// overwritten with NULs) and stops without a word at the 64th line or at a
-// folded one (obs-fold), dropping the rest of the header, Content-Length
-// included: the body would then be read as the next request. It also drops
-// spaces between a name and its colon, which RFC 9112 says to refuse. The
-// request's bytes still tell: after the last line it parsed must come the
-// empty line that ends the header.
+// civetweb parses the header lines in place (the name's and each line's
+// ends overwritten with NULs, and the last byte of the header) and stops
+// without a word at the 64th line or at a folded one (obs-fold), dropping
+// the rest of the header, Content-Length included: the body would then be
+// read as the next request. It also drops spaces between a name and its
+// colon, which RFC 9112 says to refuse. The request's bytes still tell. The
+// request line's end, up to the first name, says how lines end here: 2 bytes
+// (CRLF) or 1 (a bare LF, which RFC 9112 lets a server take). After the last
+// line parsed comes the empty line that ends the header: "\0\0\r" (its CR,
+// then the NUL'd LF) or "\0\0"; anything else is a line civetweb did not
+// take. Nothing past the header's own last byte is read, except the one
+// byte after a CRLF header whose empty line is a bare LF ("\r\n\n"),
+// which is then refused whatever that byte is, unless it is a CR.
 std::optional<HttpResponse> CheckHeaderLines(const mg_request_info* info) {
   for (int i = 0; i < info->num_headers; ++i) {
     const char* name = info->http_headers[i].name;
@@ -47,17 +53,21 @@ std::optional<HttpResponse> CheckHeaderLines(const mg_request_info* info) {
     }
   }
   if (info->num_headers == 0) return std::nullopt;
+  const HttpResponse unreadable = ErrorResponse(
+      400, "BAD_REQUEST",
+      "a header line the gateway cannot read (a folded line, or a line without a colon)");
+  const char* version_end = info->http_version + std::strlen(info->http_version);
+  const std::ptrdiff_t line_end = info->http_headers[0].name - version_end;
+  if (line_end != 1 && line_end != 2) return unreadable;  // a first line folded
   const char* value = info->http_headers[info->num_headers - 1].value;
-  const char* next = value + std::strlen(value);
-  while (*next == '\0') ++next;  // the line's end; the header's end is not overwritten
-  if (*next == '\r' || *next == '\n') return std::nullopt;
+  const char* e = value + std::strlen(value);
+  const bool ended = e[0] == '\0' && e[1] == '\0' && (line_end == 1 || e[2] == '\r');
+  if (ended) return std::nullopt;
   if (info->num_headers == MG_MAX_HEADERS) {
     return ErrorResponse(431, "BAD_REQUEST",
                          "more than " + std::to_string(MG_MAX_HEADERS) + " header lines");
   }
-  return ErrorResponse(400, "BAD_REQUEST",
-                       "a header line the gateway cannot read (a folded line, or a line "
-                       "without a colon)");
+  return unreadable;
 }
 
 // Makes civetweb close the connection once this request is answered: it
@@ -80,16 +90,37 @@ void CloseAfterResponse(mg_connection* conn) {
 // Not through civetweb's header calls, which refuse to start once anything
 // was written (a 100 Continue), and whose Date comes from gmtime()'s one
 // static buffer, raced on by request threads (ThreadSanitizer showed it).
+// Whether civetweb keeps the connection open after this request: it goes by
+// the request's Connection header, else by its version (keep-alive is on).
+bool KeptAlive(mg_connection* conn) {
+  const char* connection = mg_get_header(conn, "Connection");
+  if (connection == nullptr) {
+    return std::string_view(mg_get_request_info(conn)->http_version) == "1.1";
+  }
+  std::string_view rest = connection;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string_view token = rest.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (token.size() == 10 && mg_strncasecmp(token.data(), "keep-alive", 10) == 0) return true;
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  return false;
+}
+
 void Send(mg_connection* conn, const HttpResponse& r, bool head) {
   char date[64];
   std::time_t now = std::time(nullptr);
   std::tm tm{};
   gmtime_r(&now, &tm);
   std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  std::string out =
-      "HTTP/1.1 " + std::to_string(r.status) + " " + mg_get_response_code_text(conn, r.status) +
-      "\r\nContent-Type: " + r.content_type +
-      "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\nDate: " + date + "\r\n";
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
+                    mg_get_response_code_text(conn, r.status) +
+                    "\r\nContent-Type: " + r.content_type +
+                    "\r\nContent-Length: " + std::to_string(r.body.size()) + "\r\nDate: " + date +
+                    "\r\nConnection: " + (KeptAlive(conn) ? "keep-alive" : "close") + "\r\n";
   for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
   out += "\r\n";
   if (!head) out += r.body;
@@ -323,11 +354,14 @@ int Gateway::Handle(mg_connection* conn) {
   try {
     return Serve(conn);
   } catch (const std::exception& e) {
-    // Nothing a request sends may end the gateway; a response already
-    // begun cannot be replaced, so the connection is closed instead.
+    // Nothing a request sends may end the gateway. Its answer is the 500 (a
+    // response is written whole, in one call, at the end), and the
+    // connection is closed after it.
     log_->error("request failed: {}", e.what());
     HttpResponse r = ErrorResponse(500, "INTERNAL", std::string("the gateway failed: ") + e.what());
-    Send(conn, r, false);
+    CloseAfterResponse(conn);
+    const char* method = mg_get_request_info(conn)->request_method;
+    Send(conn, r, method != nullptr && std::string_view(method) == "HEAD");
     return r.status;
   }
 }
@@ -351,7 +385,6 @@ int Gateway::Serve(mg_connection* conn) {
     // Connection header (its keep-alive test reads the request's headers),
     // so the request is made to ask for the close.
     CloseAfterResponse(conn);
-    bad->headers.emplace_back("Connection", "close");
     Send(conn, *bad, head);
     return bad->status;
   }
