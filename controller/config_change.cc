@@ -1,6 +1,8 @@
 #include "controller/config_change.h"
 
 #include <charconv>
+#include <cstdint>
+#include <cstdio>
 #include <utility>
 
 namespace zserve::controller {
@@ -23,13 +25,20 @@ std::string Weights(const std::map<std::string, double>& m) {
   return out + "}";
 }
 
+// A text cut to its first 60 bytes, with its size and a digest of the whole
+// (FNV-1a), so that two long texts that differ only further on still print
+// differently and a change of one shows.
 std::string Quoted(const std::string& s) {
   constexpr size_t kShown = 60;
   // Appended piece by piece: GCC 12's -Wrestrict misfires on "'" + s.substr(...).
   std::string out = "'";
   out.append(s, 0, kShown);
   if (s.size() <= kShown) return out + "'";
-  return out + "...' (" + std::to_string(s.size()) + " bytes)";
+  uint32_t digest = 2166136261u;
+  for (unsigned char c : s) digest = (digest ^ c) * 16777619u;
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", digest);
+  return out + "...' (" + std::to_string(s.size()) + " bytes, digest " + hex + ")";
 }
 
 // The fields of a config as (name, printed value), in a fixed order.

@@ -336,6 +336,24 @@ TEST_CASE("create-endpoint takes a route and refuses one in use", "[controller]"
   CHECK(missing.status().code() == StatusCode::kNotFound);
 }
 
+TEST_CASE("A user_config that changes past the part shown still shows a change", "[controller]") {
+  sc::ConfigState from = Base();
+  sc::ConfigState to = Base();
+  const std::string head(69, 'a');
+  from.backends.begin()->second.user_config = head + "a";
+  to.backends.begin()->second.user_config = head + "b";
+  std::vector<std::string> lines = DiffStates(from, to);
+  REQUIRE(lines.size() == 1);
+  INFO(lines[0]);
+  // Both cut to the same 60 bytes; the digests of the whole texts differ.
+  CHECK(lines[0].find("user_config '" + std::string(60, 'a') + "...' (70 bytes, digest ") !=
+        std::string::npos);
+  const size_t arrow = lines[0].find(" -> ");
+  REQUIRE(arrow != std::string::npos);
+  CHECK(lines[0].substr(lines[0].find("user_config ") + 12,
+                        arrow - lines[0].find("user_config ") - 12) != lines[0].substr(arrow + 4));
+}
+
 TEST_CASE("A weight that changes in its 11th digit shows in the change line", "[controller]") {
   sc::ConfigState from = Base();
   sc::ConfigState to = Base();
