@@ -484,6 +484,13 @@ int RunUp(UpOptions o) {
       {o.metrics_port > 0 ? o.metrics_port + 1 : 0, "--metrics-port + 1 (the broker's)"}};
   for (const auto& [port, flag] : given) {
     if (port <= 0) continue;
+    for (const auto& [other, other_flag] : given) {
+      if (other == port && other_flag != flag) {
+        std::fprintf(stderr, "zserve up: port %d is given twice: %s and %s\n", port, flag,
+                     other_flag);
+        return 1;
+      }
+    }
     if (!CanBindLoopback(port, /*reuse_addr=*/true)) {
       std::fprintf(stderr,
                    "zserve up: port %d (%s) is in use on 127.0.0.1: another zserve up, or "

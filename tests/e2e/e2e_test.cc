@@ -683,6 +683,14 @@ endpoints:
   CHECK_THAT(ReadFile(dir + "/err.log"),
              Catch::Contains("port " + port + " (--client-port) is in use on 127.0.0.1"));
   CHECK(second.output().find("zserve is up") == std::string::npos);
+  // One port for two roles is refused the same way.
+  Process twice(kBinary,
+                {"up", dir + "/d.yaml", "--client-port", "47001", "--worker-port", "47001",
+                 "--state-dir", dir + "/state2", "--http-port", "-1", "--metrics-port", "0"},
+                dir + "/twice.log");
+  REQUIRE(twice.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/twice.log"),
+             Catch::Contains("port 47001 is given twice: --client-port and --worker-port"));
   auto client = Connect(first.client_address());
   nlohmann::json j = BrokerStatus(*client);
   CHECK(j["backends"]["a"]["replicas"] == 1);
