@@ -128,6 +128,19 @@ class Stack {
     }
     return port;
   }
+  // A worker's metrics port: the one its tag had, when a replacement takes
+  // the tag of a crashed worker and that port is free (a scrape config keeps
+  // finding it, also with --metrics-port 0); else MetricsPort's.
+  int WorkerMetricsPort(const std::string& tag) const {
+    auto had = tag_ports_.find(tag);
+    if (had != tag_ports_.end() &&
+        std::none_of(children_.begin(), children_.end(),
+                     [&had](const Child& c) { return c.metrics_port == had->second; }) &&
+        CanBindLoopback(had->second, /*reuse_addr=*/true)) {
+      return had->second;
+    }
+    return MetricsPort("worker");
+  }
   static std::string MetricsBind(int port) { return "127.0.0.1:" + std::to_string(port); }
 
   // Name and metrics port of each running child that serves metrics (not
@@ -192,7 +205,8 @@ class Stack {
         } else {
           tag = name + "-" + std::to_string(++started_[name]);
         }
-        int port = MetricsPort("worker");
+        int port = WorkerMetricsPort(tag);
+        tag_ports_[tag] = port;
         Add(tag, "worker",
             {"worker",
              "--metrics-bind",
@@ -385,6 +399,7 @@ class Stack {
   std::map<std::string, std::vector<std::string>> free_tags_;  // of crashed workers
   std::vector<Child> respawn_;              // a crashed broker or controller, to start again
   std::map<std::string, uint64_t> starts_;  // starts per replica tag (--start-count)
+  std::map<std::string, int> tag_ports_;    // the metrics port each replica tag last had
   bool stopping_ = false;
   std::optional<schemas::ConfigState> last_state_;  // what Reconcile last made true
   struct Crashes {

@@ -17,6 +17,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -354,6 +355,39 @@ TEST_CASE("up gives a worker the next metrics port when another program holds it
              Catch::Contains("cannot serve metrics on 127.0.0.1:" + std::to_string(base + 2) +
                              ": Address already in use"));
   close(taken);
+}
+
+TEST_CASE("A worker up restarts keeps its metrics port with free ports", "[e2e][metrics]") {
+  // --metrics-port 0: every port is a free one. The replacement of a crashed
+  // worker takes its tag, and its port with it, so a scrape config written
+  // from up's table goes on finding it (it used to get a new port each time).
+  const std::string dir = MakeTempDir();
+  WriteFile(dir + "/deployment.yaml",
+            "backends:\n  echo: {handler: echo}\nendpoints:\n  echo: {backend: echo}\n");
+  Process up(kBinary,
+             {"up", dir + "/deployment.yaml", "--client-port", "0", "--worker-port", "0",
+              "--admin-port", "0", "--pub-port", "0", "--http-port", "-1", "--metrics-port", "0",
+              "--state-dir", dir + "/state"},
+             dir + "/stack.log");
+  const bool ready = up.WaitForLine("Ctrl-C stops everything.", milliseconds(30'000));
+  INFO(ReadFile(dir + "/stack.log"));
+  REQUIRE(ready);
+  const std::string address = MetricsAddresses(up.output())["echo-1"];
+  REQUIRE_FALSE(address.empty());
+  std::smatch m;
+  std::string log = ReadFile(dir + "/stack.log");
+  REQUIRE(std::regex_search(log, m, std::regex("started echo-1 \\(pid ([0-9]+)\\)")));
+  REQUIRE(kill(std::stoi(m[1]), SIGKILL) == 0);
+  // Restarted (after its 100 ms backoff) and serving again on the same port.
+  const std::string line = "echo-1 serves metrics on http://" + address + "/metrics";
+  CHECK(Eventually([&] {
+    const std::string now = ReadFile(dir + "/stack.log");
+    const size_t first = now.find(line);
+    return first != std::string::npos && now.find(line, first + 1) != std::string::npos &&
+           Get("http://" + address + "/metrics").code == 200;
+  }));
+  up.Signal(SIGTERM);
+  CHECK(up.Wait(milliseconds(20'000)) == 0);
 }
 
 TEST_CASE("queue and in-flight gauges go back to zero after load", "[e2e][metrics]") {
