@@ -94,20 +94,9 @@ void CloseAfterResponse(mg_connection* conn) {
 // the request's Connection header, else by its version (keep-alive is on).
 bool KeptAlive(mg_connection* conn) {
   const char* connection = mg_get_header(conn, "Connection");
-  if (connection == nullptr) {
-    return std::string_view(mg_get_request_info(conn)->http_version) == "1.1";
-  }
-  std::string_view rest = connection;
-  while (!rest.empty()) {
-    const size_t comma = rest.find(',');
-    std::string_view token = rest.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-      token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (token.size() == 10 && mg_strncasecmp(token.data(), "keep-alive", 10) == 0) return true;
-    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-  }
-  return false;
+  return KeepsAlive(
+      connection != nullptr ? std::optional<std::string_view>(connection) : std::nullopt,
+      mg_get_request_info(conn)->http_version);
 }
 
 void Send(mg_connection* conn, const HttpResponse& r, bool head) {

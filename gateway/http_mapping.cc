@@ -140,6 +140,17 @@ HttpResponse ErrorResponse(const Status& status) {
                        status.message());
 }
 
+bool KeepsAlive(std::optional<std::string_view> connection, std::string_view http_version) {
+  if (!connection) return http_version == "1.1";
+  std::string_view rest = *connection;
+  while (true) {
+    const size_t comma = rest.find(',');
+    if (SameName(TrimOws(rest.substr(0, comma)), "keep-alive")) return true;
+    if (comma == std::string_view::npos) return false;
+    rest.remove_prefix(comma + 1);
+  }
+}
+
 std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields) {
   const HeaderField* length = nullptr;
   bool chunked_or_other_coding = false;

@@ -63,6 +63,11 @@ struct HeaderField {
 // X-Zserve-* header; `417` for an Expect other than 100-continue.
 std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields);
 
+// Whether a connection stays open after the response, as civetweb decides
+// it: by the request's Connection header (a "keep-alive" token, any case),
+// else by its version ("1.1").
+bool KeepsAlive(std::optional<std::string_view> connection, std::string_view http_version);
+
 // A request header's value by name, if the request has it.
 using HeaderLookup = std::function<std::optional<std::string_view>(const char* name)>;
 

@@ -236,3 +236,12 @@ TEST_CASE("Header fields that would leave the body's end in doubt are 400", "[ga
     CHECK_THAT(r->body, Contains(c.message));
   }
 }
+
+TEST_CASE("A connection stays open by its Connection header else by its version", "[gateway]") {
+  CHECK(gw::KeepsAlive(std::nullopt, "1.1"));
+  CHECK_FALSE(gw::KeepsAlive(std::nullopt, "1.0"));
+  CHECK(gw::KeepsAlive("Keep-Alive", "1.0"));
+  CHECK(gw::KeepsAlive("Upgrade,  keep-alive ", "1.0"));
+  CHECK_FALSE(gw::KeepsAlive("close", "1.1"));
+  CHECK_FALSE(gw::KeepsAlive("keep-alived", "1.1"));
+}
