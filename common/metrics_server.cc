@@ -131,7 +131,8 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
 }
 
 MetricsServer::~MetricsServer() {
-  if (server_) server_->close();  // stops serving before the handlers go
+  // Stops serving before the handlers go.
+  if (server_) StopWakingListener(host_, port_, [this] { server_->close(); });
 }
 
 std::string MetricsServer::address() const { return host_ + ":" + std::to_string(port_); }

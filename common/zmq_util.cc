@@ -1,6 +1,9 @@
 #include "common/zmq_util.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -8,8 +11,10 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <future>
 #include <mutex>
 #include <random>
+#include <system_error>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -146,6 +151,44 @@ bool CanBindLoopback(int port, bool reuse_addr) {
   bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   close(fd);
   return ok;
+}
+
+namespace {
+
+// Opens a TCP connection to addr and closes it: waits at most 10 ms for it
+// to be established (a listener whose backlog is full does not answer).
+void Knock(const sockaddr_in& addr) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return;
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 &&
+      errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    poll(&p, 1, 10);
+  }
+  close(fd);
+}
+
+}  // namespace
+
+void StopWakingListener(const std::string& host, int port, const std::function<void()>& stop) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
+      addr.sin_addr.s_addr == htonl(INADDR_ANY)) {
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  }
+  std::future<void> stopped;
+  try {
+    stopped = std::async(std::launch::async, stop);
+  } catch (const std::system_error&) {  // no thread to be had: stop slowly
+    stop();
+    return;
+  }
+  while (port > 0 && stopped.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
+    Knock(addr);
+  }
+  stopped.get();
 }
 
 std::string LoopbackAddress(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }

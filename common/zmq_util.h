@@ -7,6 +7,7 @@
 #define ZSERVE_COMMON_ZMQ_UTIL_H_
 
 #include <chrono>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -62,6 +63,14 @@ std::string LoopbackAddress(int port);
 // address after a comma, is BAD_REQUEST naming `what`.
 Status SplitHostPort(const std::string& address, std::string_view what, std::string* host,
                      int* port);
+
+// Runs `stop`, which stops an HTTP server (civetweb) listening on
+// host:port, and connects to that port every 10 ms until `stop` returns:
+// civetweb's listening thread reads its stop flag only when its poll(2)
+// returns, which with nobody connecting is a whole second later (the stop
+// of every process that serves HTTP took that long). A host that is not an
+// IPv4 address, or 0.0.0.0, is reached on 127.0.0.1.
+void StopWakingListener(const std::string& host, int port, const std::function<void()>& stop);
 
 // socket.connect(address) and socket.bind(address), with a failure as a
 // Status that names `what` ("cannot connect to the broker") and the address:

@@ -203,7 +203,8 @@ Gateway::~Gateway() {
     stopping_ = true;
     active_cv_.wait(lock, [this] { return active_ == 0; });
   }
-  if (server_ != nullptr) mg_stop(server_);  // waits for the request threads
+  // Waits for the request threads.
+  if (server_ != nullptr) StopWakingListener(host_, port_, [this] { mg_stop(server_); });
   if (io_thread_.joinable()) {
     stop_io_.store(true);
     uint64_t one = 1;
