@@ -367,7 +367,7 @@ int Gateway::Serve(mg_connection* conn) {
     for (int i = 0; i < info->num_headers; ++i) {
       fields.push_back({info->http_headers[i].name, info->http_headers[i].value});
     }
-    bad = CheckHeaderFields(fields);
+    bad = CheckHeaderFields(fields, info->http_version != nullptr ? info->http_version : "");
   }
   if (bad) {
     // The body's end is in doubt: nothing more may be read on this

@@ -151,13 +151,15 @@ bool KeepsAlive(std::optional<std::string_view> connection, std::string_view htt
   }
 }
 
-std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields) {
+std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields,
+                                              std::string_view http_version) {
   const HeaderField* length = nullptr;
   bool chunked_or_other_coding = false;
+  bool host = false;
   for (size_t i = 0; i < fields.size(); ++i) {
     const HeaderField& f = fields[i];
     for (const char* once : {"Content-Length", kTimeoutHeader, kMethodHeader, kShardKeyHeader,
-                             kPriorityHeader, "Expect"}) {
+                             kPriorityHeader, "Expect", "Host"}) {
       if (!SameName(f.name, once)) continue;
       for (size_t j = 0; j < i; ++j) {
         if (SameName(fields[j].name, once)) {
@@ -168,11 +170,15 @@ std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> field
     }
     if (SameName(f.name, "Content-Length")) length = &f;
     if (SameName(f.name, "Transfer-Encoding")) chunked_or_other_coding = true;
+    if (SameName(f.name, "Host")) host = true;
     if (SameName(f.name, "Expect") && !SameName(TrimOws(f.value), "100-continue")) {
       return ErrorResponse(
           417, "BAD_REQUEST",
           "the gateway takes only Expect: 100-continue, got '" + Shown(f.value) + "'");
     }
+  }
+  if (!host && http_version == "1.1") {
+    return ErrorResponse(400, "BAD_REQUEST", "an HTTP/1.1 request must have a Host header");
   }
   if (length != nullptr) {
     std::string_view v = TrimOws(length->value);

@@ -60,8 +60,11 @@ struct HeaderField {
 // for a Content-Length that is repeated, is not a whole number, or comes
 // with Transfer-Encoding (the body's end would be in doubt, and what
 // follows it could be read as another request), and for a repeated
-// X-Zserve-* header; `417` for an Expect other than 100-continue.
-std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields);
+// X-Zserve-* header; `417` for an Expect other than 100-continue. And, as
+// RFC 9112 3.2 asks, `400` for a Host given twice, or none in a request of
+// `http_version` "1.1".
+std::optional<HttpResponse> CheckHeaderFields(std::span<const HeaderField> fields,
+                                              std::string_view http_version);
 
 // Whether a connection stays open after the response, as civetweb decides
 // it: by the request's Connection header (a "keep-alive" token, any case),

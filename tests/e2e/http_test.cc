@@ -265,7 +265,9 @@ TEST_CASE("A request whose framing is in doubt is refused and its connection clo
            {"two timeout headers", "X-Zserve-Timeout-Ms: 5000\r\nX-Zserve-Timeout-Ms: abc\r\n",
             "400 Bad Request", "header X-Zserve-Timeout-Ms is given more than once"},
            {"a folded first line", " X-A: 1\r\nContent-Length: 60\r\n", "400 Bad Request",
-            "a header line the gateway cannot read"}}) {
+            "a header line the gateway cannot read"},
+           {"a second Host", "Host: y\r\nContent-Length: 3\r\n", "400 Bad Request",
+            "header Host is given more than once"}}) {
     INFO(c.name);
     std::string answer =
         RawHttp(s.url, "POST /echo HTTP/1.1\r\nHost: x\r\n" + c.head + "\r\nabc" + smuggled);
@@ -277,6 +279,12 @@ TEST_CASE("A request whose framing is in doubt is refused and its connection clo
     CHECK(answer.find("HTTP/1.1", 1) == std::string::npos);
     CHECK(answer.find("SMUGGLED") == std::string::npos);
   }
+  // HTTP/1.1 without a Host (RFC 9112 3.2); HTTP/1.0 needs none.
+  std::string no_host = RawHttp(s.url, "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+  CHECK(no_host.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+  CHECK(no_host.find("an HTTP/1.1 request must have a Host header") != std::string::npos);
+  CHECK(RawHttp(s.url, "POST /echo HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc")
+            .starts_with("HTTP/1.1 200 OK\r\n"));
   // The gateway still serves.
   HttpReply after = Curl(s.url + "/echo", {"-d", "still here"});
   CHECK(after.code == 200);

@@ -200,10 +200,12 @@ TEST_CASE("The gateway's own paths answer with and without a config", "[gateway]
   CHECK(Response(DecideWith(&t, "GET", "/-/other")).status == 404);
 }
 
-TEST_CASE("Header fields that would leave the body's end in doubt are 400", "[gateway]") {
+TEST_CASE("Header fields that would leave the body's end in doubt or lack a Host are 400",
+          "[gateway]") {
   using Fields = std::vector<gw::HeaderField>;
-  auto check = [](const Fields& f) { return gw::CheckHeaderFields(f); };
+  auto check = [](const Fields& f) { return gw::CheckHeaderFields(f, "1.0"); };
   CHECK_FALSE(check({{"Host", "x"}, {"Content-Length", " 12 "}}).has_value());
+  CHECK_FALSE(gw::CheckHeaderFields(Fields{{"host", "x"}}, "1.1").has_value());
   CHECK_FALSE(check({{"Transfer-Encoding", "chunked"}}).has_value());
   CHECK_FALSE(check({{"expect", "100-Continue"}}).has_value());
   struct Case {
@@ -228,13 +230,19 @@ TEST_CASE("Header fields that would leave the body's end in doubt are 400", "[ga
            {{{"Expect", "100-continue"}, {"Expect", "100-continue"}},
             400,
             "header Expect is given more than once"},
-           {{{"Expect", "200-ok"}}, 417, "the gateway takes only Expect: 100-continue"}}) {
+           {{{"Expect", "200-ok"}}, 417, "the gateway takes only Expect: 100-continue"},
+           {{{"Host", "a"}, {"host", "b"}}, 400, "header Host is given more than once"}}) {
     INFO(c.message);
     std::optional<gw::HttpResponse> r = check(c.fields);
     REQUIRE(r.has_value());
     CHECK(r->status == c.status);
     CHECK_THAT(r->body, Contains(c.message));
   }
+  std::optional<gw::HttpResponse> no_host =
+      gw::CheckHeaderFields(Fields{{"Content-Length", "2"}}, "1.1");
+  REQUIRE(no_host.has_value());
+  CHECK(no_host->status == 400);
+  CHECK_THAT(no_host->body, Contains("an HTTP/1.1 request must have a Host header"));
 }
 
 TEST_CASE("A connection stays open by its Connection header else by its version", "[gateway]") {
