@@ -41,37 +41,69 @@ std::string BindError(const std::string& host, const std::string& port) {
   return why;
 }
 
-void Send(mg_connection* conn, int code, const char* content_type, const std::string& body) {
+void Send(mg_connection* conn, int code, const char* content_type, const std::string& body,
+          bool with_body, const char* extra_header = "") {
   mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
             "Connection: close\r\n\r\n",
-            code, mg_get_response_code_text(conn, code), content_type, body.size());
-  mg_write(conn, body.data(), body.size());
+            code, mg_get_response_code_text(conn, code), content_type, body.size(), extra_header);
+  if (with_body) mg_write(conn, body.data(), body.size());
 }
 
-class MetricsHandler : public CivetHandler {
+// A path that answers GET, and HEAD with the same header and no body; any
+// other method is 405 naming the two.
+class ReadOnlyHandler : public CivetHandler {
  public:
-  explicit MetricsHandler(prometheus::Registry* registry) : registry_(registry) {}
-  bool handleGet(CivetServer*, mg_connection* conn) override {
-    std::string text = prometheus::TextSerializer().Serialize(registry_->Collect());
-    Send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", text);
-    return true;
-  }
+  bool handleGet(CivetServer*, mg_connection* conn) override { return Serve(conn, true); }
+  bool handleHead(CivetServer*, mg_connection* conn) override { return Serve(conn, false); }
+  bool handlePost(CivetServer*, mg_connection* conn) override { return Refuse(conn); }
+  bool handlePut(CivetServer*, mg_connection* conn) override { return Refuse(conn); }
+  bool handleDelete(CivetServer*, mg_connection* conn) override { return Refuse(conn); }
+  bool handleOptions(CivetServer*, mg_connection* conn) override { return Refuse(conn); }
+  bool handlePatch(CivetServer*, mg_connection* conn) override { return Refuse(conn); }
+
+ protected:
+  struct Page {
+    int code = 200;
+    const char* content_type = "text/plain; charset=utf-8";
+    std::string body;
+  };
+  virtual Page Answer() = 0;
 
  private:
+  bool Serve(mg_connection* conn, bool with_body) {
+    Page p = Answer();
+    Send(conn, p.code, p.content_type, p.body, with_body);
+    return true;
+  }
+  static bool Refuse(mg_connection* conn) {
+    Send(conn, 405, "text/plain; charset=utf-8", "only GET and HEAD are served here\n", true,
+         "Allow: GET, HEAD\r\n");
+    return true;
+  }
+};
+
+class MetricsHandler : public ReadOnlyHandler {
+ public:
+  explicit MetricsHandler(prometheus::Registry* registry) : registry_(registry) {}
+
+ private:
+  Page Answer() override {
+    return {200, "text/plain; version=0.0.4; charset=utf-8",
+            prometheus::TextSerializer().Serialize(registry_->Collect())};
+  }
   prometheus::Registry* registry_;
 };
 
-class TextHandler : public CivetHandler {
+class TextHandler : public ReadOnlyHandler {
  public:
   explicit TextHandler(std::function<HttpAnswer()> answer) : answer_(std::move(answer)) {}
-  bool handleGet(CivetServer*, mg_connection* conn) override {
-    HttpAnswer a = answer_();
-    Send(conn, a.code, "text/plain; charset=utf-8", a.body);
-    return true;
-  }
 
  private:
+  Page Answer() override {
+    HttpAnswer a = answer_();
+    return {a.code, "text/plain; charset=utf-8", std::move(a.body)};
+  }
   std::function<HttpAnswer()> answer_;
 };
 

@@ -81,7 +81,8 @@ struct MetricsServerOptions {
   // "HOST:PORT", e.g. "127.0.0.1:9101"; port 0 picks a free port.
   std::string bind;
   prometheus::Registry* registry = nullptr;  // required, borrowed
-  // Extra GET paths (e.g. "/readyz"); called on a server thread.
+  // Extra paths (e.g. "/readyz"), served to GET and HEAD like /metrics;
+  // called on a server thread.
   std::map<std::string, std::function<HttpAnswer()>> handlers;
 };
 

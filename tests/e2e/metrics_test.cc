@@ -392,6 +392,28 @@ TEST_CASE("A worker up restarts keeps its metrics port with free ports", "[e2e][
   CHECK(up.Wait(milliseconds(20'000)) == 0);
 }
 
+TEST_CASE("The metrics endpoints answer HEAD and refuse other methods with 405", "[e2e][metrics]") {
+  Stack stack(kOneEcho);
+  REQUIRE(stack.ready());
+  const std::string broker = MetricsAddresses(stack.up().output()).at("broker");
+  for (const char* path : {"/metrics", "/healthz", "/readyz"}) {
+    INFO(path);
+    const std::string url = "http://" + broker + path;
+    HttpReply get = Get(url);
+    REQUIRE(get.code == 200);
+    HttpReply head = Get(url, {"-I"});  // the header only, as the reply's text
+    CHECK(head.code == 200);
+    CHECK_THAT(head.body, Catch::Contains("Content-Length: "));
+    for (const char* method : {"POST", "PUT", "DELETE"}) {
+      INFO(method);
+      HttpReply other = Get(url, {"-i", "-X", method, "-d", "x"});
+      CHECK(other.code == 405);
+      CHECK_THAT(other.body, Catch::Contains("Allow: GET, HEAD") &&
+                                 Catch::Contains("only GET and HEAD are served here"));
+    }
+  }
+}
+
 TEST_CASE("A stack that has just served HTTP stops in well under a second", "[e2e][metrics]") {
   // civetweb's listening thread reads its stop flag when its poll(2) times
   // out, 2 s after the last connection: every process serving HTTP (the
