@@ -59,6 +59,7 @@ struct CallArgs {
   int64_t timeout_ms = 0;
   std::string method = "__call__";
   std::string shard_key;
+  int32_t priority = 0;
 };
 
 int RunCall(const CallArgs& a) {
@@ -79,6 +80,7 @@ int RunCall(const CallArgs& a) {
   o.method = a.method;
   o.timeout = std::chrono::milliseconds(a.timeout_ms);
   o.shard_key = a.shard_key;
+  o.priority = a.priority;
   StatusOr<std::string> r = (*client)->Call(a.endpoint, payload, o);
   if (!r.ok()) return Fail(r.status(), "call");
   std::fwrite(r->data(), 1, r->size(), stdout);
@@ -458,6 +460,8 @@ int main(int argc, char** argv) {
                        "Deadline in ms (0: the endpoint's timeout_ms)");
   call_cmd->add_option("--method", call.method, "Method")->capture_default_str();
   call_cmd->add_option("--shard-key", call.shard_key, "Sticky routing key");
+  call_cmd->add_option("--priority", call.priority, "Priority: > 0 is high (docs/semantics.md)")
+      ->capture_default_str();
   call_cmd->add_option("--broker", call.broker, "Broker client address")
       ->envname("ZSERVE_BROKER")
       ->capture_default_str();

@@ -212,23 +212,27 @@ endpoints:
   CHECK(replicas.size() >= 2);  // ten keys do not all land on one replica
 }
 
-TEST_CASE("High priority is dispatched first under contention", "[e2e][semantics]") {
-  Stack stack(R"(
+// One sleep replica that takes one call at a time, behind endpoint "one".
+constexpr const char* kOneSlot = R"(
 backends:
   one: {handler: sleep, max_concurrent_queries: 1}
 endpoints:
   one: {backend: one}
-)");
+)";
+
+// Calls "one" to sleep `ms` and waits (bounded) until that call holds the
+// only slot, so that the calls made next queue behind it.
+void HoldTheSlot(Client& client, const std::string& ms) {
+  client.CallAsync("one", ms, {}, [](StatusOr<std::string> r) { REQUIRE(r.ok()); });
+  REQUIRE(Eventually([&] { return BrokerStatus(client)["backends"]["one"]["in_flight"] == 1; }));
+}
+
+TEST_CASE("High priority is dispatched first under contention", "[e2e][semantics]") {
+  Stack stack(kOneSlot);
   REQUIRE(stack.ready());
   auto client = Connect(stack);
   std::vector<std::string> order;
-  client->CallAsync("one", "200", {}, [&](StatusOr<std::string> r) { REQUIRE(r.ok()); });
-  // Wait (bounded) until the blocker holds the only slot, so that the
-  // others queue behind it.
-  auto until = SteadyClock::now() + std::chrono::seconds(5);
-  while (BrokerStatus(*client)["backends"]["one"]["in_flight"] != 1) {
-    REQUIRE(SteadyClock::now() < until);
-  }
+  HoldTheSlot(*client, "200");
   for (int i = 0; i < 4; ++i) {
     CallOptions normal, high;
     high.priority = 1;
@@ -245,6 +249,33 @@ endpoints:
   REQUIRE(order.size() == 8);
   // Three high, one normal, the last high, then the normals (docs/semantics.md).
   CHECK(order == std::vector<std::string>{"h0", "h1", "h2", "n0", "h3", "n1", "n2", "n3"});
+}
+
+TEST_CASE("zserve call --priority 1 goes ahead of the normal calls queued before it",
+          "[e2e][semantics]") {
+  Stack stack(kOneSlot);
+  REQUIRE(stack.ready());
+  auto client = Connect(stack);
+  // A blocker holds the only slot while 3 normal calls of 500 ms each queue
+  // behind it, then the command's call.
+  int normal_done = 0;
+  HoldTheSlot(*client, "500");
+  for (int i = 0; i < 3; ++i) {
+    client->CallAsync("one", "500", {}, [&](StatusOr<std::string> r) {
+      REQUIRE(r.ok());
+      ++normal_done;
+    });
+  }
+  REQUIRE(Eventually([&] { return BrokerStatus(*client)["backends"]["one"]["queued"] == 3; }));
+  Process call(kBinary, {"call", "--broker", stack.client_address(), "--priority", "1", "one", "5"},
+               stack.dir() + "/call.err");
+  // Served right after the blocker, before any of the normal calls: as a
+  // normal call it would wait for all three (1.5 s more).
+  REQUIRE(call.Wait(milliseconds(10'000)) == 0);
+  client->Poll(milliseconds(0));
+  CHECK(normal_done == 0);
+  client->Wait();
+  CHECK(normal_done == 3);
 }
 
 TEST_CASE("An unknown method is NOT_FOUND and a known one is served", "[e2e][semantics]") {
