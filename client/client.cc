@@ -49,7 +49,9 @@ class Client::Impl {
 
   Status Init() {
     if (options_.connect_timeout.count() <= 0) return BadRequest("connect_timeout must be > 0");
-    if (options_.grace.count() < 0) return BadRequest("grace must be >= 0");
+    if (options_.grace.count() < 0 || options_.grace > kLongestTimeout) {
+      return BadRequest("grace must be 0.." + std::to_string(kLongestTimeout.count()) + " ms");
+    }
     zmq::socket_t& socket = socket_.socket();
     if (Status s = SecureClient(socket, options_.curve_key, options_.curve_server_key); !s.ok()) {
       return s;
@@ -94,6 +96,7 @@ class Client::Impl {
 
   void CallAsync(std::string_view endpoint, std::string_view payload, const CallOptions& o,
                  Callback done) {
+    if (!done) done = [](StatusOr<std::string>) {};  // no one to tell: the result is dropped
     if (payload.size() > options_.max_payload_bytes) {
       Complete(std::move(done),
                BadRequest("payload of " + std::to_string(payload.size()) + " bytes; at most " +
@@ -136,8 +139,10 @@ class Client::Impl {
     // a lost connection.
     std::unique_ptr<Resend> resend;
     if (o.idempotent) resend.reset(new Resend{h, std::string(payload), deadline});
+    // Due at the deadline: unsent, the call fails then; sent, it waits the
+    // grace for the broker's own answer (ExpireGuards).
     DeadlineQueue::Handle guard =
-        guards_.Add(named ? deadline + options_.grace : now + options_.connect_timeout, id);
+        guards_.Add(named ? deadline : SaturatingAdd(now, options_.connect_timeout), id);
     pending_.emplace(id, Pending{std::move(done), guard, std::move(resend), named});
     Enqueue(std::move(h), payload, deadline);
   }
@@ -252,7 +257,7 @@ class Client::Impl {
     if (timeout.count() < 0) {
       return BadRequest("timeout of " + std::to_string(timeout.count()) + " ms; it is >= 0");
     }
-    TimePoint deadline = Clock::now() + timeout;
+    TimePoint deadline = SaturatingAdd(Clock::now(), timeout);
     uint64_t id = next_id_++;
     std::string header = sc::EncodeStatusRequest(id);
     while (true) {
@@ -278,10 +283,11 @@ class Client::Impl {
       DrainMonitor();
     }
     std::optional<StatusOr<std::string>> result;
-    DeadlineQueue::Handle guard = guards_.Add(deadline + options_.grace, id);
+    DeadlineQueue::Handle guard = guards_.Add(SaturatingAdd(deadline, options_.grace), id);
     Pending p{[&result](StatusOr<std::string> r) { result = std::move(r); }, guard, nullptr,
               /*named=*/true};
     p.direct = true;
+    p.graced = true;  // its guard is at deadline + grace already
     pending_.emplace(id, std::move(p));
     while (!result) Poll(std::chrono::milliseconds(-1));
     return std::move(*result);
@@ -305,7 +311,7 @@ class Client::Impl {
       Flush();  // what the callbacks called
       return done;
     }
-    TimePoint end = timeout.count() < 0 ? TimePoint::max() : Clock::now() + timeout;
+    TimePoint end = timeout.count() < 0 ? TimePoint::max() : SaturatingAdd(Clock::now(), timeout);
     while (done == 0) {
       TimePoint now = Clock::now();
       TimePoint wake = std::min(end, guards_.Earliest().value_or(end));
@@ -348,6 +354,7 @@ class Client::Impl {
     std::unique_ptr<Resend> resend;  // idempotent calls only
     bool named = true;               // the caller named its timeout
     bool direct = false;             // sent at once, not through the queue (STATUS)
+    bool graced = false;             // past its deadline, waiting the grace
     uint8_t resends = 0;             // times sent again after a lost connection
   };
 
@@ -391,12 +398,13 @@ class Client::Impl {
       size_t size = queued_sizes_[i];
       auto it = pending_.find(queued_[i].request_id);
       if (it != pending_.end() && queued_deadlines_[i] <= now) {
-        // Its deadline passed while held (its guard waits for the grace):
-        // it fails here, not sent.
+        // Its deadline passed while held (its guard may not have fired
+        // yet): it fails here, not sent.
         Callback done = std::move(it->second.done);
+        const bool sent_before = it->second.resends > 0;
         guards_.Remove(it->second.guard);
         pending_.erase(it);
-        Complete(std::move(done), NotSentBeforeDeadline());
+        Complete(std::move(done), NotSentBeforeDeadline(sent_before));
       } else if (it != pending_.end()) {
         if (queued_deadlines_[i] != TimePoint::max()) {
           auto left = std::chrono::ceil<std::chrono::milliseconds>(queued_deadlines_[i] - now);
@@ -501,9 +509,10 @@ class Client::Impl {
       uint64_t new_id = next_id_++;
       guards_.Remove(p.guard);
       p.guard = guards_.Add(
-          p.named ? p.resend->deadline + options_.grace : Clock::now() + options_.connect_timeout,
+          p.named ? p.resend->deadline : SaturatingAdd(Clock::now(), options_.connect_timeout),
           new_id);
       ++p.resends;
+      p.graced = false;
       node.key() = new_id;
       sc::RequestHeader h = p.resend->header;
       h.request_id = new_id;
@@ -585,23 +594,36 @@ class Client::Impl {
         p.guard = guards_.Add(now + kLongestTimeout + options_.grace, id);
         continue;
       }
+      if (p.named && sent && !p.graced) {
+        // Its deadline: the broker's DEADLINE_EXCEEDED (or a result just in
+        // time) is on its way, and gets `grace` to arrive.
+        p.graced = true;
+        p.guard = guards_.Add(now + options_.grace, id);
+        continue;
+      }
       const bool named = p.named;
+      const bool sent_before = p.resends > 0;
       Callback done = std::move(p.done);
       pending_.erase(it);
       if (!sent) ++dead_queued_;
       Complete(std::move(done),
                sent ? DeadlineExceeded("no reply from the broker before the deadline")
                : named
-                   ? NotSentBeforeDeadline()
+                   ? NotSentBeforeDeadline(sent_before)
                    : Unavailable("no connection to the broker at " + options_.broker_address +
                                  " within " + std::to_string(options_.connect_timeout.count()) +
                                  " ms (ClientOptions::connect_timeout); the call was not sent"));
     }
   }
 
-  Status NotSentBeforeDeadline() const {
+  // `sent_before`: an idempotent call waiting to be sent again after a lost
+  // connection, which may have run on it.
+  Status NotSentBeforeDeadline(bool sent_before) const {
     return DeadlineExceeded("no connection to the broker at " + options_.broker_address +
-                            " before the deadline; the call was not sent");
+                            " before the deadline; the call was not sent" +
+                            (sent_before ? " again (it was sent before the connection dropped, "
+                                           "and may or may not have run)"
+                                         : ""));
   }
 
   // Runs the queued completions, each taken off the queue before its

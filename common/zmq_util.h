@@ -22,6 +22,13 @@ using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 using Frames = std::vector<zmq::message_t>;
 
+// t + d for d >= 0, or TimePoint::max() where that is past what a TimePoint
+// holds: a timeout of milliseconds::max() means no limit, not an overflow.
+inline TimePoint SaturatingAdd(TimePoint t, std::chrono::milliseconds d) {
+  const auto room = std::chrono::floor<std::chrono::milliseconds>(TimePoint::max() - t);
+  return d >= room ? TimePoint::max() : t + d;
+}
+
 inline std::string_view View(const zmq::message_t& m) {
   return std::string_view(static_cast<const char*>(m.data()), m.size());
 }

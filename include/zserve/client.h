@@ -43,9 +43,11 @@ struct ClientOptions {
   // How long a call that names no timeout waits for a connection to the
   // broker: then it fails with UNAVAILABLE, not sent. (Once sent it has the
   // endpoint's timeout_ms.) A call that names one waits until its deadline.
+  // milliseconds::max(): no limit.
   std::chrono::milliseconds connect_timeout{30'000};
-  // How long past a deadline the client waits for the broker's own answer
-  // before it answers DEADLINE_EXCEEDED itself (the broker may be gone).
+  // How long past a sent call's deadline the client waits for the broker's
+  // own answer before it answers DEADLINE_EXCEEDED itself (the broker may be
+  // gone); 0..3600000 ms. A call not sent by its deadline fails at it.
   std::chrono::milliseconds grace{250};
   // CURVE (docs/security.md): this client's key pair and the broker's public
   // key. Empty: plain ZeroMQ. A broker that refuses the key fails the calls
@@ -86,12 +88,14 @@ class Client {
   // [A-Za-z0-9_.-], a method outside 1 to 128 printable ASCII characters other than space, a
   // shard key over 128 bytes, a negative timeout, a payload over
   // max_payload_bytes) fails with BAD_REQUEST at the next Poll, without
-  // being sent; the calls made with it are not held up.
+  // being sent; the calls made with it are not held up. An empty `done`
+  // makes a call whose result nobody is told.
   void CallAsync(std::string_view endpoint, std::string_view payload, const CallOptions& options,
                  Callback done);
 
-  // Handles replies and expired calls for at most `timeout`; returns the
-  // number of callbacks run.
+  // Handles replies and expired calls for at most `timeout` (negative or
+  // milliseconds::max(): until a callback ran); returns the number of
+  // callbacks run. Returns at once when no call is pending.
   size_t Poll(std::chrono::milliseconds timeout);
   // Poll for a thread that owns the client and also takes work from other
   // threads: returns as well (0 callbacks run) as soon as `wake_fd` — a pipe

@@ -487,7 +487,7 @@ TEST_CASE("BrokerStatus sends STATUS and returns the reply payload", "[client]")
   }
 }
 
-TEST_CASE("Client::Create refuses a connect_timeout of zero and a negative grace", "[client]") {
+TEST_CASE("Client::Create refuses a connect_timeout of zero and a grace out of range", "[client]") {
   zserve::ClientOptions o;
   o.broker_address = "tcp://127.0.0.1:1";
   o.connect_timeout = milliseconds(0);
@@ -501,6 +501,10 @@ TEST_CASE("Client::Create refuses a connect_timeout of zero and a negative grace
   REQUIRE_FALSE(c.ok());
   CHECK(c.status().code() == StatusCode::kBadRequest);
   CHECK_THAT(c.status().message(), Contains("grace"));
+  o.grace = std::chrono::hours(2);
+  c = zserve::Client::Create(o);
+  REQUIRE_FALSE(c.ok());
+  CHECK_THAT(c.status().message(), Contains("grace must be 0..3600000 ms"));
 }
 
 TEST_CASE("Client::Create refuses a broker address ZeroMQ cannot read and names it", "[client]") {
@@ -568,6 +572,62 @@ TEST_CASE("a call with no broker to send it to fails unsent after its deadline o
   // A STATUS with a negative timeout is bad input, not a broker that is away.
   StatusOr<std::string> s = client->BrokerStatus(milliseconds(-300));
   CHECK(s.status().code() == StatusCode::kBadRequest);
+}
+
+TEST_CASE("a call not sent by its deadline fails at it and not a grace later", "[client]") {
+  // The grace is for the broker's answer to a call it has; a call it never
+  // got has nothing to wait for (it failed 2 s late here).
+  zserve::ClientOptions o;
+  o.broker_address = "tcp://127.0.0.1:1";
+  o.grace = milliseconds(2'000);
+  auto client = MakeClient(o);
+  zserve::CallOptions named;
+  named.timeout = milliseconds(100);
+  const auto start = Clock::now();
+  StatusOr<std::string> r = client->Call("echo", "x", named);
+  const auto took = Clock::now() - start;
+  CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
+  CHECK_THAT(r.status().message(), Contains("the call was not sent"));
+  CHECK(took >= milliseconds(100));
+  CHECK(took < milliseconds(1'000));
+}
+
+TEST_CASE("a call made with an empty callback is sent and its answer dropped", "[client]") {
+  // The empty std::function threw bad_function_call out of Poll.
+  FakeBroker broker;
+  auto client = ConnectedClient(broker);
+  client->CallAsync("echo", "x", {}, nullptr);
+  CHECK(client->Poll(milliseconds(0)) == 0);  // sends it
+  Frames f;
+  REQUIRE(broker.Recv(&f));
+  REQUIRE(broker.Reply(DecodedRequest(f).request_id, StatusCode::kOk, "", "x").ok());
+  const auto end = Clock::now() + kWait;
+  while (client->pending() > 0 && Clock::now() < end) client->Poll(milliseconds(10));
+  CHECK(client->pending() == 0);
+}
+
+TEST_CASE("timeouts of milliseconds::max() mean no limit", "[client]") {
+  // now + max() overflowed: the call failed at once as not connected in
+  // time, and Poll returned at once.
+  FakeBroker broker;
+  zserve::ClientOptions o;
+  o.broker_address = broker.address();
+  o.connect_timeout = milliseconds::max();
+  auto client = MakeClient(o);
+  OneShotBroker answer(broker, [](const Frames& f) -> std::vector<std::string> {
+    // On the broker's thread: no assertions here.
+    StatusOr<sc::RequestHeader> h = sc::DecodeRequest(zserve::View(f[0]));
+    if (f.size() != 2 || !h.ok()) return {};
+    return {sc::EncodeReply({h->request_id, StatusCode::kOk, ""}), "in time"};
+  });
+  std::optional<StatusOr<std::string>> got;
+  client->CallAsync("echo", "x", {}, [&](StatusOr<std::string> r) { got = std::move(r); });
+  CHECK(client->Poll(milliseconds::max()) == 1);  // waits for the answer
+  const Served& served = answer.Join();
+  CHECK(served.replied);
+  REQUIRE(got.has_value());
+  REQUIRE(got->ok());
+  CHECK(**got == "in time");
 }
 
 // Answers every call `broker` receives within `limit`, polling `client`
