@@ -537,6 +537,16 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
       }
       return;
+    case sc::Command::kRequest:
+    case sc::Command::kRequests:
+    case sc::Command::kStatus:
+      // A client pointed at the worker port: answered, so that its calls
+      // fail at once instead of waiting out their deadlines.
+      metrics_->Dropped(Drop::kMalformedWorker);
+      log_->warn("a client's {} came to the worker port; answered BAD_REQUEST",
+                 sc::CommandName(*command));
+      RefuseClientOnWorkerPort(frames[0], header);
+      return;
     default:
       metrics_->Dropped(Drop::kMalformedWorker);
       log_->warn("worker sent {}, which workers may not send", sc::CommandName(*command));
@@ -947,6 +957,26 @@ void Broker::FlushReplies() {
   for (size_t i = 0; i < reply_batch_count_; ++i) SendReplies(reply_batches_[i]);
   reply_batch_count_ = 0;
   reply_batch_index_.clear();
+}
+
+void Broker::RefuseClientOnWorkerPort(const zmq::message_t& peer, std::string_view header) {
+  const Status wrong = BadRequest(
+      "this is the broker's worker port; clients connect to its client port (zserve up prints "
+      "both)");
+  std::vector<uint64_t> ids;
+  uint64_t id;
+  if (sc::PeekRequestId(header, &id)) {  // a REQUEST or STATUS
+    ids.push_back(id);
+  } else if (StatusOr<std::vector<sc::RequestHeader>> calls = sc::DecodeRequests(header);
+             calls.ok()) {
+    for (const sc::RequestHeader& c : *calls) ids.push_back(c.request_id);
+  }
+  for (uint64_t request_id : ids) {
+    zmq::message_t frames[3] = {
+        Copy(peer), ToMessage(sc::EncodeReply({request_id, wrong.code(), wrong.message()})),
+        zmq::message_t()};
+    (void)workers_.Send(frames);
+  }
 }
 
 void Broker::SendToWorker(const std::string& replica, std::string header) {

@@ -160,6 +160,9 @@ class Broker {
   // `packed`: in a REPLIES with packed payloads.
   void Reply(const zmq::message_t& client, uint64_t request_id, const Status& status,
              Payload payload = {}, bool batched = false, bool packed = false);
+  // Answers each call of a client's REQUEST, REQUESTS or STATUS that came
+  // to the worker port BAD_REQUEST, saying so.
+  void RefuseClientOnWorkerPort(const zmq::message_t& peer, std::string_view header);
   void SendToWorker(const std::string& replica, std::string header);
   // HEARTBEAT or DISCONNECT in the replica's protocol.
   void SendHeartbeat(const std::string& replica);

@@ -84,6 +84,32 @@ TEST_CASE("zserve call prints the result or the error type and exits non-zero", 
   CHECK_THAT(err, Catch::Contains("HANDLER_ERROR: bad input"));
 }
 
+TEST_CASE("A client given the broker's worker port fails at once saying so", "[e2e]") {
+  // It used to wait out its deadline (an hour for a call that names none):
+  // the broker dropped a client's commands on the worker port unanswered.
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  const std::string err_path = stack.dir() + "/call.err";
+  Process call(kBinary, {"call", "echo", "x", "--broker", stack.worker_address()}, err_path);
+  REQUIRE(call.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(err_path),
+             Catch::Contains("BAD_REQUEST: this is the broker's worker port; clients connect to "
+                             "its client port"));
+  // Several calls in one REQUESTS, and STATUS, are answered alike.
+  auto client = Connect(stack.worker_address());
+  std::vector<Status> got;
+  for (int i = 0; i < 3; ++i) {
+    client->CallAsync("echo", "x", {}, [&](StatusOr<std::string> r) { got.push_back(r.status()); });
+  }
+  client->Wait();
+  REQUIRE(got.size() == 3);
+  for (const Status& s : got) CHECK(s.code() == StatusCode::kBadRequest);
+  StatusOr<std::string> status = client->BrokerStatus(milliseconds(5'000));
+  CHECK(status.status().code() == StatusCode::kBadRequest);
+  // The broker serves its clients as before.
+  CHECK(Connect(stack.client_address())->Call("echo", "still").value() == "still");
+}
+
 TEST_CASE("an unknown endpoint is NOT_FOUND at once", "[e2e]") {
   Stack stack(kDeployment);
   REQUIRE(stack.ready());
