@@ -501,6 +501,23 @@ TEST_CASE("zserve bench --count ends when every call fails and reports the error
   CHECK(j["throughput_rps"].get<double>() == 0);
 }
 
+TEST_CASE("zserve bench at a low open-loop rate waits between arrivals instead of spinning",
+          "[e2e]") {
+  // The client's Poll returns at once when no call is pending, and the
+  // generator waited for its next arrival in it: 20 calls a second cost
+  // about 40 ms of CPU each.
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  Process bench(kBinary, {"bench", "--broker", stack.client_address(), "--endpoint", "echo",
+                          "--rate", "20", "--duration", "2", "--warmup", "0", "--json"});
+  REQUIRE(bench.Wait(milliseconds(20'000)) == 0);
+  INFO(bench.output());
+  nlohmann::json j = nlohmann::json::parse(bench.output(), nullptr, /*allow_exceptions=*/false);
+  REQUIRE(j.is_object());
+  CHECK(j["throughput_rps"].get<double>() > 10);
+  CHECK(j["client_cpu_us_per_request"].get<double>() < 5'000);
+}
+
 TEST_CASE("A call that names no timeout gets its endpoint's timeout_ms", "[e2e]") {
   Stack stack(R"(
 backends:
