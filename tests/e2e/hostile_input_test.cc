@@ -1006,6 +1006,11 @@ std::vector<WorkerRow> WorkerRows() {
   const std::string ready = Ready("raw", "raw-x");
   const std::string one_result = Results({{1, StatusCode::kOk, ""}});
   const std::string mdp_ready("\x01", 1);
+  const Strings wrong_port = {
+      sc::EncodeReply({kHostileId, StatusCode::kBadRequest,
+                       "this is the broker's worker port; clients connect to its client port "
+                       "(zserve up prints both)"}),
+      ""};
   return {
       {"one frame that is a bare payload", {"hello"}, {}, "malformed_worker"},
       {"empty header frame then a payload", {"", "payload"}, {}, "malformed_worker"},
@@ -1054,8 +1059,16 @@ std::vector<WorkerRow> WorkerRows() {
        "malformed_worker"},
       {"READY with a 1 MiB backend name", {Ready(kMiB, "raw-x")}, {}, "malformed_worker"},
       {"READY with a 1 MiB replica tag", {Ready("raw", kMiB)}, {}, "malformed_worker"},
-      {"REQUEST sent by a worker", {Request(kHostileId), "payload"}, {}, "malformed_worker"},
-      {"STATUS sent by a worker", {sc::EncodeStatusRequest(kHostileId)}, {}, "malformed_worker"},
+      // A client on the worker port: answered on it, BAD_REQUEST, so that it
+      // fails at once; nothing runs.
+      {"REQUEST sent by a worker",
+       {Request(kHostileId), "payload"},
+       wrong_port,
+       "malformed_worker"},
+      {"STATUS sent by a worker",
+       {sc::EncodeStatusRequest(kHostileId)},
+       wrong_port,
+       "malformed_worker"},
       {"BATCH sent by a worker",
        {sc::EncodeBatch({{1, "__call__", 100}}), "payload"},
        {},
