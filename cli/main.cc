@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -192,6 +193,40 @@ int RunStatus(const std::string& broker, const CurveFlags& curve, bool json, boo
                 b.value("in_flight", 0), b.value("max_concurrent_queries", 0));
   }
   return 0;
+}
+
+// A number on the command line is decimal, as in a deployment file: CLI11
+// reads integers with strtoll's base 0, so 0100 was 64 and 0x10 was 16.
+// Leading zeros are dropped; anything but an optional '-' and digits is
+// refused.
+std::string DecimalOnly(std::string& value) {
+  size_t digits = value.starts_with('-') ? 1 : 0;
+  if (digits == value.size() ||
+      !std::all_of(value.begin() + static_cast<std::ptrdiff_t>(digits), value.end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return "must be a whole number in decimal, got '" + value + "'";
+  }
+  size_t first = value.find_first_not_of('0', digits);
+  value.erase(digits, (first == std::string::npos ? value.size() - 1 : first) - digits);
+  return "";
+}
+
+// Settles what every command and option shares, once they are all added:
+// - integer options take decimal only (DecimalOnly);
+// - a command reads the ZSERVE_* variables of its own options only. CLI11
+//   reads them for every command that has no parse-complete callback, so a
+//   bad ZSERVE_THREADS, meant for a worker, failed `zserve status` too.
+void SettleCommands(CLI::App& app) {
+  for (CLI::Option* opt : app.get_options()) {
+    const std::string type = opt->get_type_name();
+    if (type.starts_with("INT") || type.starts_with("UINT")) {
+      opt->transform(CLI::Validator(DecimalOnly, ""));
+    }
+  }
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    if (!sub->get_name().empty()) sub->parse_complete_callback([] {});
+    SettleCommands(*sub);
+  }
 }
 
 }  // namespace
@@ -480,6 +515,7 @@ int main(int argc, char** argv) {
   status_cmd->add_flag("--ready", status_ready,
                        "Exit 0 if the broker is ready, 1 if not (for health checks)");
   status_cmd->add_option("--timeout", status_timeout, "Milliseconds to wait")
+      ->check(CLI::Range(1, 3'600'000))
       ->capture_default_str();
   CurveFlags status_curve;
   status_curve.Add(status_cmd, kCurveBroker);
@@ -489,7 +525,14 @@ int main(int argc, char** argv) {
   std::function<int()> run_bench = AddBenchCommand(app);
 
   CtlCommands admin_cmds(&app);  // ctl and apply
-  CLI11_PARSE(app, argc, argv);
+  SettleCommands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help is 0; any usage error (a flag unknown, missing or out of
+    // range) is 2 whichever it is, apart from the 1 of a failed command.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (admin_cmds.parsed()) return admin_cmds.Run();
 
   if (up_cmd->parsed()) {

@@ -110,6 +110,38 @@ TEST_CASE("A client given the broker's worker port fails at once saying so", "[e
   CHECK(Connect(stack.client_address())->Call("echo", "still").value() == "still");
 }
 
+TEST_CASE("A command reads its own ZSERVE_ variables only and numbers in decimal", "[e2e]") {
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  const std::string broker = stack.client_address();
+  const std::string err = stack.dir() + "/cmd.err";
+  // Variables meant for a worker (and a level `status` has no flag for)
+  // do not stop `zserve status`: they failed every command.
+  Process status("/usr/bin/env",
+                 {"ZSERVE_THREADS=abc", "ZSERVE_LOG_LEVEL=WARN", kBinary, "status", "--broker",
+                  broker, "--json"},
+                 err);
+  REQUIRE(status.Wait(milliseconds(10'000)) == 0);
+  CHECK(status.output().find("\"endpoints\"") != std::string::npos);
+  // The worker they are meant for refuses them, as bad usage.
+  Process worker("/usr/bin/env",
+                 {"ZSERVE_THREADS=abc", kBinary, "worker", "--backend", "echo", "--handler", "echo",
+                  "--broker", stack.worker_address()},
+                 err);
+  REQUIRE(worker.Wait(milliseconds(10'000)) == 2);
+  CHECK_THAT(ReadFile(err),
+             Catch::Contains("--threads: must be a whole number in decimal, got 'abc'"));
+  // 0100 is 100 ms, enough for a sleep of 70 (strtoll's octal made it 64);
+  // 0x10 is refused.
+  Process zeros(kBinary, {"call", "sleep", "70", "--timeout", "0100", "--broker", broker}, err);
+  REQUIRE(zeros.Wait(milliseconds(10'000)) == 0);
+  CHECK(zeros.output() == "70\n");
+  Process hex(kBinary, {"call", "sleep", "70", "--timeout", "0x10", "--broker", broker}, err);
+  REQUIRE(hex.Wait(milliseconds(10'000)) == 2);
+  CHECK_THAT(ReadFile(err),
+             Catch::Contains("--timeout: must be a whole number in decimal, got '0x10'"));
+}
+
 TEST_CASE("an unknown endpoint is NOT_FOUND at once", "[e2e]") {
   Stack stack(kDeployment);
   REQUIRE(stack.ready());
@@ -562,7 +594,7 @@ TEST_CASE("zserve bench refuses a flag of the other loop mode instead of ignorin
     std::string err = ReadFile(err_path);
     INFO(err);
     REQUIRE(code.has_value());
-    CHECK(*code != 0);
+    CHECK(*code == 2);  // a usage error
     CHECK(err.find(message) != std::string::npos);
     CHECK(bench.output().empty());  // no run
   }
