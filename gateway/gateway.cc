@@ -403,19 +403,25 @@ int Gateway::Serve(mg_connection* conn) {
   std::shared_ptr<const RouteTable> table = routes();
   Decision d =
       Decide(table.get(), method, path, header, info->content_length, options_.max_body_bytes);
+  const bool expect =
+      mg_get_header(conn, "Expect") != nullptr && std::string_view(info->http_version) == "1.1";
   if (const HttpResponse* r = std::get_if<HttpResponse>(&d)) {
+    // A client that waits for leave to send its body sends none now: the
+    // connection closes, or civetweb would read the client's next request
+    // as this one's body.
+    if (expect) CloseAfterResponse(conn);
     Send(conn, *r, head);
     return r->status;
   }
   CallPlan plan = std::get<CallPlan>(std::move(d));
   // A client that waits for leave to send its body (curl does for bodies
   // over 1 MB) gets it now that the request is known to be served.
-  if (mg_get_header(conn, "Expect") != nullptr && std::string_view(info->http_version) == "1.1") {
-    mg_printf(conn, "HTTP/1.1 100 Continue\r\n\r\n");
-  }
+  if (expect) mg_printf(conn, "HTTP/1.1 100 Continue\r\n\r\n");
   std::variant<std::string, HttpResponse> body =
       ReadBody(conn, info->content_length, options_.max_body_bytes);
   if (HttpResponse* refused = std::get_if<HttpResponse>(&body)) {
+    // Where the body ended is in doubt: nothing more is read here.
+    CloseAfterResponse(conn);
     Send(conn, *refused, head);
     return refused->status;
   }

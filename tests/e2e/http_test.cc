@@ -226,6 +226,9 @@ TEST_CASE("A body cut short, a broken chunked body or an encoded NUL in the path
                                 "\r\nzz\r\nhello\r\n0\r\n\r\n");
   CHECK(status_line(chunked) == "HTTP/1.1 400 Bad Request");
   CHECK(chunked.find("BAD_REQUEST") != std::string::npos);
+  // Where either body ended is in doubt: the connection is not kept.
+  CHECK(cut.find("Connection: close\r\n") != std::string::npos);
+  CHECK(chunked.find("Connection: close\r\n") != std::string::npos);
   // A whole body, chunked, still goes through.
   std::string whole = RawHttp(s.url,
                               "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
@@ -348,6 +351,31 @@ TEST_CASE("Expect 100-continue is answered before the body and paths match as se
   INFO(got);
   CHECK(got.starts_with("HTTP/1.1 200 OK\r\n"));
   CHECK(got.ends_with("\r\n\r\nhello"));
+  close(fd);
+  // Refused before its body, such a request closes its connection: its
+  // client sends no body, and civetweb would read the next request as one.
+  fd = ConnectLoopback(std::stoi(s.url.substr(s.url.rfind(':') + 1)));
+  REQUIRE(fd >= 0);
+  got.clear();
+  const std::string refused =
+      "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nExpect: 100-continue\r\n\r\n";
+  REQUIRE(send(fd, refused.data(), refused.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(refused.size()));
+  // Everything until the gateway closes the connection (10 s at most).
+  bool eof = false;
+  const auto end = std::chrono::steady_clock::now() + milliseconds(10'000);
+  while (!eof && std::chrono::steady_clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    eof = n == 0;
+  }
+  INFO(got);
+  CHECK(got.starts_with("HTTP/1.1 404 Not Found\r\n"));
+  CHECK(got.find("Connection: close\r\n") != std::string::npos);
+  CHECK(eof);
   close(fd);
   // curl sends Expect: 100-continue for bodies over 1 MB.
   std::string file = s.stack.dir() + "/big";
