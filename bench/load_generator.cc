@@ -89,7 +89,8 @@ void AddLoadFlags(CLI::App& app, LoadOptions& o) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--count", o.count,
-                 "Measure this many replies (errors count too) per run instead of a duration");
+                 "Measure this many replies (errors count too) per run instead of a duration")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1'000'000'000'000}));
   app.add_option("--warmup", o.warmup_s, "Seconds of load before measuring")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

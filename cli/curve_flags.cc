@@ -127,6 +127,9 @@ int Keygen(const KeygenArgs& a) {
     std::fprintf(stderr, "zserve keygen: %s\n", s.ToString().c_str());
     return 1;
   };
+  if (!a.set_dir.empty() && !a.path.empty()) {
+    return fail(BadRequest("give a PATH or --set DIR, not both"));
+  }
   if (!a.set_dir.empty()) {
     // A whole deployment's keys, once: kept if the allow-list is there.
     std::string allow = a.set_dir + "/allow";

@@ -68,7 +68,6 @@ int RunCall(const CallArgs& a) {
   if (a.payload == "-") {
     payload.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  if (a.timeout_ms < 0) return Fail(BadRequest("--timeout must be >= 0"), "call");
   StatusOr<CurveKeys> keys = LoadCurveKeys(a.curve);
   if (!keys.ok()) return Fail(keys.status(), "call");
   ClientOptions copts;
@@ -491,8 +490,9 @@ int main(int argc, char** argv) {
   CLI::App* call_cmd = app.add_subcommand("call", "Call an endpoint and print the result");
   call_cmd->add_option("endpoint", call.endpoint, "Endpoint name")->required();
   call_cmd->add_option("payload", call.payload, "Payload, or - for stdin");
-  call_cmd->add_option("--timeout", call.timeout_ms,
-                       "Deadline in ms (0: the endpoint's timeout_ms)");
+  call_cmd
+      ->add_option("--timeout", call.timeout_ms, "Deadline in ms (0: the endpoint's timeout_ms)")
+      ->check(CLI::Range(0, 3'600'000));
   call_cmd->add_option("--method", call.method, "Method")->capture_default_str();
   call_cmd->add_option("--shard-key", call.shard_key, "Sticky routing key");
   call_cmd->add_option("--priority", call.priority, "Priority: > 0 is high (docs/semantics.md)")

@@ -573,8 +573,10 @@ int RunUp(UpOptions o) {
     }
   }
 
-  std::printf("zserve is up: %zu endpoints, %zu backends from %s\n", state->endpoints.size(),
-              state->backends.size(), o.deployment_file.c_str());
+  const size_t endpoints = state->endpoints.size(), backends = state->backends.size();
+  std::printf("zserve is up: %zu endpoint%s, %zu backend%s from %s\n", endpoints,
+              endpoints == 1 ? "" : "s", backends, backends == 1 ? "" : "s",
+              o.deployment_file.c_str());
   // The hint names the broker unless it is the one `zserve call` finds by default.
   std::printf("  clients  %s   (try: zserve call%s %s hello)\n",
               LoopbackAddress(o.client_port).c_str(),

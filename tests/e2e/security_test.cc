@@ -181,6 +181,12 @@ TEST_CASE("keygen writes a secret only its owner reads and never replaces a key"
   Process role_only(kBinary, {"keygen", dir + "/bob", "--role", "client"}, dir + "/role.err");
   REQUIRE(role_only.Wait(milliseconds(10'000)) == 1);
   CHECK_THAT(ReadFile(dir + "/role.err"), Catch::Contains("--role needs --allow"));
+  // A PATH given with --set was ignored without a word.
+  Process both(kBinary, {"keygen", dir + "/carol", "--set", dir + "/set"}, dir + "/both.err");
+  REQUIRE(both.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/both.err"), Catch::Contains("give a PATH or --set DIR, not both"));
+  struct stat none {};
+  CHECK(stat((dir + "/set").c_str(), &none) != 0);  // nothing written
 }
 
 TEST_CASE("With CURVE on an allowed client calls and an unknown key is refused",
