@@ -8,6 +8,7 @@
 #include <charconv>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -204,22 +205,92 @@ class Reader {
   std::string origin_;
 };
 
-// Flow style on `node` and every collection in it. A collection reached
-// again through an alias is set once (by where it starts in the text), so
-// aliases cannot make the walk longer than the file.
-void SetFlowStyle(YAML::Node node, std::set<int>* seen) {
-  if (!node.IsSequence() && !node.IsMap()) return;
-  if (!seen->insert(node.Mark().pos).second) return;
-  node.SetStyle(YAML::EmitterStyle::Flow);
-  for (auto it = node.begin(); it != node.end(); ++it) {
+// Writes a user_config collection as one line of flow-style YAML that reads
+// back as the same value. yaml-cpp's `Emitter << Node` forgets how a scalar
+// was written, so a quoted "1" or "true" came out plain: a number or a
+// boolean to the handler. Here a scalar the file quoted (yaml-cpp tags it
+// "!", a plain one "?") is written double-quoted, with escapes where it
+// needs them; a plain one as yaml-cpp writes it. A node reached more than
+// once (through an alias) is written once with an anchor and then as an
+// alias, as yaml-cpp does, so aliases cannot make the text longer than the
+// file.
+class FlowWriter {
+ public:
+  // Empty when yaml-cpp cannot write `root`; `error` says why.
+  static std::string Write(const YAML::Node& root, std::string* error) {
+    FlowWriter w;
+    w.Count(root);
+    YAML::Emitter out;
+    w.Emit(root, &out);
+    if (!out.good()) {
+      *error = "yaml-cpp: " + out.GetLastError();
+      return "";
+    }
+    return out.c_str();
+  }
+
+ private:
+  struct Seen {
+    YAML::Node node;
+    int refs = 0;
+    int anchor = 0;  // 0: not written yet
+  };
+
+  // yaml-cpp tells nodes apart only by Node::is, so they are filed by where
+  // they start in the text and told apart with it.
+  Seen& Find(const YAML::Node& node) {
+    std::vector<Seen>& at = seen_[node.Mark().pos];
+    for (Seen& s : at) {
+      if (s.node.is(node)) return s;
+    }
+    return at.emplace_back(Seen{node});
+  }
+
+  void Count(const YAML::Node& node) {
+    if (++Find(node).refs > 1) return;
     if (node.IsMap()) {
-      SetFlowStyle(it->first, seen);
-      SetFlowStyle(it->second, seen);
-    } else {
-      SetFlowStyle(*it, seen);
+      for (const auto& kv : node) {
+        Count(kv.first);
+        Count(kv.second);
+      }
+    } else if (node.IsSequence()) {
+      for (const auto& item : node) Count(item);
     }
   }
-}
+
+  void Emit(const YAML::Node& node, YAML::Emitter* out) {
+    if (Seen& s = Find(node); s.refs > 1) {
+      if (s.anchor != 0) {
+        *out << YAML::Alias(std::to_string(s.anchor));
+        return;
+      }
+      s.anchor = ++anchors_;
+      *out << YAML::Anchor(std::to_string(s.anchor));
+    }
+    const std::string& tag = node.Tag();
+    if (!tag.empty() && tag != "?" && tag != "!") *out << YAML::VerbatimTag(tag);
+    if (node.IsNull()) {
+      *out << YAML::Null;
+    } else if (node.IsScalar()) {
+      if (tag == "!") *out << YAML::DoubleQuoted;
+      *out << node.Scalar();
+    } else if (node.IsMap()) {
+      *out << YAML::Flow << YAML::BeginMap;
+      for (const auto& kv : node) {
+        Emit(kv.first, out);
+        Emit(kv.second, out);
+      }
+      *out << YAML::EndMap;
+    } else if (node.IsSequence()) {
+      *out << YAML::Flow << YAML::BeginSeq;
+      for (const auto& item : node) Emit(item, out);
+      *out << YAML::EndSeq;
+    }
+  }
+
+  std::map<int, std::vector<Seen>> seen_;
+  int anchors_ = 0;
+};
 
 Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n,
                    BackendConfig* b) {
@@ -250,14 +321,9 @@ Status ReadBackend(const Reader& r, const std::string& name, const YAML::Node& n
     } else if (uc.IsScalar()) {
       b->user_config = uc.Scalar();
     } else {
-      // yaml-cpp emits a collection in the style it was read in, whatever
-      // the emitter is told: set flow style on each, so it is one line.
-      YAML::Node flow = uc;
-      std::set<int> seen;
-      SetFlowStyle(flow, &seen);
-      YAML::Emitter e;
-      e << YAML::Flow << flow;
-      b->user_config = e.c_str();
+      std::string error;
+      b->user_config = FlowWriter::Write(uc, &error);
+      if (!error.empty()) return r.Error(uc, "user_config cannot be written as YAML: " + error);
     }
   }
   return Status::Ok();

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "controller/config_store.h"
@@ -420,6 +421,73 @@ TEST_CASE("A block-style user_config is passed on as one line of flow-style YAML
   INFO(c);
   CHECK(c.find('\n') == std::string::npos);
   CHECK(YAML::Load(c)["note"].as<std::string>() == "two\nlines\n");
+}
+
+namespace {
+
+// The user_config of backend `a` in a file that gives it as `user_config`.
+std::string UserConfigOf(const std::string& user_config) {
+  auto state =
+      ParseDeployment("backends:\n  a:\n    handler: echo\n    user_config: " + user_config +
+                          "\nendpoints:\n  e: {backend: a}\n",
+                      "test.yaml");
+  REQUIRE(state.ok());
+  return state->backends.at("a").user_config;
+}
+
+// Each scalar of `node` (keys included) with whether it was quoted, in order.
+void Scalars(const YAML::Node& node, std::vector<std::pair<std::string, bool>>* out) {
+  if (node.IsScalar()) {
+    out->emplace_back(node.Scalar(), node.Tag() == "!");
+  } else if (node.IsMap()) {
+    for (const auto& kv : node) {
+      Scalars(kv.first, out);
+      Scalars(kv.second, out);
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) Scalars(item, out);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("A quoted scalar in a user_config stays a quoted string", "[controller]") {
+  CHECK(UserConfigOf(R"({a: "true", b: "1", c: "0x10", d: "~", e: "007", v: "1.10"})") ==
+        R"({a: "true", b: "1", c: "0x10", d: "~", e: "007", v: "1.10"})");
+  // Plain scalars stay plain: numbers, booleans, null and words.
+  CHECK(UserConfigOf("{a: true, b: 1, c: 0x10, d: ~, e: 007, v: 1.10, w: word}") ==
+        "{a: true, b: 1, c: 0x10, d: ~, e: 007, v: 1.10, w: word}");
+  // Keys too, and single quotes.
+  CHECK(UserConfigOf(R"({"1": one, 2: two, 'false': "no"})") ==
+        R"({"1": one, 2: two, "false": "no"})");
+  CHECK(UserConfigOf(R"(["1", 1, [null, "null"]])") == R"(["1", 1, [~, "null"]])");
+}
+
+TEST_CASE("Quoted scalars in nested user_config collections stay quoted in block and flow style",
+          "[controller]") {
+  const std::string want = R"({outer: {x: "2", y: [3, "4", {z: "false"}]}, "s": ["null", n]})";
+  CHECK(UserConfigOf(R"({outer: {x: "2", y: [3, "4", {z: 'false'}]}, "s": ["null", n]})") == want);
+  CHECK(UserConfigOf("\n      outer:\n        x: \"2\"\n        y:\n          - 3\n"
+                     "          - \"4\"\n          - z: 'false'\n      \"s\":\n"
+                     "        - \"null\"\n        - n") == want);
+  // A quoted scalar reached through an alias is still one quoted scalar.
+  CHECK(UserConfigOf(R"({a: &x "1", b: *x})") == R"({a: &1 "1", b: *1})");
+}
+
+TEST_CASE("Quoted user_config strings that need escapes read back the same", "[controller]") {
+  const std::string file =
+      R"({"say \"hi\"": "back\\slash", nl: "two\nlines", tab: "a\tb", u: "caf\u00e9 \u2603",)"
+      R"( s: 'it''s', lit: 'x: y', hash: "a #b", empty: "",)"
+      " plain: caf\u00e9}";
+  const std::string got = UserConfigOf(file);
+  INFO(got);
+  CHECK(got.find('\n') == std::string::npos);
+  std::vector<std::pair<std::string, bool>> want, back;
+  Scalars(YAML::Load(file), &want);
+  Scalars(YAML::Load(got), &back);
+  CHECK(back == want);
+  CHECK(want.at(0) == std::pair<std::string, bool>{"say \"hi\"", true});
+  CHECK(want.at(7) == std::pair<std::string, bool>{"caf\u00e9 \u2603", true});
 }
 
 TEST_CASE("Whole numbers with leading zeros are decimal", "[controller]") {
