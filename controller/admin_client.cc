@@ -70,9 +70,12 @@ StatusOr<sc::AdminReply> AdminClient::Call(sc::AdminRequest request,
   }
   // Start afresh, so that a late reply cannot be taken for the next one.
   if (Status s = Connect(); !s.ok()) return s;
-  return Unavailable("no answer from the controller at " + address_ + " within " +
-                     std::to_string(timeout.count()) +
-                     " ms (a change may or may not have been applied: `zserve ctl get` shows)");
+  return Unavailable(
+      "no answer from the controller at " + address_ + " within " +
+      std::to_string(timeout.count()) + " ms" +
+      (request.command == sc::Command::kGetState
+           ? " (is it running there?)"
+           : " (a change may or may not have been applied: `zserve ctl get` shows)"));
 }
 
 StatusOr<sc::AdminReply> AdminClient::CallOk(sc::AdminRequest request,

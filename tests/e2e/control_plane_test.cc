@@ -218,6 +218,25 @@ TEST_CASE("zserve apply of an empty deployment to a new store says it committed 
   CHECK(apply() == "no change: version 1\n");
 }
 
+TEST_CASE("zserve ctl with no controller there says whether a change may have been made",
+          "[e2e][control]") {
+  // Nothing listens: a `get` changes nothing and must not say it may have.
+  const std::string dir = MakeTempDir();
+  const std::string nobody = LoopbackAddress(FreePort());
+  Process get(kBinary, {"ctl", "--controller", nobody, "--timeout", "300", "get"},
+              dir + "/get.err");
+  REQUIRE(get.Wait(milliseconds(10'000)) == 1);
+  const std::string get_err = ReadFile(dir + "/get.err");
+  CHECK_THAT(get_err, Catch::Contains("no answer from the controller") &&
+                          Catch::Contains("is it running there?") &&
+                          !Catch::Contains("may or may not have been applied"));
+  Process change(kBinary,
+                 {"ctl", "--controller", nobody, "--timeout", "300", "create-backend", "b"},
+                 dir + "/change.err");
+  REQUIRE(change.Wait(milliseconds(10'000)) == 1);
+  CHECK_THAT(ReadFile(dir + "/change.err"), Catch::Contains("may or may not have been applied"));
+}
+
 TEST_CASE("zserve apply converges to the file and a second apply is a no-op", "[e2e][control]") {
   std::string dir = MakeTempDir();
   ControllerProcess c(dir);
