@@ -415,9 +415,13 @@ class Stack {
 
 // True once every endpoint's backends with weight > 0 (and replicas that up
 // starts) have a live replica.
-bool Served(const schemas::ConfigState& state, const std::string& status_json) {
+// What the stack still lacks to serve `state`, by the broker's STATUS;
+// empty when it serves it.
+std::string NotServed(const schemas::ConfigState& state, const std::string& status_json) {
   nlohmann::json j = nlohmann::json::parse(status_json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || j.value("config_version", 0) == 0) return false;
+  if (j.is_discarded() || j.value("config_version", 0) == 0) {
+    return "the broker has no configuration yet";
+  }
   for (const auto& [name, e] : state.endpoints) {
     for (const auto& [backend, weight] : e.traffic) {
       // num_replicas 0: served by workers `up` does not start (users' own
@@ -427,10 +431,12 @@ bool Served(const schemas::ConfigState& state, const std::string& status_json) {
         continue;
       }
       const auto& b = j["backends"];
-      if (!b.contains(backend) || b[backend].value("replicas", 0) < 1) return false;
+      if (!b.contains(backend) || b[backend].value("replicas", 0) < 1) {
+        return "endpoint '" + name + "' has no replica of backend '" + backend + "' registered";
+      }
     }
   }
-  return true;
+  return "";
 }
 
 // SIGHUP too: up's terminal is gone (its children are in groups of their
@@ -539,14 +545,17 @@ int RunUp(UpOptions o) {
   std::unique_ptr<Client> client = std::move(Client::Create(copts)).value();
   TimePoint end = Clock::now() + o.ready_timeout;
   TimePoint next_check = Clock::now();
+  std::string waiting = "the broker did not answer STATUS";  // what the stack lacks, last seen
   while (true) {
     if (Clock::now() >= next_check) {
       StatusOr<std::string> status = client->BrokerStatus(std::chrono::milliseconds(500));
-      if (status.ok() && Served(*state, *status) &&
-          (o.http_port <= 0 ||
-           gateway::ServesRoutes("127.0.0.1", o.http_port, std::chrono::milliseconds(500)))) {
-        break;
+      waiting = status.ok() ? NotServed(*state, *status)
+                            : "the broker did not answer STATUS: " + status.status().message();
+      if (waiting.empty() && o.http_port > 0 &&
+          !gateway::ServesRoutes("127.0.0.1", o.http_port, std::chrono::milliseconds(500))) {
+        waiting = "the HTTP gateway does not serve its routes";
       }
+      if (waiting.empty()) break;
       next_check = Clock::now() + std::chrono::milliseconds(50);
     }
     if (Step(stack, **config, signals, std::chrono::milliseconds(50))) {
@@ -566,7 +575,9 @@ int RunUp(UpOptions o) {
                      "says why); stopping\n",
                      gone);
       } else {
-        std::fprintf(stderr, "zserve up: the stack did not become ready in time; stopping\n");
+        std::fprintf(stderr,
+                     "zserve up: the stack did not become ready in %lld ms (%s); stopping\n",
+                     static_cast<long long>(o.ready_timeout.count()), waiting.c_str());
       }
       stack.Stop(signals);
       return 1;

@@ -200,6 +200,7 @@ Gateway::~Gateway() {
   {
     // Each active request is bounded by its call's deadline (CallAndWait).
     std::unique_lock<std::mutex> lock(active_mu_);
+    if (server_ != nullptr) log_->info("http gateway stopping with {} requests held", active_);
     stopping_ = true;
     active_cv_.wait(lock, [this] { return active_ == 0; });
   }
