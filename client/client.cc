@@ -165,6 +165,10 @@ class Client::Impl {
       if (dead_queued_ > 64 && dead_queued_ * 2 > queued_.size()) Refresh();
       return;
     }
+    // Calls made a while before this Poll (the caller did other work in
+    // between) go with the time they have left, as held ones do: their
+    // deadlines run from when they were made.
+    if (now_ - first_queued_ > kStaleQueue) held_ = true;
     if (held_ || dead_queued_ > 0) Refresh();
     if (queued_.empty()) {
       ClearQueue();
@@ -363,6 +367,11 @@ class Client::Impl {
   // broker drop the connection must not loop).
   static constexpr uint8_t kMaxResends = 3;
   static constexpr std::chrono::milliseconds kReconnectIvl{100};
+  // Queued longer than this before the flush, calls are sent with the time
+  // they have left (Refresh), not their whole timeout; within it, the
+  // broker's deadline is at most this late, and a busy loop turn (hundreds
+  // of callbacks making calls) pays no lookup per call for it.
+  static constexpr std::chrono::milliseconds kStaleQueue{10};
   // A call that names no timeout gets the endpoint's, at most this long.
   static constexpr std::chrono::milliseconds kLongestTimeout{sc::kTimeoutMsRange.max};
 
@@ -379,6 +388,7 @@ class Client::Impl {
 
   void Enqueue(sc::RequestHeader h, std::string_view payload, TimePoint deadline) {
     // Queued: calls made before the next Poll go out together (REQUESTS).
+    if (queued_.empty()) first_queued_ = now_;
     queued_bytes_ += HeaderBytes(h);
     queued_.push_back(std::move(h));
     queued_payloads_.append(payload);
@@ -663,8 +673,9 @@ class Client::Impl {
   std::vector<TimePoint> queued_deadlines_;  // max(): the endpoint's timeout
   size_t queued_bytes_ = 0;                  // of their headers, roughly
   size_t payload_sent_ = 0;                  // Flush's scratch
-  bool held_ = false;       // some waited: their timeouts are refreshed before sending
-  size_t dead_queued_ = 0;  // queued calls answered already (not to be sent)
+  bool held_ = false;         // some waited: their timeouts are refreshed before sending
+  size_t dead_queued_ = 0;    // queued calls answered already (not to be sent)
+  TimePoint first_queued_{};  // when the oldest call in the queue was made
   Frames frames_;
   std::vector<uint64_t> reply_sizes_;  // scratch for packed REPLIES
   std::vector<PayloadRef> reply_refs_;

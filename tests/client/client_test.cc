@@ -707,6 +707,27 @@ TEST_CASE("a call held while no broker is up is sent with the time it has left",
   CHECK(result->ok());
 }
 
+TEST_CASE("a call made long before the next Poll is sent with the time it has left", "[client]") {
+  // The caller makes a call, then does other work for 300 ms before it
+  // polls: the broker must not get the whole timeout, which would put its
+  // deadline 300 ms after the client's.
+  FakeBroker broker;
+  auto client = ConnectedClient(broker);
+  zserve::CallOptions o;
+  o.timeout = milliseconds(3000);
+  client->CallAsync("echo", "x", o, [](StatusOr<std::string>) {});
+  const auto made = Clock::now();
+  std::this_thread::sleep_for(milliseconds(300));  // the caller's other work, not a wait on us
+  CHECK(client->Poll(milliseconds(0)) == 0);       // sends it
+  Frames f;
+  REQUIRE(broker.Recv(&f));
+  const auto left =
+      milliseconds(3000) - std::chrono::duration_cast<milliseconds>(Clock::now() - made);
+  const sc::RequestHeader h = DecodedRequest(f);
+  CHECK(h.timeout_ms <= 2700);
+  CHECK(h.timeout_ms >= static_cast<uint32_t>(left.count()));
+}
+
 TEST_CASE("calls that expired while held leave nothing to send when the broker comes", "[client]") {
   std::string address;
   auto client = ClientOfGoneBroker(&address);
