@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bench/load_generator.h"
+#include "cli/curve_flags.h"
 #include "zserve/client.h"
 
 namespace zserve::cli {
@@ -19,6 +20,7 @@ struct BenchArgs {
   int64_t timeout_ms = 10'000;
   bool check_echo = true;
   bench::LoadOptions load;
+  CurveFlags curve;  // a broker with CURVE on (docs/security.md)
 };
 
 // zserve through its client library: one Client, many calls in flight.
@@ -72,8 +74,15 @@ class ZserveTarget : public bench::LoadTarget {
 };
 
 int RunBench(const BenchArgs& args) {
+  StatusOr<CurveKeys> keys = LoadCurveKeys(args.curve);
+  if (!keys.ok()) {
+    std::fprintf(stderr, "zserve bench: %s\n", keys.status().ToString().c_str());
+    return 1;
+  }
   ClientOptions copts;
   copts.broker_address = args.broker;
+  copts.curve_key = keys->key;
+  copts.curve_server_key = keys->broker_key;
   StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
   if (!client.ok()) {
     std::fprintf(stderr, "zserve bench: %s\n", client.status().ToString().c_str());
@@ -100,6 +109,7 @@ std::function<int()> AddBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("!--no-check", args->check_echo,
                 "Don't count a reply of another size than the payload as BAD_REPLY");
+  args->curve.Add(cmd, kCurveBroker);
   bench::AddLoadFlags(*cmd, args->load);
   return [args] { return RunBench(*args); };
 }

@@ -199,6 +199,20 @@ TEST_CASE("With CURVE on an allowed client calls and an unknown key is refused",
   StatusOr<std::string> r = client->Call("echo", "hello");
   REQUIRE(r.ok());
   CHECK(*r == "hello");
+  // zserve bench takes the same flags as zserve call (it had none).
+  std::vector<std::string> bench_args = {
+      "bench", roles.client_address(), "--endpoint", "echo",     "--count",
+      "50",    "--inflight",           "1",          "--warmup", "0",
+      "--json"};
+  bench_args.insert(bench_args.begin() + 1, "--broker");
+  for (const std::string& flag : keys.Worker("client")) bench_args.push_back(flag);
+  Process bench(kBinary, bench_args, roles.log());
+  REQUIRE(bench.Wait(milliseconds(20'000)) == 0);
+  INFO(bench.output());
+  nlohmann::json run = nlohmann::json::parse(bench.output(), nullptr, false);
+  REQUIRE(run.is_object());
+  CHECK(run["errors"].empty());
+  CHECK(run["throughput_rps"].get<double>() > 0);
 
   // A key the broker does not know: the handshake fails, the call too.
   StatusOr<KeyPair> stranger = GenerateKeyPair();
