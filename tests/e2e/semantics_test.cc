@@ -256,12 +256,13 @@ TEST_CASE("zserve call --priority 1 goes ahead of the normal calls queued before
   Stack stack(kOneSlot);
   REQUIRE(stack.ready());
   auto client = Connect(stack);
-  // A blocker holds the only slot while 3 normal calls of 500 ms each queue
-  // behind it, then the command's call.
+  // A blocker holds the only slot while 3 normal calls of 1 s each queue
+  // behind it, then the command's call. The blocker lasts long enough for
+  // the command to start (slowly, under a sanitizer) and queue its call.
   int normal_done = 0;
-  HoldTheSlot(*client, "500");
+  HoldTheSlot(*client, "3000");
   for (int i = 0; i < 3; ++i) {
-    client->CallAsync("one", "500", {}, [&](StatusOr<std::string> r) {
+    client->CallAsync("one", "1000", {}, [&](StatusOr<std::string> r) {
       REQUIRE(r.ok());
       ++normal_done;
     });
@@ -269,8 +270,10 @@ TEST_CASE("zserve call --priority 1 goes ahead of the normal calls queued before
   REQUIRE(Eventually([&] { return BrokerStatus(*client)["backends"]["one"]["queued"] == 3; }));
   Process call(kBinary, {"call", "--broker", stack.client_address(), "--priority", "1", "one", "5"},
                stack.dir() + "/call.err");
+  REQUIRE(Eventually([&] { return BrokerStatus(*client)["backends"]["one"]["queued"] == 4; }));
+  REQUIRE(BrokerStatus(*client)["backends"]["one"]["in_flight"] == 1);  // the blocker still
   // Served right after the blocker, before any of the normal calls: as a
-  // normal call it would wait for all three (1.5 s more).
+  // normal call it would wait for all three (3 s more).
   REQUIRE(call.Wait(milliseconds(10'000)) == 0);
   client->Poll(milliseconds(0));
   CHECK(normal_done == 0);
