@@ -160,47 +160,65 @@ bool Router::IsQueuedIn(uint64_t token, const Backend& b) const {
   return it != entries_.end() && it->second.state == State::kQueued && it->second.backend == &b;
 }
 
-// A shared-queue slot is live while its token is queued there, unpinned.
-bool Router::PopShared(Backend& b, uint64_t* token) {
-  auto live = [this, &b](uint64_t t) {
+// The next request for replica r: from its own sticky queue or the
+// backend's shared ones, by level (high, then normal, then shadow copies)
+// and, within a level, by arrival; while high and normal both wait, out of
+// every kHighBurst + 1 taken kHighBurst are high, sticky or not. (Sticky
+// requests went first whatever their level: a stream of keyed calls starved
+// the unkeyed ones, high priority included.) Stale tokens at the heads are
+// dropped on the way.
+bool Router::PopNext(Backend& b, Replica& r, const std::string& id, uint64_t* token) {
+  auto shared_live = [this, &b](uint64_t t) {
     return IsQueuedIn(t, b) && entries_.find(t)->second.replica.empty();
   };
   for (auto& q : b.queues) {
-    while (!q.empty() && !live(q.front())) q.pop_front();
+    while (!q.empty() && !shared_live(q.front())) q.pop_front();
   }
-  auto& high = b.queues[static_cast<int>(Level::kHigh)];
-  auto& normal = b.queues[static_cast<int>(Level::kNormal)];
-  auto& shadow = b.queues[static_cast<int>(Level::kShadow)];
-  std::deque<uint64_t>* from = nullptr;
-  if (!high.empty() && (normal.empty() || b.high_streak < kHighBurst)) {
-    from = &high;
-    b.high_streak = normal.empty() ? 0 : b.high_streak + 1;
-  } else if (!normal.empty()) {
-    from = &normal;
-    b.high_streak = 0;
-  } else if (!shadow.empty()) {
-    from = &shadow;  // only when no primary request waits
-  } else {
-    return false;
-  }
-  *token = from->front();
-  from->pop_front();
-  --b.shared_queued;
-  return true;
-}
-
-bool Router::PopPinned(Replica& r, const std::string& id, uint64_t* token) {
+  const Entry* pinned = nullptr;
   while (!r.pinned.empty()) {
-    uint64_t t = r.pinned.front();
-    r.pinned.pop_front();
-    auto it = entries_.find(t);
+    auto it = entries_.find(r.pinned.front());
     if (it != entries_.end() && it->second.state == State::kQueued && it->second.replica == id) {
-      --r.pinned_queued;
-      *token = t;
-      return true;
+      pinned = &it->second;
+      break;
     }
+    r.pinned.pop_front();
   }
-  return false;
+  // The earliest of the pinned head and the shared queue of `level`: true
+  // for the pinned one, false for the shared one; nullopt if neither waits.
+  auto head = [&](Level level) -> std::optional<bool> {
+    const auto& q = b.queues[static_cast<int>(level)];
+    const bool in_pinned = pinned != nullptr && pinned->level == level;
+    if (q.empty()) return in_pinned ? std::optional<bool>(true) : std::nullopt;
+    if (!in_pinned) return false;
+    return pinned->enqueued < entries_.find(q.front())->second.enqueued;
+  };
+  std::optional<bool> high = head(Level::kHigh), normal = head(Level::kNormal);
+  std::optional<bool> from;
+  Level level;
+  if (high && (!normal || b.high_streak < kHighBurst)) {
+    from = high;
+    level = Level::kHigh;
+    b.high_streak = normal ? b.high_streak + 1 : 0;
+  } else if (normal) {
+    from = normal;
+    level = Level::kNormal;
+    b.high_streak = 0;
+  } else {
+    from = head(Level::kShadow);  // only when no primary request waits
+    level = Level::kShadow;
+  }
+  if (!from) return false;
+  if (*from) {
+    *token = r.pinned.front();
+    r.pinned.pop_front();
+    --r.pinned_queued;
+  } else {
+    auto& q = b.queues[static_cast<int>(level)];
+    *token = q.front();
+    q.pop_front();
+    --b.shared_queued;
+  }
+  return true;
 }
 
 void Router::Take(uint64_t token, const std::string& replica_id, Replica& r, Dispatch* d) {
@@ -347,7 +365,7 @@ bool Router::DispatchBatch(Backend& b, TimePoint now, Replica& r, uint32_t room,
   }
   uint32_t take = std::min(room, b.config.max_batch_size);
   uint64_t token;
-  while (d.tokens.size() < take && (PopPinned(r, id, &token) || PopShared(b, &token))) {
+  while (d.tokens.size() < take && PopNext(b, r, id, &token)) {
     Take(token, id, r, &d);
   }
   if (d.tokens.empty()) return false;

@@ -230,8 +230,7 @@ class Router {
   bool DispatchBatch(Backend& b, TimePoint now, Replica& r, uint32_t room,
                      std::vector<Dispatch>* out);
   std::optional<TimePoint> BatchRelease(Backend& b);
-  bool PopShared(Backend& b, uint64_t* token);
-  bool PopPinned(Replica& r, const std::string& id, uint64_t* token);
+  bool PopNext(Backend& b, Replica& r, const std::string& id, uint64_t* token);
   void Take(uint64_t token, const std::string& replica_id, Replica& r, Dispatch* d);
   // Changes r.in_flight and keeps its backend's by_load in order.
   void SetInFlight(Replica& r, uint32_t in_flight);

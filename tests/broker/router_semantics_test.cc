@@ -196,6 +196,39 @@ TEST_CASE("High priority goes first but normal priority is not starved", "[broke
   CHECK(order == std::vector<uint64_t>{11, 12, 13, 1, 14, 15, 16, 2, 17, 18, 3, 4});
 }
 
+TEST_CASE("Keyed calls do not starve unkeyed ones of their level or above", "[broker]") {
+  // A replica's sticky queue went first whatever waited in the shared one:
+  // a stream of keyed normal calls held back even high priority ones.
+  Router r(Seeded());
+  r.ApplyConfig(State({Backend("be", 1, 0, 1)}, {{"be", 1.0}}));  // one at a time
+  REQUIRE(r.AddReplica("w", "be", 0).ok());
+  const TimePoint t0 = zserve::Clock::now();
+  auto at = [&](int ms) { return t0 + std::chrono::milliseconds(ms); };
+  REQUIRE(r.Admit(100, "ep", "", 0, t0).ok());
+  REQUIRE(Tokens(r.TakeDispatches(t0)) == std::vector<uint64_t>{100});
+  // Keyed normal 1, 2; unkeyed normal 3; keyed normal 4; then unkeyed high
+  // 11 to 14, all while the replica is busy.
+  REQUIRE(r.Admit(1, "ep", "k", 0, at(1), nullptr, 0).ok());
+  REQUIRE(r.Admit(2, "ep", "k", 0, at(2), nullptr, 0).ok());
+  REQUIRE(r.Admit(3, "ep", "", 0, at(3), nullptr, 0).ok());
+  REQUIRE(r.Admit(4, "ep", "k", 0, at(4), nullptr, 0).ok());
+  for (uint64_t t = 11; t <= 14; ++t) {
+    REQUIRE(r.Admit(t, "ep", "", 0, at(static_cast<int>(t)), nullptr, 5).ok());
+  }
+  std::vector<uint64_t> order;
+  uint64_t running = 100;
+  for (int i = 0; i < 8; ++i) {
+    REQUIRE(r.Complete("w", running) == zserve::broker::Completion::kDeliver);
+    std::vector<uint64_t> next = Tokens(r.TakeDispatches(at(20)));
+    REQUIRE(next.size() == 1);
+    running = next[0];
+    order.push_back(running);
+  }
+  // Three high, one normal, and so on; the normals in arrival order, keyed
+  // or not.
+  CHECK(order == std::vector<uint64_t>{11, 12, 13, 1, 14, 2, 3, 4});
+}
+
 TEST_CASE("Shadow copies are drawn by fraction and wait behind every primary request", "[broker]") {
   Router r(Seeded());
   r.ApplyConfig(State({Backend("main", 1, 0), Backend("shadow", 1, 0, 1)}, {{"main", 1.0}},
