@@ -325,6 +325,9 @@ endpoints:
   // Half a second of drain, then it leaves (exit 1), long before the 30 s call ends.
   REQUIRE(worker.Wait(milliseconds(10'000)) == std::optional<int>(1));
   CHECK(SteadyClock::now() - signalled < milliseconds(10'000));
+  // Its log says what the drain waited for: the call (it blamed the broker).
+  CHECK_THAT(ReadFile(roles.log()),
+             Catch::Contains("drain timed out after 500 ms: 1 requests still in the handler"));
   // The broker sees the replica go: the call fails then (no retry), not at
   // its deadline.
   client->Wait();
