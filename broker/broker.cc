@@ -498,10 +498,10 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         SendToWorker(replica, sc::EncodeSimple(sc::Command::kHeartbeat));
         return;
       }
-      Status s = !ready.ok() ? ready.status()
-                 : frames.size() != 2
-                     ? BadRequest("READY takes no payload frame")
-                     : router_.AddReplica(replica, ready->backend, ready->capacity);
+      Status s = !ready.ok()          ? ready.status()
+                 : frames.size() != 2 ? BadRequest("READY takes no payload frame")
+                                      : router_.AddReplica(replica, ready->backend, ready->capacity,
+                                                           ready->replica_tag);
       if (!s.ok()) {
         metrics_->Dropped(Drop::kMalformedWorker);
         log_->warn("READY refused: {}", s.message());

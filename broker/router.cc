@@ -126,17 +126,23 @@ void Router::Queue(uint64_t token, Entry& e, bool front) {
 }
 
 // Rendezvous hashing: the live replica with the highest hash of (key,
-// replica). Losing a replica moves only its keys; a new one takes ~1/N.
+// replica tag). Losing a replica moves only its keys; a new one takes ~1/N;
+// one that comes back under its tag (reconnected, restarted by `up`, or
+// registered again with a restarted broker) gets its keys back. Two with
+// one tag tie: the newer wins (a restarted worker, beside its old
+// registration not yet found lost).
 const std::string* Router::StickyReplica(const Backend& b, std::string_view key) const {
   const std::string* best = nullptr;
-  uint64_t best_score = 0;
+  uint64_t best_score = 0, best_seq = 0;
   uint64_t key_hash = HashKey(key);
   for (const std::string& id : b.replicas) {
-    if (replicas_.find(id)->second.draining) continue;
-    uint64_t score = HashKey(id, key_hash);
-    if (best == nullptr || score > best_score) {
+    const Replica& r = replicas_.find(id)->second;
+    if (r.draining) continue;
+    uint64_t score = HashKey(r.tag, key_hash);
+    if (best == nullptr || score > best_score || (score == best_score && r.seq > best_seq)) {
       best = &id;
       best_score = score;
+      best_seq = r.seq;
     }
   }
   return best;
@@ -538,8 +544,8 @@ std::optional<TimePoint> Router::Deadline(uint64_t token) const {
   return it->second.deadline;
 }
 
-Status Router::AddReplica(const std::string& replica, const std::string& backend,
-                          uint32_t capacity) {
+Status Router::AddReplica(const std::string& replica, const std::string& backend, uint32_t capacity,
+                          std::string_view tag) {
   if (replicas_.contains(replica)) {
     return BadRequest("this connection is already registered as a replica");
   }
@@ -547,6 +553,7 @@ Status Router::AddReplica(const std::string& replica, const std::string& backend
   r.backend = backend;
   r.capacity = capacity;
   r.seq = next_replica_seq_++;
+  r.tag = tag.empty() ? replica : std::string(tag);
   auto [it, added] = replicas_.emplace(replica, std::move(r));
   it->second.id = &it->first;
   Backend& b = GetBackend(backend);

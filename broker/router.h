@@ -139,8 +139,11 @@ class Router {
   // The deadline of a live token (for the remaining time in a BATCH).
   std::optional<TimePoint> Deadline(uint64_t token) const;
 
-  // A worker connection registered as a replica of `backend`.
-  Status AddReplica(const std::string& replica, const std::string& backend, uint32_t capacity);
+  // A worker connection registered as a replica of `backend`. Sticky keys
+  // go by `tag` (its READY's replica_tag; the connection id when empty), so
+  // that a replica that reconnects, or a broker that restarts, keeps them.
+  Status AddReplica(const std::string& replica, const std::string& backend, uint32_t capacity,
+                    std::string_view tag = {});
   bool HasReplica(std::string_view replica) const;
   // True when `replica` is registered, not draining, as a replica of
   // `backend` with `capacity`: what a READY saying so would make it.
@@ -186,6 +189,7 @@ class Router {
     uint32_t in_flight = 0;  // change with SetInFlight (Backend::by_load)
     bool draining = false;
     uint64_t seq = 0;                 // registration order: ties go to the older
+    std::string tag;                  // what sticky keys hash on (AddReplica)
     const std::string* id = nullptr;  // its key in replicas_ (nodes don't move)
     Backend* owner = nullptr;         // kept while it has a replica
     std::deque<uint64_t> pinned;      // sticky requests waiting for this replica

@@ -396,7 +396,9 @@ int main(int argc, char** argv) {
   worker_cmd->add_option("--broker", wopts.broker_address, "Broker worker address")
       ->envname("ZSERVE_WORKER_BROKER")
       ->capture_default_str();
-  worker_cmd->add_option("--replica-tag", wopts.replica_tag, "Name in logs (default host-pid)")
+  worker_cmd
+      ->add_option("--replica-tag", wopts.replica_tag,
+                   "Name in logs and metrics, and what shard keys hash on (default host-pid)")
       ->envname("ZSERVE_REPLICA_TAG");
   worker_cmd->add_option("--threads", wopts.threads, "Handler threads")
       ->envname("ZSERVE_THREADS")

@@ -196,6 +196,58 @@ TEST_CASE("High priority goes first but normal priority is not starved", "[broke
   CHECK(order == std::vector<uint64_t>{11, 12, 13, 1, 14, 15, 16, 2, 17, 18, 3, 4});
 }
 
+// The replica each of 200 keys goes to: one call per key, dispatched and
+// completed.
+std::map<std::string, std::string> KeyOwners(Router& r) {
+  const TimePoint t0 = zserve::Clock::now();
+  std::map<std::string, std::string> owner;
+  for (uint64_t t = 1; t <= 200; ++t) {
+    REQUIRE(r.Admit(t, "ep", "key-" + std::to_string(t), 0, t0).ok());
+  }
+  for (const Dispatch& d : r.TakeDispatches(t0)) {
+    for (uint64_t t : d.tokens) {
+      owner["key-" + std::to_string(t)] = d.replica;
+      REQUIRE(r.Complete(d.replica, t) == zserve::broker::Completion::kDeliver);
+    }
+  }
+  REQUIRE(owner.size() == 200);
+  return owner;
+}
+
+TEST_CASE("Sticky keys follow the replica's tag across connections", "[broker]") {
+  // They were hashed on the ZeroMQ connection id, new on every reconnect:
+  // a broker restart moved about a third of the keys between replicas that
+  // never died.
+  auto config = State({Backend("be", 1, 0, 1000)}, {{"be", 1.0}});
+  Router before(Seeded());
+  before.ApplyConfig(config);
+  REQUIRE(before.AddReplica("conn-1", "be", 0, "be-1").ok());
+  REQUIRE(before.AddReplica("conn-2", "be", 0, "be-2").ok());
+  REQUIRE(before.AddReplica("conn-3", "be", 0, "be-3").ok());
+  std::map<std::string, std::string> owners = KeyOwners(before);
+  // The same workers register with a new broker, on new connections, in
+  // another order.
+  Router after(Seeded());
+  after.ApplyConfig(config);
+  REQUIRE(after.AddReplica("conn-9", "be", 0, "be-3").ok());
+  REQUIRE(after.AddReplica("conn-7", "be", 0, "be-1").ok());
+  REQUIRE(after.AddReplica("conn-8", "be", 0, "be-2").ok());
+  const std::map<std::string, std::string> renamed = {
+      {"conn-1", "conn-7"}, {"conn-2", "conn-8"}, {"conn-3", "conn-9"}};
+  std::map<std::string, std::string> now = KeyOwners(after);
+  int moved = 0;
+  for (const auto& [key, conn] : owners) moved += now[key] != renamed.at(conn) ? 1 : 0;
+  CHECK(moved == 0);
+  // be-1 restarted (its old registration not yet found lost): the new one
+  // takes its keys, and no other key moves.
+  REQUIRE(after.AddReplica("conn-10", "be", 0, "be-1").ok());
+  std::map<std::string, std::string> restarted = KeyOwners(after);
+  for (const auto& [key, conn] : now) {
+    INFO(key);
+    CHECK(restarted[key] == (conn == "conn-7" ? "conn-10" : conn));
+  }
+}
+
 TEST_CASE("Keyed calls do not starve unkeyed ones of their level or above", "[broker]") {
   // A replica's sticky queue went first whatever waited in the shared one:
   // a stream of keyed normal calls held back even high priority ones.
