@@ -526,7 +526,7 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
         return;
       }
-      log_->info("replica draining");
+      log_->info("{} draining", router_.DescribeReplica(replica));
       membership_changed_ = true;
       if (router_.StartDrain(replica)) RemoveDrained(replica);
       return;
@@ -690,13 +690,14 @@ void Broker::HandleMdpReply(const std::string& replica, Frames& frames, uint64_t
 }
 
 void Broker::RemoveDrained(const std::string& replica) {
+  const std::string who = router_.DescribeReplica(replica);
   SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
   (void)router_.RemoveReplica(replica);  // holds nothing: no orphans
   liveness_.Remove(replica);
   mdp_replicas_.erase(replica);
   packed_replicas_.erase(replica);
   membership_changed_ = true;
-  log_->info("replica drained and removed");
+  log_->info("{} drained and removed", who);
 }
 
 void Broker::ApplyConfig(const sc::Snapshot& snapshot) {
@@ -863,16 +864,17 @@ void Broker::LoseReplica(const std::string& replica, std::string_view why) {
 
 void Broker::RemoveReplica(const std::string& replica, std::string_view why, bool lost) {
   if (lost) metrics_->ReplicaLost();
+  const std::string who = router_.DescribeReplica(replica);
   Orphans orphans = router_.RemoveReplica(replica);
   liveness_.Remove(replica);
   mdp_replicas_.erase(replica);
   packed_replicas_.erase(replica);
   membership_changed_ = true;
   if (lost) {
-    log_->warn("replica lost ({}): {} requests requeued, {} failed", why, orphans.requeued.size(),
+    log_->warn("{} lost ({}): {} requests requeued, {} failed", who, why, orphans.requeued.size(),
                orphans.failed.size());
   } else {
-    log_->info("replica removed ({}): {} requests requeued, {} failed", why,
+    log_->info("{} removed ({}): {} requests requeued, {} failed", who, why,
                orphans.requeued.size(), orphans.failed.size());
   }
   for (uint64_t token : orphans.failed) {

@@ -600,6 +600,12 @@ void Router::RepinKeyed(Backend& b) {
 
 bool Router::HasReplica(std::string_view replica) const { return replicas_.contains(replica); }
 
+std::string Router::DescribeReplica(std::string_view replica) const {
+  auto it = replicas_.find(replica);
+  if (it == replicas_.end()) return "an unknown replica";
+  return "replica '" + it->second.tag + "' of backend '" + it->second.backend + "'";
+}
+
 bool Router::IsReplicaOf(std::string_view replica, std::string_view backend,
                          uint32_t capacity) const {
   auto it = replicas_.find(replica);

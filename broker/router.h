@@ -145,6 +145,9 @@ class Router {
   Status AddReplica(const std::string& replica, const std::string& backend, uint32_t capacity,
                     std::string_view tag = {});
   bool HasReplica(std::string_view replica) const;
+  // "replica 'TAG' of backend 'NAME'", for logs; "an unknown replica" if
+  // there is none.
+  std::string DescribeReplica(std::string_view replica) const;
   // True when `replica` is registered, not draining, as a replica of
   // `backend` with `capacity`: what a READY saying so would make it.
   bool IsReplicaOf(std::string_view replica, std::string_view backend, uint32_t capacity) const;

@@ -333,6 +333,13 @@ endpoints:
   client->Wait();
   CHECK(answer.status().code() == StatusCode::kReplicaFailed);
   CHECK(SteadyClock::now() - signalled < milliseconds(20'000));
+  // The broker's log names the replica it lost, and the one that drained.
+  std::smatch tag;
+  const std::string log = ReadFile(roles.log());
+  REQUIRE(
+      std::regex_search(log, tag, std::regex("replica '([^']+)' of backend 'slow' registered")));
+  CHECK_THAT(log, Catch::Contains("replica '" + tag[1].str() + "' of backend 'slow' draining") &&
+                      Catch::Contains("replica '" + tag[1].str() + "' of backend 'slow' lost ("));
 }
 
 TEST_CASE("A restarted broker never answers a call with a result meant for the broker before it",
