@@ -640,9 +640,13 @@ int main(int argc, char** argv) {
     auto metrics = ServeMetrics(worker_metrics, &registry, MakeLogger("worker", log_level));
     if (!metrics.ok()) return Fail(metrics.status(), "worker");
     Worker* worker = w->get();
-    Status s = worker->Run(signals.fd(), [&] {
-      if (TakeSignals(signals)) worker->Drain();  // SIGTERM drains
-    });
+    // SIGTERM drains, from the handler itself (Drain is async-signal-safe):
+    // the thread that reads the signal pipe may be in a handler call.
+    static Worker* draining_worker = nullptr;
+    draining_worker = worker;
+    signals.OnStopSignal([] { draining_worker->Drain(); });
+    Status s = worker->Run(signals.fd(), [&] { TakeSignals(signals); });
+    signals.OnStopSignal(nullptr);
     if (s.ok()) return 0;
     // A drain that timed out may leave a handler call running, which the
     // Worker's destructor would wait for: leave without it.

@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -13,12 +14,16 @@ namespace zserve {
 namespace {
 
 int g_write_fd = -1;
+std::atomic<void (*)()> g_on_stop{nullptr};
 
 // The signals SignalPipe turns into bytes.
 constexpr int kPipedSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
 
 void OnSignal(int signo) {
   int saved = errno;
+  if (signo == SIGINT || signo == SIGTERM) {
+    if (void (*fn)() = g_on_stop.load()) fn();
+  }
   unsigned char b = static_cast<unsigned char>(signo);
   [[maybe_unused]] ssize_t n = write(g_write_fd, &b, 1);  // async-signal-safe
   errno = saved;
@@ -43,6 +48,8 @@ SignalPipe& SignalPipe::Install() {
   static SignalPipe* pipe = new SignalPipe();  // lives as long as the process
   return *pipe;
 }
+
+void SignalPipe::OnStopSignal(void (*fn)()) { g_on_stop.store(fn); }
 
 std::vector<int> SignalPipe::Take() {
   std::vector<int> out;

@@ -22,6 +22,11 @@ class SignalPipe {
   int fd() const { return read_fd_; }
   // The signals received since the last call, in order; never blocks.
   std::vector<int> Take();
+  // Has the handler of SIGINT and SIGTERM also call `fn` (nullptr: none),
+  // before it writes to the pipe: for what must not wait for the thread
+  // that reads the pipe (a worker's drain, while that thread is in a
+  // handler call). `fn` may make async-signal-safe calls only.
+  void OnStopSignal(void (*fn)());
 
  private:
   SignalPipe();

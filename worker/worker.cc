@@ -192,9 +192,13 @@ class Worker::Impl {
       }
       if (drain_requested_.load() && !draining) {
         draining = true;
-        drain_started = now;
+        // The keeper may have begun it, while this thread was in a handler.
+        drain_started = disconnect_sent_ ? disconnect_sent_at_ : now;
         log_->info("draining: {} requests in hand", in_flight_);
-        if (connected_) SendSimple(sc::Command::kDisconnect);
+        if (connected_ && !disconnect_sent_) {
+          disconnect_sent_ = true;
+          SendSimple(sc::Command::kDisconnect);
+        }
       }
       if (draining && now - drain_started > options_.drain_timeout) {
         // The broker confirms once the replica holds nothing: with calls
@@ -507,6 +511,14 @@ class Worker::Impl {
       // the socket back, so it is in RunHere until this lock is let go.
       if (!socket.owns_lock() || !here_running_.load()) continue;
       const TimePoint now = Clock::now();
+      if (drain_requested_.load() && connected_ && !disconnect_sent_) {
+        // Told to stop while the I/O thread is in a handler: the broker
+        // sends no more work from now, and the drain's time runs from now.
+        disconnect_sent_ = true;
+        disconnect_sent_at_ = now;
+        log_->info("draining (a call runs on the worker's own thread): told the broker");
+        SendSimple(sc::Command::kDisconnect);
+      }
       SendDone(now);
       if (connected_ && now - last_sent_ >= options_.heartbeat_interval) {
         SendSimple(sc::Command::kHeartbeat);
@@ -834,6 +846,10 @@ class Worker::Impl {
   bool refusal_logged_ = false;
   int drain_fd_ = -1;
   std::atomic<bool> drain_requested_{false};
+  // DISCONNECT sent (by Run, or by the keeper while Run is in a handler),
+  // and when; with socket_mu_ held.
+  bool disconnect_sent_ = false;
+  TimePoint disconnect_sent_at_{};
   size_t in_flight_ = 0;  // with socket_mu_ held
   // The broker sent a packed BATCH on this connection, so it takes packed
   // RESULTS (PROTOCOL.md 3.1); with socket_mu_ held.

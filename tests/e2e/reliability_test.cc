@@ -342,6 +342,41 @@ endpoints:
                       Catch::Contains("replica '" + tag[1].str() + "' of backend 'slow' lost ("));
 }
 
+TEST_CASE("SIGTERM while a call runs on the worker's own thread takes the replica out at once",
+          "[e2e][reliability]") {
+  // Short calls run on the worker's I/O thread; a SIGTERM that came while
+  // one ran long was seen only when it returned, and the broker went on
+  // sending the replica work meanwhile.
+  Roles roles(R"(
+backends:
+  man: {handler: sleep, max_concurrent_queries: 4}
+endpoints:
+  man: {backend: man}
+)");
+  Process& worker = roles.StartWorker("man", "sleep", {"--threads", "4"});
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "man", 1);
+  for (int i = 0; i < 30; ++i) REQUIRE(client->Call("man", "0").ok());  // timed as short
+  CallOptions o;
+  o.timeout = milliseconds(20'000);
+  StatusOr<std::string> answer = Internal("no answer");
+  client->CallAsync("man", "4000", o, [&](StatusOr<std::string> r) { answer = std::move(r); });
+  WaitForStatus(*client,
+                [](const nlohmann::json& j) { return j["backends"]["man"]["in_flight"] == 1; });
+  const auto signalled = SteadyClock::now();
+  worker.Signal(SIGTERM);
+  // The broker hears of the drain long before the 4 s call ends.
+  REQUIRE(Eventually(
+      [&] { return ReadFile(roles.log()).find("of backend 'man' draining") != std::string::npos; },
+      milliseconds(10'000)));
+  CHECK(SteadyClock::now() - signalled < milliseconds(2'000));
+  CHECK_THAT(ReadFile(roles.log()), Catch::Contains("a call runs on the worker's own thread"));
+  // The call still ends well, and then the worker leaves.
+  client->Wait();
+  CHECK(answer.ok());
+  CHECK(worker.Wait(milliseconds(10'000)) == std::optional<int>(0));
+}
+
 TEST_CASE("A restarted broker never answers a call with a result meant for the broker before it",
           "[e2e][reliability]") {
   Roles roles(R"(
