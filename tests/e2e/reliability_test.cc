@@ -303,6 +303,18 @@ TEST_CASE("Calls that expire while no broker is up are never sent", "[e2e][relia
   CHECK(RequestsSeen(*watcher, "echo") == 1);
 }
 
+// Calls `backend` (a sleep handler) to sleep `ms`, its answer into *answer
+// once it comes, and waits until the broker has the call in flight.
+void StartLongCall(Client& client, const std::string& backend, const std::string& ms,
+                   StatusOr<std::string>* answer) {
+  CallOptions o;
+  o.timeout = milliseconds(60'000);
+  client.CallAsync(backend, ms, o, [answer](StatusOr<std::string> r) { *answer = std::move(r); });
+  WaitForStatus(client, [&backend](const nlohmann::json& j) {
+    return j["backends"][backend]["in_flight"] == 1;
+  });
+}
+
 TEST_CASE("A worker whose drain times out exits without waiting for the call it runs",
           "[e2e][reliability]") {
   Roles roles(R"(
@@ -314,12 +326,8 @@ endpoints:
   Process& worker = roles.StartWorker("slow", "sleep", {"--drain-timeout-ms", "500"});
   auto client = Connect(roles.client_address());
   WaitForReplicas(*client, "slow", 1);
-  CallOptions o;
-  o.timeout = milliseconds(60'000);
   StatusOr<std::string> answer = Internal("no answer");
-  client->CallAsync("slow", "30000", o, [&](StatusOr<std::string> r) { answer = std::move(r); });
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["slow"]["in_flight"] == 1; });
+  StartLongCall(*client, "slow", "30000", &answer);
   auto signalled = SteadyClock::now();
   worker.Signal(SIGTERM);
   // Half a second of drain, then it leaves (exit 1), long before the 30 s call ends.
@@ -357,12 +365,8 @@ endpoints:
   auto client = Connect(roles.client_address());
   WaitForReplicas(*client, "man", 1);
   for (int i = 0; i < 30; ++i) REQUIRE(client->Call("man", "0").ok());  // timed as short
-  CallOptions o;
-  o.timeout = milliseconds(20'000);
   StatusOr<std::string> answer = Internal("no answer");
-  client->CallAsync("man", "4000", o, [&](StatusOr<std::string> r) { answer = std::move(r); });
-  WaitForStatus(*client,
-                [](const nlohmann::json& j) { return j["backends"]["man"]["in_flight"] == 1; });
+  StartLongCall(*client, "man", "4000", &answer);
   const auto signalled = SteadyClock::now();
   worker.Signal(SIGTERM);
   // The broker hears of the drain long before the 4 s call ends.
