@@ -18,29 +18,6 @@ namespace zserve {
 
 namespace {
 
-// Why HOST:PORT (IPv4) does not bind, as the system says it ("Address
-// already in use"); empty if it binds now or the host is not an IPv4
-// address. civetweb's own error does not say.
-std::string BindError(const std::string& host, const std::string& port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  char* end = nullptr;
-  long p = std::strtol(port.c_str(), &end, 10);
-  if (*end != '\0' || p <= 0 || p > 65535 ||
-      inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    return "";
-  }
-  addr.sin_port = htons(static_cast<uint16_t>(p));
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  std::string why;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) why = std::strerror(errno);
-  close(fd);
-  return why;
-}
-
 void Send(mg_connection* conn, int code, const char* content_type, const std::string& body,
           bool with_body, const char* extra_header = "") {
   mg_printf(conn,
@@ -144,7 +121,7 @@ StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
     s->server_ = std::make_unique<CivetServer>(std::vector<std::string>{
         "listening_ports", options.bind, "num_threads", "8", "request_timeout_ms", "5000"});
   } catch (const CivetException& e) {
-    std::string why = BindError(s->host_, std::to_string(port));
+    std::string why = ListenProblem(s->host_, port);
     return Unavailable("cannot serve metrics on " + options.bind + ": " +
                        (why.empty() ? e.what() : why));
   }

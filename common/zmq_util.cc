@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -11,6 +12,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <random>
@@ -169,6 +171,27 @@ void Knock(const sockaddr_in& addr) {
 }
 
 }  // namespace
+
+std::string ListenProblem(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int err = getaddrinfo(host.c_str(), nullptr, &hints, &found); err != 0) {
+    return "cannot resolve '" + host + "': " + gai_strerror(err);
+  }
+  sockaddr_in addr = *reinterpret_cast<const sockaddr_in*>(found->ai_addr);
+  freeaddrinfo(found);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  std::string why;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) why = std::strerror(errno);
+  close(fd);
+  return why;
+}
 
 void StopWakingListener(const std::string& host, int port, const std::function<void()>& stop) {
   sockaddr_in addr{};

@@ -71,6 +71,13 @@ std::string LoopbackAddress(int port);
 Status SplitHostPort(const std::string& address, std::string_view what, std::string* host,
                      int* port);
 
+// Why an HTTP listener cannot listen on host:port (an IPv4 address or a
+// host name), as the system says it: "cannot resolve 'HOST': ..." or the
+// bind's error ("Address already in use"); empty if it binds now.
+// civetweb's own errors ("null context when constructing CivetServer") do
+// not say.
+std::string ListenProblem(const std::string& host, int port);
+
 // Runs `stop`, which stops an HTTP server (civetweb) listening on
 // host:port, and connects to that port every 10 ms until `stop` returns:
 // civetweb's listening thread reads its stop flag only when its poll(2)

@@ -286,8 +286,14 @@ Status Gateway::StartHttp() {
   mg_error_data error{nullptr, error_text, sizeof error_text};
   server_ = mg_start2(&init, &error);
   if (server_ == nullptr) {
+    std::string host;
+    int wanted = 0;
+    (void)SplitHostPort(options_.listen, "listen address", &host, &wanted);  // checked in Create
+    std::string why = ListenProblem(host, wanted);
     return Unavailable("cannot serve HTTP on " + options_.listen + ": " +
-                       (error_text[0] ? error_text : "civetweb failed to start"));
+                       (!why.empty()    ? why
+                        : error_text[0] ? error_text
+                                        : "civetweb failed to start"));
   }
   // Every path comes to Handle(): the gateway's own and the routes, which
   // change with the configuration without touching civetweb.

@@ -1,5 +1,10 @@
 // PickFreeLoopbackPort (common/zmq_util.h): the ports `zserve up --*-port 0`
 // and the tests hand to servers they start.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <set>
@@ -58,6 +63,26 @@ TEST_CASE("An HTTP listen address is one IPv4 host or name and a port", "[common
     CHECK(s.code() == StatusCode::kBadRequest);
     CHECK(s.message().find("listen address '" + std::string(bad) + "' is not HOST:PORT") == 0);
   }
+}
+
+TEST_CASE("ListenProblem says why an HTTP listener cannot listen", "[common]") {
+  // civetweb's own words were "null context when constructing CivetServer".
+  CHECK_THAT(ListenProblem("nosuchhost.invalid", 0),
+             Catch::Matchers::Contains("cannot resolve 'nosuchhost.invalid'"));
+  const int port = PickFreeLoopbackPort();
+  REQUIRE(port > 0);
+  CHECK(ListenProblem("127.0.0.1", port).empty());
+  CHECK(ListenProblem("localhost", port).empty());
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 1) == 0);
+  CHECK(ListenProblem("127.0.0.1", port) == "Address already in use");
+  close(fd);
 }
 
 }  // namespace
