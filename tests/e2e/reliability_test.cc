@@ -373,8 +373,10 @@ endpoints:
   REQUIRE(Eventually(
       [&] { return ReadFile(roles.log()).find("of backend 'man' draining") != std::string::npos; },
       milliseconds(10'000)));
+  // (Where the call runs depends on how fast the warm-up calls were: under a
+  // sanitizer they are not short, the call goes to the pool, and the I/O
+  // thread hears the SIGTERM itself. Either way the broker hears it now.)
   CHECK(SteadyClock::now() - signalled < milliseconds(2'000));
-  CHECK_THAT(ReadFile(roles.log()), Catch::Contains("a call runs on the worker's own thread"));
   // The call still ends well, and then the worker leaves.
   client->Wait();
   CHECK(answer.ok());
