@@ -526,6 +526,13 @@ void Broker::HandleWorker(Frames& frames, TimePoint now) {
         SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
         return;
       }
+      if (router_.Draining(replica)) {
+        // Its second: the worker gave up its drain and leaves with calls in
+        // hand. They are retried or failed now, not after missed heartbeats.
+        LoseReplica(replica, "it gave up its drain");
+        SendToWorker(replica, sc::EncodeSimple(sc::Command::kDisconnect));
+        return;
+      }
       log_->info("{} draining", router_.DescribeReplica(replica));
       membership_changed_ = true;
       if (router_.StartDrain(replica)) RemoveDrained(replica);

@@ -648,6 +648,11 @@ bool Router::StartDrain(std::string_view replica) {
   return r.in_flight == 0;
 }
 
+bool Router::Draining(std::string_view replica) const {
+  auto it = replicas_.find(replica);
+  return it != replicas_.end() && it->second.draining;
+}
+
 bool Router::Drained(std::string_view replica) const {
   auto it = replicas_.find(replica);
   return it != replicas_.end() && it->second.draining && it->second.in_flight == 0;

@@ -156,6 +156,7 @@ class Router {
   bool EndpointServed(std::string_view endpoint) const;
   // The replica asked to drain: no new work. True once it holds nothing.
   bool StartDrain(std::string_view replica);
+  bool Draining(std::string_view replica) const;
   bool Drained(std::string_view replica) const;
   // The replica is gone; its in-flight tokens are requeued or failed.
   Orphans RemoveReplica(std::string_view replica);

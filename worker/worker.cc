@@ -207,6 +207,7 @@ class Worker::Impl {
                               ? std::to_string(in_flight_) + " requests still in the handler"
                               : "the broker did not confirm it";
         log_->warn("drain timed out after {} ms: {}", options_.drain_timeout.count(), why);
+        if (connected_ && !confirmed) GiveUpDrain();
         return Unavailable("drain timed out: " + why);
       }
       if (Status s = KeepAlive(now, draining); !s.ok()) return s;
@@ -222,6 +223,34 @@ class Worker::Impl {
     if (!broker_.Send(frames).ok()) return false;
     last_sent_ = now;
     return true;
+  }
+
+  // A second DISCONNECT: the broker takes the replica out at once and
+  // retries or fails the calls it still holds, where it would wait for
+  // missed heartbeats. Waits (briefly) for its answer: the process leaves
+  // right after, and a message still queued in ZeroMQ would be lost.
+  void GiveUpDrain() {
+    SendSimple(sc::Command::kDisconnect);
+    const TimePoint until =
+        Clock::now() + std::min(BrokerTimeout(), std::chrono::milliseconds(1000));
+    Frames frames;
+    std::vector<PollItem> items;
+    for (TimePoint now = Clock::now(); now < until; now = Clock::now()) {
+      items = {{.socket = &broker_}};
+      try {
+        Poll(items, std::chrono::ceil<std::chrono::milliseconds>(until - now));
+      } catch (const zmq::error_t&) {
+        break;
+      }
+      while (broker_.Recv(&frames)) {
+        StatusOr<sc::Command> command = sc::PeekCommand(View(frames[0]));
+        if (command.ok() && *command == sc::Command::kDisconnect) {
+          log_->info("the broker took this replica out; its calls are retried or failed");
+          return;
+        }
+      }
+    }
+    log_->warn("the broker did not answer the end of the drain; it notices missed heartbeats");
   }
 
   // Paranoid Pirate, worker side: a heartbeat when we have been quiet; a new

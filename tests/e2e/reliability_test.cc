@@ -323,7 +323,10 @@ backends:
 endpoints:
   slow: {backend: slow}
 )");
-  Process& worker = roles.StartWorker("slow", "sleep", {"--drain-timeout-ms", "500"});
+  // Heartbeats of 5 s: missed ones would tell the broker only 15 s after
+  // the worker has gone.
+  Process& worker =
+      roles.StartWorker("slow", "sleep", {"--drain-timeout-ms", "500", "--heartbeat-ms", "5000"});
   auto client = Connect(roles.client_address());
   WaitForReplicas(*client, "slow", 1);
   StatusOr<std::string> answer = Internal("no answer");
@@ -336,11 +339,13 @@ endpoints:
   // Its log says what the drain waited for: the call (it blamed the broker).
   CHECK_THAT(ReadFile(roles.log()),
              Catch::Contains("drain timed out after 500 ms: 1 requests still in the handler"));
-  // The broker sees the replica go: the call fails then (no retry), not at
-  // its deadline.
+  // The worker tells the broker it gives up: the call fails then (no
+  // retry), not at its deadline nor after the missed heartbeats.
   client->Wait();
   CHECK(answer.status().code() == StatusCode::kReplicaFailed);
-  CHECK(SteadyClock::now() - signalled < milliseconds(20'000));
+  CHECK(SteadyClock::now() - signalled < milliseconds(5'000));
+  CHECK_THAT(ReadFile(roles.log()), Catch::Contains("lost (it gave up its drain)") &&
+                                        Catch::Contains("the broker took this replica out"));
   // The broker's log names the replica it lost, and the one that drained.
   std::smatch tag;
   const std::string log = ReadFile(roles.log());
