@@ -194,6 +194,7 @@ int LoadGenerator::Run() {
       for (int n : o_.inflight) specs.push_back({false, n, 0, size});
     }
   }
+  int exit_code = 0;
   for (const RunSpec& spec : specs) {
     StatusOr<RunResult> r = RunOne(spec);
     if (!r.ok()) {
@@ -203,8 +204,15 @@ int LoadGenerator::Run() {
     }
     std::printf("%s\n", o_.json ? r->ToJson().c_str() : r->ToText().c_str());
     std::fflush(stdout);
+    // Measured nothing: a wrong endpoint, no broker, no replica. The sweep
+    // goes on; the exit code says so.
+    if (r->ok == 0) {
+      std::fprintf(stderr, "%s bench: %s: no call succeeded (%llu errors)\n", system_.c_str(),
+                   Describe(spec).c_str(), static_cast<unsigned long long>(r->error_count()));
+      exit_code = 1;
+    }
   }
-  return 0;
+  return exit_code;
 }
 
 void LoadGenerator::Done(uint64_t tag, std::string_view error) {

@@ -67,7 +67,8 @@ class LoadGenerator : private CompletionSink {
  public:
   LoadGenerator(std::string system, LoadTarget& target, LoadOptions options);
   // Runs the sweep (sizes x inflight, or sizes x rates), printing each result
-  // on stdout; returns 0, or 1 when a run could not be set up.
+  // on stdout; returns 0, or 1 when a run could not be set up or had no
+  // call succeed.
   int Run();
   // One run, without printing.
   StatusOr<RunResult> RunOne(const RunSpec& spec);
