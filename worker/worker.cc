@@ -70,6 +70,9 @@ class Worker::Impl {
 
   Status Init() {
     if (options_.replica_tag.empty()) options_.replica_tag = DefaultTag();
+    // Several replicas often share one terminal (`zserve up`): each line
+    // names its own.
+    log_ = MakeLogger("worker " + options_.replica_tag, options_.log_level);
     if (options_.metrics != nullptr) {
       metrics_ = std::make_unique<worker::WorkerMetrics>(
           *options_.metrics, options_.backend, options_.replica_tag, options_.start_count);
@@ -682,6 +685,7 @@ class Worker::Impl {
         failure = "handler threw a non-standard exception";
       }
       if (tally) tally->HandlerCall(requests.size(), Clock::now() - call_started);
+      std::string too_big;  // the first result over the limit: logged, like a failure
       for (size_t k = 0; k < indexes.size(); ++k) {
         sc::ResultItem& r = results[indexes[k]];
         if (!failure.empty()) {
@@ -692,6 +696,7 @@ class Worker::Impl {
           r.message = "the handler's result of " + std::to_string(out[k]->size()) +
                       " bytes is more than the worker's limit of " +
                       std::to_string(options_.max_result_bytes) + " (--max-result-bytes)";
+          if (too_big.empty()) too_big = r.message;
         } else if (out[k].ok()) {
           payloads[indexes[k]] = std::move(out[k]).value();
         } else {
@@ -700,6 +705,7 @@ class Worker::Impl {
         }
       }
       if (!failure.empty()) LogHandlerFailure(failure);
+      if (!too_big.empty()) LogHandlerFailure(too_big);
     };
     if (one_method) {
       // Always so at max_batch_size 1, and the usual case: no grouping.

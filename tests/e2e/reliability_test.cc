@@ -355,6 +355,29 @@ endpoints:
                       Catch::Contains("replica '" + tag[1].str() + "' of backend 'slow' lost ("));
 }
 
+TEST_CASE("A result over --max-result-bytes fails its call and the worker's log names the replica",
+          "[e2e][reliability]") {
+  Roles roles(kEchoDeployment);
+  roles.StartWorker("echo", "echo", {"--max-result-bytes", "10"});
+  auto client = Connect(roles.client_address());
+  WaitForReplicas(*client, "echo", 1);
+  StatusOr<std::string> r = client->Call("echo", std::string(100, 'x'));
+  CHECK(r.status().code() == StatusCode::kHandlerError);
+  CHECK_THAT(r.status().message(), Catch::Contains("more than the worker's limit of 10"));
+  REQUIRE(client->Call("echo", "short").ok());
+  // The operator reading the worker's log sees it too (it said nothing),
+  // on a line that names the replica (every worker's lines said [worker]).
+  CHECK(Eventually(
+      [&] {
+        return ReadFile(roles.log())
+                   .find(
+                       "[worker echo-1] the handler's result of 100 bytes is more than the "
+                       "worker's "
+                       "limit of 10") != std::string::npos;
+      },
+      milliseconds(5'000)));
+}
+
 TEST_CASE("SIGTERM while a call runs on the worker's own thread takes the replica out at once",
           "[e2e][reliability]") {
   // Short calls run on the worker's I/O thread; a SIGTERM that came while
