@@ -84,13 +84,18 @@ StatusOr<std::map<std::string, double>> ParseWeights(const std::vector<std::stri
   return out;
 }
 
-// "GET,post" -> {"GET", "POST"}: the --methods flag.
-std::vector<std::string> ParseMethods(const std::string& text) {
+// "GET,post" -> {"GET", "POST"}: the --methods flag. An empty item
+// ("GET,,POST", "GET,") is refused: it was skipped, hiding a typo.
+StatusOr<std::vector<std::string>> ParseMethods(const std::string& text) {
   std::vector<std::string> out;
   std::string current;
   for (char c : text + ",") {
     if (c == ',') {
-      if (!current.empty()) out.push_back(current);
+      if (current.empty()) {
+        return BadRequest("--methods '" + text +
+                          "' has an empty item: give methods separated by commas, e.g. GET,POST");
+      }
+      out.push_back(current);
       current.clear();
     } else if (c != ' ') {
       current += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -220,7 +225,11 @@ struct CtlCommands::Args {
       f->timeout_ms = *v;
     }
     if (sub->count("--route")) f->route = route;
-    if (sub->count("--methods")) f->methods = ParseMethods(methods);
+    if (sub->count("--methods")) {
+      StatusOr<std::vector<std::string>> parsed = ParseMethods(methods);
+      if (!parsed.ok()) return parsed.status();
+      f->methods = std::move(parsed).value();
+    }
     return Status::Ok();
   }
 

@@ -445,6 +445,12 @@ TEST_CASE("A full queue is 503 with Retry-After", "[e2e][http]") {
 
 TEST_CASE("A route added and changed with zserve ctl works without a restart", "[e2e][http]") {
   HttpStack s;
+  // A ctl command's exit code, its stderr in `err`.
+  auto ctl_exit = [&](std::vector<std::string> args, const std::string& err) {
+    args.insert(args.begin(), {"ctl", "--controller", s.stack.admin_address()});
+    Process p(kBinary, args, err);
+    return p.Wait(milliseconds(10'000));
+  };
   auto ctl = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {"ctl", "--controller", s.stack.admin_address()});
     auto p = std::make_unique<Process>(kBinary, args, s.stack.dir() + "/ctl.err");
@@ -467,12 +473,14 @@ TEST_CASE("A route added and changed with zserve ctl works without a restart", "
   std::string table = ctl({"get"});
   CHECK(table.find("/v2/late") != std::string::npos);
   // A route another endpoint has is refused, and says whose it is.
-  auto clash = std::make_unique<Process>(
-      kBinary,
-      std::vector<std::string>{"ctl", "--controller", s.stack.admin_address(), "update-endpoint",
-                               "late", "--route", "/echo"},
-      s.stack.dir() + "/clash.err");
-  CHECK(clash->Wait(milliseconds(10'000)) == 1);
+  CHECK(ctl_exit({"update-endpoint", "late", "--route", "/echo"}, s.stack.dir() + "/clash.err") ==
+        1);
+  // An empty item in --methods is refused, not skipped: a typo would pass.
+  CHECK(ctl_exit({"update-endpoint", "late", "--methods", "GET,,PUT"},
+                 s.stack.dir() + "/typo.err") == 1);
+  CHECK_THAT(ReadFile(s.stack.dir() + "/typo.err"),
+             Catch::Contains("--methods 'GET,,PUT' has an empty item"));
+  CHECK(ctl({"get"}).find("GET,POST") != std::string::npos);
 }
 
 TEST_CASE("Keep-alive serves several requests on one connection", "[e2e][http]") {
