@@ -118,14 +118,16 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
       timeout = std::clamp(until, std::chrono::milliseconds(0), timeout);
     }
     if (dispatch_pending_) timeout = std::chrono::milliseconds(0);  // SendDispatches stopped early
-    bool serve_clients = router_.has_config();
-    // The wake fd first, then workers, then the controller; clients last, and
-    // only once there is a config (until then their requests wait).
+    // Until the first config, client messages are held (up to max_queued)
+    // and answered once it comes; past that bound they wait in the socket.
+    bool read_clients =
+        router_.has_config() || unconfigured_.size() < options_.router.max_total_queued;
+    // The wake fd first, then workers, then the controller; clients last.
     items.clear();
     items.push_back({.fd = wake_fd});
     items.push_back({.socket = &workers_});
     config_->AddPollItems(&items);
-    if (serve_clients) items.push_back({.socket = &clients_});
+    if (read_clients) items.push_back({.socket = &clients_});
     try {
       Poll(items, timeout);
     } catch (const zmq::error_t& e) {
@@ -139,8 +141,18 @@ Status Broker::Run(int wake_fd, const std::function<bool()>& should_stop) {
     }
     CheckLiveness(now);
     if (router_.has_config()) {
+      // What came before the config, in arrival order, at its arrival time
+      // (their deadlines count from then).
+      for (auto& [arrival, held] : unconfigured_) HandleClient(held, arrival);
+      unconfigured_.clear();
       for (int i = 0; i < kReadBurst && clients_.Recv(&frames); ++i) {
         HandleClient(frames, now);
+      }
+    } else if (read_clients) {
+      for (int i = 0; i < kReadBurst && unconfigured_.size() < options_.router.max_total_queued &&
+                      clients_.Recv(&frames);
+           ++i) {
+        HoldUntilConfigured(frames, now);
       }
     }
     for (uint64_t token : router_.Expire(now)) {
@@ -398,6 +410,16 @@ void Broker::HandleMmi(Frames& frames, std::string_view service, size_t body_fra
   Frames reply =
       mdp::ClientReply(Copy(frames[0]), service, zmq::message_t(answer.data(), answer.size()));
   if (!clients_.Send(reply).ok()) metrics_->Dropped(Drop::kUndeliverableReply);
+}
+
+void Broker::HoldUntilConfigured(Frames& frames, TimePoint now) {
+  // STATUS is answered at once: it says why the broker is not ready.
+  if (frames.size() == 2 && !mdp::IsMdp(frames) && sc::DecodeStatusRequest(View(frames[1])).ok()) {
+    HandleClient(frames, now);
+    return;
+  }
+  unconfigured_.emplace_back(now, std::move(frames));
+  frames.clear();
 }
 
 void Broker::HandleStatus(const zmq::message_t& client, uint64_t request_id) {

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -117,6 +118,9 @@ class Broker {
   void HandleClient(Frames& frames, TimePoint now);
   // BAD_REQUEST if a client message breaks a limit of docs/security.md.
   Status CheckClientLimits(const Frames& frames) const;
+  // A client message read before the first configuration: STATUS is
+  // answered, anything else held in unconfigured_.
+  void HoldUntilConfigured(Frames& frames, TimePoint now);
   void HandleStatus(const zmq::message_t& client, uint64_t request_id);
   // A REQUESTS: each call admitted as a REQUEST would be, answered in REPLIES.
   void HandleRequests(Frames& frames, std::string_view header, TimePoint now);
@@ -189,12 +193,15 @@ class Broker {
   std::pmr::unsynchronized_pool_resource slot_pool_;  // slots_'s nodes, reused: no malloc per call
   std::pmr::unordered_map<uint64_t, Slot> slots_{&slot_pool_};
   std::map<std::string, schemas::EndpointConfig> endpoints_;  // for STATUS
-  std::unordered_set<std::string> configured_backends_;       // for a log line
-  std::unordered_set<std::string> mdp_replicas_;              // registered MDP workers
-  std::unordered_set<std::string> packed_replicas_;  // ZSP workers that take packed BATCHes
-  std::vector<std::string> shadows_;                 // scratch for Admit
-  std::string admitted_backend_;                     // scratch for Admit
-  std::unique_ptr<BrokerMetrics> metrics_;           // also STATUS's counters
+  // Client messages read before the first configuration, with their
+  // arrival; handled once it comes.
+  std::deque<std::pair<TimePoint, Frames>> unconfigured_;
+  std::unordered_set<std::string> configured_backends_;  // for a log line
+  std::unordered_set<std::string> mdp_replicas_;         // registered MDP workers
+  std::unordered_set<std::string> packed_replicas_;      // ZSP workers that take packed BATCHes
+  std::vector<std::string> shadows_;                     // scratch for Admit
+  std::string admitted_backend_;                         // scratch for Admit
+  std::unique_ptr<BrokerMetrics> metrics_;               // also STATUS's counters
   std::unordered_map<std::string, uint32_t> client_inflight_;  // unanswered calls by connection
   std::unique_ptr<ZapHandler> zap_;                            // with CURVE only
   std::vector<ReplyBatch> reply_batches_;  // [0, reply_batch_count_) in use this turn

@@ -146,14 +146,6 @@ int RunStatus(const std::string& broker, const CurveFlags& curve, bool json, boo
   StatusOr<std::unique_ptr<Client>> client = Client::Create(copts);
   if (!client.ok()) return Fail(client.status(), "status");
   StatusOr<std::string> r = (*client)->BrokerStatus(std::chrono::milliseconds(timeout_ms));
-  if (!r.ok() && r.status().code() == StatusCode::kDeadlineExceeded &&
-      r.status().message().starts_with("no reply")) {
-    // Connected, and no answer: a broker with no configuration yet reads no
-    // client message, STATUS included. Say where to look.
-    r = DeadlineExceeded(r.status().message() +
-                         " (it may have no configuration from its controller yet: then its "
-                         "/readyz says 'no configuration yet')");
-  }
   if (!r.ok()) return Fail(r.status(), "status");
   nlohmann::json j = nlohmann::json::parse(*r, nullptr, false);
   if (ready_only) {
