@@ -637,7 +637,12 @@ int main(int argc, char** argv) {
     static Worker* draining_worker = nullptr;
     draining_worker = worker;
     signals.OnStopSignal([] { draining_worker->Drain(); });
-    Status s = worker->Run(signals.fd(), [&] { TakeSignals(signals); });
+    // A SIGTERM that came while the handler was made (a plugin loading its
+    // model) is in the pipe only: it drains now. It was dropped, and the
+    // worker served on.
+    Status s = worker->Run(signals.fd(), [&] {
+      if (TakeSignals(signals)) worker->Drain();
+    });
     signals.OnStopSignal(nullptr);
     if (s.ok()) return 0;
     // A drain that timed out may leave a handler call running, which the

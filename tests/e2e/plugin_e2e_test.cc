@@ -119,6 +119,27 @@ TEST_CASE("zserve worker --plugin serves a plugin's methods as a replica", "[e2e
   REQUIRE(worker.Wait(milliseconds(15'000)) == 0);
 }
 
+TEST_CASE("A worker told to stop while its plugin loads drains once loaded and exits",
+          "[e2e][plugin]") {
+  // SIGTERM during create() was left in the signal pipe and dropped: the
+  // worker served on, and `up` counted it as gone (it scaled past it).
+  Stack stack(kDeployment);
+  REQUIRE(stack.ready());
+  const std::string go = stack.dir() + "/loaded";
+  const std::string worker_log = stack.dir() + "/slow_worker.log";
+  Process worker(kBinary,
+                 {"worker", "--plugin", PLUGIN_SLOW_CREATE, "--plugin-arg", go, "--backend",
+                  "textops", "--broker", stack.worker_address(), "--metrics-bind", ""},
+                 worker_log);
+  REQUIRE(Eventually([&] { return std::ifstream(go + ".loading").good(); }));
+  worker.Signal(SIGTERM);  // while create() runs
+  WriteFile(go, "");       // the model is loaded
+  std::optional<int> code = worker.Wait(milliseconds(10'000));
+  INFO(ReadFile(worker_log));
+  CHECK(code == 0);
+  CHECK_THAT(ReadFile(worker_log), Catch::Contains("drained: every result sent, leaving"));
+}
+
 TEST_CASE("zserve worker refuses a bad plugin at start with the reason", "[e2e][plugin]") {
   const std::string dir = MakeTempDir();
   const std::vector<std::pair<std::string, std::string>> cases = {

@@ -4,13 +4,30 @@
  *                          state, no reconfigure, no method list
  *   PLUGIN_WRONG_ABI       its table says ABI version 2
  *   PLUGIN_MISSING_FUNCTION  its table lacks handle_batch
- *   PLUGIN_CREATE_FAILS    create() cannot load its model and says why */
+ *   PLUGIN_CREATE_FAILS    create() cannot load its model and says why
+ *   PLUGIN_SLOW_CREATE     create() stands for a slow model load: it makes
+ *                          the file ARG.loading, then waits (at most 60 s)
+ *                          until the file ARG exists */
 #include <stdio.h>
+#if defined(PLUGIN_SLOW_CREATE)
+#include <time.h>
+#include <unistd.h>
+#endif
 
 #include "zserve/plugin.h"
 
 static void* Create(const char* arg, char* error, size_t error_size) {
   (void)arg;
+#if defined(PLUGIN_SLOW_CREATE)
+  char loading[4096];
+  snprintf(loading, sizeof loading, "%s.loading", arg);
+  FILE* f = fopen(loading, "w");
+  if (f != NULL) fclose(f);
+  for (int i = 0; i < 6000 && access(arg, F_OK) != 0; ++i) {
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
+#endif
 #if defined(PLUGIN_CREATE_FAILS)
   snprintf(error, error_size, "cannot open model file /nonexistent/model.bin");
   return NULL;
