@@ -116,6 +116,13 @@ class Client::Impl {
       bad = BadRequest("shard key of " + std::to_string(o.shard_key.size()) + " bytes; at most " +
                        std::to_string(sc::kMaxNameBytes));
     }
+    // A broker that refused this client's handshake: ZeroMQ does not try
+    // again after a refused key, so the call would wait out its deadline.
+    // (A new handshake that succeeds clears it.)
+    if (bad.ok() && !connected_) {
+      if (Clock::now() - last_monitor_check_ > kReconnectIvl / 2) DrainMonitor();
+      if (handshake_failure_ && !connected_) bad = *handshake_failure_;
+    }
     if (!bad.ok()) {
       Complete(std::move(done), std::move(bad));
       return;

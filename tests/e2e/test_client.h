@@ -34,8 +34,8 @@ inline nlohmann::json BrokerStatus(Client& client) {
 }
 
 // Polls the broker's STATUS until `done` holds; fails after `limit`. A STATUS
-// that goes unanswered (a broker restarting, or still waiting for its
-// config) is asked again, within the same limit.
+// that goes unanswered (a broker restarting) is asked again, within the same
+// limit. A broker with no config yet answers with no backends.
 template <typename Pred>
 void WaitForStatus(Client& client, Pred done,
                    std::chrono::milliseconds limit = std::chrono::milliseconds(10'000)) {
