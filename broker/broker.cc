@@ -32,6 +32,18 @@ zmq::message_t Copy(const zmq::message_t& m) {
   return out;
 }
 
+// An MDP worker names no tag: "mdp-" and its connection id in hex, for
+// logs (the id itself is binary) and sticky keys.
+std::string MdpReplicaTag(std::string_view replica) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string tag = "mdp-";
+  for (unsigned char c : replica) {
+    tag += kHex[c >> 4];
+    tag += kHex[c & 15];
+  }
+  return tag;
+}
+
 }  // namespace
 
 uint64_t Broker::FirstToken() {
@@ -642,7 +654,10 @@ void Broker::HandleMdpWorker(const std::string& replica, Frames& frames, TimePoi
       } else {
         s = sc::ValidateName("backend", m->service);
       }
-      if (s.ok()) s = router_.AddReplica(replica, std::string(m->service), /*capacity=*/1);
+      if (s.ok()) {
+        s = router_.AddReplica(replica, std::string(m->service), /*capacity=*/1,
+                               MdpReplicaTag(replica));
+      }
       if (!s.ok()) {
         metrics_->Dropped(Drop::kMalformedWorker);
         log_->warn("MDP READY refused, worker disconnected: {}", s.message());

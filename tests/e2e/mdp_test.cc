@@ -10,6 +10,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -390,6 +391,12 @@ TEST_CASE("DISCONNECT from an MDP worker removes its replica", "[e2e][mdp]") {
   WaitForStatus(*client, [](const nlohmann::json& j) { return Replicas(j, "echo") == 0; });
   nlohmann::json j = BrokerStatus(*client);
   CHECK(j["counters"]["lost_replicas"] == 0);  // a clean leave, not a loss
+  // The log names it by its routing id in hex (it printed the binary id,
+  // a NUL byte and all, and grep took the log for a binary file).
+  const std::string log = ReadFile(roles.log());
+  CHECK(std::regex_search(
+      log, std::regex("replica 'mdp-[0-9a-f]+' of backend 'echo' removed \\(MDP worker")));
+  CHECK(log.find('\0') == std::string::npos);
 }
 
 TEST_CASE("The broker sends DISCONNECT to an unregistered MDP worker and refuses mmi services",
