@@ -203,8 +203,12 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
       Reply(frames[0], request_id, limit);
     } else if (sc::PeekCommandFast(View(frames[1])) == sc::Command::kRequests &&
                (calls = sc::DecodeRequests(View(frames[1]))).ok()) {
-      for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, limit, {}, true);
+      for (const sc::RequestHeader& c : *calls) {
+        CountRefused(c.endpoint, limit, now);
+        Reply(frames[0], c.request_id, limit, {}, true);
+      }
     } else if (StatusOr<mdp::ClientRequest> m = mdp::DecodeClientRequest(frames); m.ok()) {
+      CountRefused(m->service, limit, now);
       ReplyMdp(frames[0], m->service, limit);
     } else {
       metrics_->Dropped(Drop::kOverLimit);
@@ -244,9 +248,10 @@ void Broker::HandleClient(Frames& frames, TimePoint now) {
     return;
   }
   if (frames.size() != 3) {
-    Reply(client, req->request_id,
-          BadRequest("REQUEST needs exactly one payload frame, got " +
-                     std::to_string(frames.size() - 2)));
+    Status bad = BadRequest("REQUEST needs exactly one payload frame, got " +
+                            std::to_string(frames.size() - 2));
+    CountRefused(req->endpoint, bad, now);
+    Reply(client, req->request_id, bad);
     return;
   }
   Accept({.client = std::move(frames[0]),
@@ -281,6 +286,11 @@ Status Broker::CheckClientLimits(const Frames& frames) const {
   return Status::Ok();
 }
 
+void Broker::CountRefused(std::string_view endpoint, const Status& status, TimePoint now) {
+  if (endpoints_.contains(std::string(endpoint)))
+    (void)metrics_->Admitted(endpoint, "", status, now);
+}
+
 void Broker::Accept(Incoming call, TimePoint now) {
   // One connection may not hold the broker's capacity alone.
   std::string connection(View(call.client));
@@ -289,9 +299,7 @@ void Broker::Accept(Incoming call, TimePoint now) {
     Status over = Overloaded(
         "this connection has " + std::to_string(held) + " calls unanswered; the broker allows " +
         std::to_string(options_.max_inflight_per_client) + " (--max-inflight-per-client)");
-    if (endpoints_.contains(std::string(call.endpoint))) {
-      (void)metrics_->Admitted(call.endpoint, "", over, now);
-    }
+    CountRefused(call.endpoint, over, now);
     if (call.mdp) {
       ReplyMdp(call.client, call.endpoint, over);
     } else {
@@ -352,7 +360,10 @@ void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint n
                                 std::to_string(frames.size() - 2) + " payload frames")
                    : received_.Lay(payload_sizes_, frames, 2);
   if (!bad.ok()) {
-    for (const sc::RequestHeader& c : *calls) Reply(frames[0], c.request_id, bad, {}, true, packed);
+    for (const sc::RequestHeader& c : *calls) {
+      CountRefused(c.endpoint, bad, now);
+      Reply(frames[0], c.request_id, bad, {}, true, packed);
+    }
     return;
   }
   auto bad_call = call_errors_.begin();
@@ -361,6 +372,7 @@ void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint n
     if (bad_call != call_errors_.end() && bad_call->first == i) {
       // A bad call is answered alone (as a bad REQUEST is); the others of
       // the message go on.
+      CountRefused(c.endpoint, bad_call->second, now);
       Reply(frames[0], c.request_id, bad_call->second, {}, true, packed);
       ++bad_call;
       continue;
@@ -396,9 +408,10 @@ void Broker::HandleMdpClient(Frames& frames, TimePoint now) {
   if (req->body_frames != 1) {
     // ZSP carries one payload per request; joining frames would hand the
     // handler bytes the client never sent as one.
-    ReplyMdp(frames[0], service,
-             BadRequest("an MDP request to zserve carries exactly one body frame, got " +
-                        std::to_string(req->body_frames)));
+    Status bad = BadRequest("an MDP request to zserve carries exactly one body frame, got " +
+                            std::to_string(req->body_frames));
+    CountRefused(service, bad, now);
+    ReplyMdp(frames[0], service, bad);
     return;
   }
   // The endpoint's default deadline and the only method MDP can express.

@@ -129,6 +129,9 @@ class Broker {
   void SendReplies(ReplyBatch& batch);
   // Admits a call, or answers it at once (NOT_FOUND, OVERLOADED).
   void Accept(Incoming call, TimePoint now);
+  // A call answered with an error before it was admitted: counted for its
+  // endpoint when that is a configured one (docs/metrics.md).
+  void CountRefused(std::string_view endpoint, const Status& status, TimePoint now);
   void HandleMdpClient(Frames& frames, TimePoint now);
   void HandleMmi(Frames& frames, std::string_view service, size_t body_frames);
   void HandleMdpWorker(const std::string& replica, Frames& frames, TimePoint now);

@@ -554,6 +554,30 @@ TEST_CASE("Hostile client messages are refused with BAD_REQUEST or dropped and c
   CHECK(counters.at("malformed_client") > 10);
 }
 
+TEST_CASE("Requests refused for a configured endpoint count in its metrics", "[e2e][hostile]") {
+  // docs/metrics.md: requests_total counts them, refused ones included, and
+  // endpoint_errors_total those refused at once. These were in neither.
+  HostileStack roles;
+  zmq::context_t ctx;
+  RawClient raw(ctx, roles.client_address());
+  const std::string requests = "zserve_broker_requests_total{endpoint=\"echo\"}";
+  const std::string refused =
+      "zserve_broker_endpoint_errors_total{endpoint=\"echo\",type=\"BAD_REQUEST\"}";
+  const double requests_before = roles.Metric(requests).value_or(0);
+  const double refused_before = roles.Metric(refused).value_or(0);
+  int rows = 0;
+  for (const ClientRow& row : ClientRows()) {
+    const std::string name = row.name;
+    if (name == "REQUEST with two payload frames" || name == "MDP request with two body frames") {
+      RunClientRow(roles, raw, row);  // and a good call to echo after it
+      ++rows;
+    }
+  }
+  REQUIRE(rows == 2);
+  CHECK(roles.Metric(refused).value_or(0) - refused_before == 2);
+  CHECK(roles.Metric(requests).value_or(0) - requests_before == 4);  // 2 refused, 2 served
+}
+
 // `w` as the one replica of backend "raw", registered once STATUS shows it.
 void RegisterRaw(HostileStack& roles, RawWorker& w, uint32_t capacity, bool packed = false) {
   w.Register("raw", "raw-a", capacity, packed);
