@@ -527,6 +527,16 @@ int main(int argc, char** argv) {
     // range) is 2 whichever it is, apart from the 1 of a failed command.
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // CLI11 skips a variable set to the empty string; for --metrics-bind an
+  // empty value means no metrics server, so ZSERVE_METRICS_BIND= says that.
+  for (auto [cmd, value] :
+       {std::pair{ctl_cmd, &ctl_metrics}, std::pair{broker_cmd, &broker_metrics},
+        std::pair{worker_cmd, &worker_metrics}}) {
+    const char* env = std::getenv("ZSERVE_METRICS_BIND");
+    if (cmd->parsed() && cmd->count("--metrics-bind") == 0 && env != nullptr && *env == '\0') {
+      value->clear();
+    }
+  }
   if (admin_cmds.parsed()) return admin_cmds.Run();
 
   if (up_cmd->parsed()) {

@@ -440,6 +440,24 @@ TEST_CASE("A stack that has just served HTTP stops in well under a second", "[e2
   CHECK(took < milliseconds(1'500));
 }
 
+TEST_CASE("ZSERVE_METRICS_BIND set empty turns the metrics server off", "[e2e][metrics]") {
+  // As --metrics-bind "" does. CLI11 skips a variable set empty, so the
+  // default port was served instead.
+  const std::string dir = MakeTempDir();
+  auto address = [] { return "tcp://127.0.0.1:" + std::to_string(FreePort()); };
+  Process broker(
+      "/usr/bin/env",
+      {"ZSERVE_METRICS_BIND=", kBinary, "broker", "--client-bind", address(), "--worker-bind",
+       address(), "--controller", address(), "--controller-pub", address()},
+      dir + "/broker.log");
+  REQUIRE(Eventually(
+      [&] { return ReadFile(dir + "/broker.log").find("listening") != std::string::npos; }));
+  broker.Signal(SIGTERM);
+  REQUIRE(broker.Wait(milliseconds(10'000)).has_value());
+  INFO(ReadFile(dir + "/broker.log"));
+  CHECK(ReadFile(dir + "/broker.log").find("metrics on") == std::string::npos);
+}
+
 TEST_CASE("queue and in-flight gauges go back to zero after load", "[e2e][metrics]") {
   Stack stack(R"(
 backends:
