@@ -145,8 +145,11 @@ class Reader {
         (ec != std::errc() && ec != std::errc::result_out_of_range)) {
       return Error(n, "'" + key + "' must be a whole number, got '" + n.Scalar() + "'");
     }
-    if (ec != std::errc() || (negative && v != 0) || v > UINT32_MAX) {
-      return Error(n, "'" + key + "' must be a whole number >= 0");
+    if (negative && v != 0) {
+      return Error(n, "'" + key + "' must be >= 0, got '" + n.Scalar() + "'");
+    }
+    if (ec != std::errc() || v > UINT32_MAX) {  // the field's own range says more, below that
+      return Error(n, "'" + key + "' is " + n.Scalar() + ", too large (at most 4294967295)");
     }
     *out = static_cast<uint32_t>(v);
     return Status::Ok();

@@ -512,6 +512,23 @@ TEST_CASE("Whole numbers in other forms than decimal digits are refused", "[cont
   CHECK_THAT(state.status().message(), Contains("'num_replicas' must be a whole number"));
 }
 
+TEST_CASE("A negative or huge whole number says which it is", "[controller]") {
+  // Both said "must be a whole number >= 0", which 5000000000 is.
+  struct Case {
+    std::string value;
+    std::string want;
+  };
+  const Case c = GENERATE(Case{"-3", "'num_replicas' must be >= 0, got '-3'"},
+                          Case{"5000000000", "'num_replicas' is 5000000000, too large"},
+                          Case{"99999999999999999999999", "is 99999999999999999999999, too large"});
+  auto state = ParseDeployment("backends:\n  a:\n    handler: echo\n    num_replicas: " + c.value +
+                                   "\nendpoints:\n  e: {backend: a}\n",
+                               "test.yaml");
+  INFO(c.value);
+  REQUIRE_FALSE(state.ok());
+  CHECK_THAT(state.status().message(), Contains("test.yaml:4") && Contains(c.want));
+}
+
 TEST_CASE("A null or non-scalar key where a name belongs is refused", "[controller]") {
   struct Case {
     std::string yaml;
