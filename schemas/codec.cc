@@ -440,6 +440,7 @@ Status ReadBackendFields(const msgpack::object& o, bool strict, BackendFields* f
 Status ReadBackend(const msgpack::object& o, BackendConfig* b) {
   BackendFields f;
   if (Status s = ReadBackendFields(o, /*strict=*/false, &f, &b->name); !s.ok()) return s;
+  if (!f.handler) b->handler = b->name;  // its default (docs/deployment.md)
   MergeFields(f, b);
   return Status::Ok();
 }
