@@ -463,10 +463,7 @@ class Client::Impl {
   void HandleMonitorEvent() {
     uint16_t event = 0;
     uint32_t value = 0;
-    if (!frames_.empty() && frames_[0].size() >= sizeof event + sizeof value) {
-      std::memcpy(&event, frames_[0].data(), sizeof event);
-      std::memcpy(&value, static_cast<const char*>(frames_[0].data()) + sizeof event, sizeof value);
-    }
+    (void)ReadMonitorEvent(frames_, &event, &value);
     if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
       connected_ = true;
       handshake_failure_.reset();

@@ -46,6 +46,13 @@ Status SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames) {
   return Status::Ok();
 }
 
+bool ReadMonitorEvent(const Frames& frames, uint16_t* event, uint32_t* value) {
+  if (frames.empty() || frames[0].size() < sizeof *event + sizeof *value) return false;
+  std::memcpy(event, frames[0].data(), sizeof *event);
+  std::memcpy(value, static_cast<const char*>(frames[0].data()) + sizeof *event, sizeof *value);
+  return true;
+}
+
 bool RecvFrames(zmq::socket_t& socket, Frames* frames) {
   frames->clear();
   while (true) {

@@ -41,6 +41,10 @@ Status SendFrames(zmq::socket_t& socket, std::span<zmq::message_t> frames);
 // Receives one whole multipart message without blocking; false if none waits.
 bool RecvFrames(zmq::socket_t& socket, Frames* frames);
 
+// The event and its value from a socket monitor's message (its first frame,
+// zmq_socket_monitor); false if it is not one.
+bool ReadMonitorEvent(const Frames& frames, uint16_t* event, uint32_t* value);
+
 // The TCP port a socket was bound on (after binding "tcp://127.0.0.1:*").
 int BoundPort(const zmq::socket_t& socket);
 

@@ -22,13 +22,50 @@ StatusOr<std::unique_ptr<AdminClient>> AdminClient::Create(const std::string& ad
 
 Status AdminClient::Connect() {
   try {
+    monitor_.reset();
     socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
     if (Status s = SecureClient(*socket_, curve_key_, curve_server_key_); !s.ok()) return s;
     socket_->set(zmq::sockopt::linger, 0);
+    // A refused key or a CURVE mismatch shows only here: the command would
+    // wait out its timeout and blame a controller that is running. Set up
+    // before connecting, so that no event is missed.
+    std::string monitor = "inproc://zserve-admin-monitor-" + std::to_string(++monitors_);
+    if (zmq_socket_monitor(socket_->handle(), monitor.c_str(),
+                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
+      return Internal("zmq_socket_monitor failed");
+    }
+    monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+    monitor_->set(zmq::sockopt::linger, 0);
+    monitor_->connect(monitor);
   } catch (const zmq::error_t& e) {
     return Internal(std::string("cannot set up the controller connection: ") + e.what());
   }
+  handshake_failures_ = 0;
   return zserve::Connect(*socket_, address_, "cannot connect to the controller");
+}
+
+std::optional<Status> AdminClient::HandshakeFailure() {
+  Frames frames;
+  uint16_t event = 0;
+  uint32_t value = 0;
+  while (RecvFrames(*monitor_, &frames)) {
+    if (!ReadMonitorEvent(frames, &event, &value)) continue;
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      handshake_failures_ = 0;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      return PermissionDenied("the controller at " + address_ +
+                              " refused this CURVE key (it must be in its allow-list with role "
+                              "admin, docs/security.md); nothing was sent");
+    } else if (++handshake_failures_ >= 2) {
+      // Twice: once may be a controller going away mid-handshake.
+      return Unavailable("the handshake with the controller at " + address_ +
+                         " failed: no zserve controller's admin port there, or CURVE on at one "
+                         "end only, or another controller key; nothing was sent");
+    }
+  }
+  return std::nullopt;
 }
 
 StatusOr<sc::AdminReply> AdminClient::Call(sc::AdminRequest request,
@@ -46,11 +83,16 @@ StatusOr<sc::AdminReply> AdminClient::Call(sc::AdminRequest request,
   while (true) {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(end - Clock::now());
     if (left.count() <= 0) break;
-    zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
+    zmq::pollitem_t items[2] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
+                                {monitor_->handle(), 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(&item, 1, left);
+      zmq::poll(items, 2, left);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) return Internal(std::string("poll failed: ") + e.what());
+    }
+    if (std::optional<Status> failed = HandshakeFailure()) {
+      if (Status s = Connect(); !s.ok()) return s;  // afresh, for a next command
+      return *failed;
     }
     while (RecvFrames(*socket_, &frames)) {
       if (frames.size() != 1) continue;

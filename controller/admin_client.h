@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <zmq.hpp>
 
@@ -48,8 +49,15 @@ class AdminClient {
   std::string address_;
   KeyPair curve_key_;
   std::string curve_server_key_;
+  // Why the handshake with the controller failed, once a monitor event
+  // says so; nullopt while it has not.
+  std::optional<Status> HandshakeFailure();
+
   zmq::context_t context_{1};
   std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // PAIR: socket_'s handshake events
+  uint64_t monitors_ = 0;                   // monitor endpoints made, for unique names
+  int handshake_failures_ = 0;              // protocol failures in a row
   uint64_t next_id_ = 1;
 };
 

@@ -306,6 +306,26 @@ TEST_CASE("With CURVE on the admin API refuses a key without the admin role", "[
               roles.log());
   CHECK(ctl.Wait(milliseconds(10'000)) == 1);
   CHECK_THAT(ReadFile(roles.log()), Catch::Contains("zserve ctl: PERMISSION_DENIED"));
+  // A key the controller does not know, and no CURVE at all: said at once,
+  // not after the 5 s wait, which blamed a controller that is running.
+  StatusOr<KeyPair> stranger = GenerateKeyPair();
+  REQUIRE(stranger.ok());
+  const KeyPair none;
+  for (const KeyPair* key : {static_cast<const KeyPair*>(&*stranger), &none}) {
+    StatusOr<std::unique_ptr<controller::AdminClient>> c = controller::AdminClient::Create(
+        roles.admin_address(), *key, key->empty() ? "" : keys.pub("controller"));
+    REQUIRE(c.ok());
+    const auto start = std::chrono::steady_clock::now();
+    StatusOr<sc::AdminReply> refused = (*c)->Call(create, milliseconds(5'000));
+    CHECK(std::chrono::steady_clock::now() - start < milliseconds(3'000));
+    if (key->empty()) {
+      CHECK(refused.status().code() == StatusCode::kUnavailable);
+      CHECK_THAT(refused.status().message(), Catch::Contains("the handshake with the controller"));
+    } else {
+      CHECK(refused.status().code() == StatusCode::kPermissionDenied);
+      CHECK_THAT(refused.status().message(), Catch::Contains("refused this CURVE key"));
+    }
+  }
 }
 
 TEST_CASE("With CURVE on the payload is not plaintext on the wire", "[e2e][security]") {
