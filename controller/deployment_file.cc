@@ -145,7 +145,7 @@ class Reader {
         (ec != std::errc() && ec != std::errc::result_out_of_range)) {
       return Error(n, "'" + key + "' must be a whole number, got '" + n.Scalar() + "'");
     }
-    if (negative && v != 0) {
+    if (negative && (v != 0 || ec == std::errc::result_out_of_range)) {
       return Error(n, "'" + key + "' must be >= 0, got '" + n.Scalar() + "'");
     }
     if (ec != std::errc() || v > UINT32_MAX) {  // the field's own range says more, below that

@@ -520,7 +520,8 @@ TEST_CASE("A negative or huge whole number says which it is", "[controller]") {
   };
   const Case c = GENERATE(Case{"-3", "'num_replicas' must be >= 0, got '-3'"},
                           Case{"5000000000", "'num_replicas' is 5000000000, too large"},
-                          Case{"99999999999999999999999", "is 99999999999999999999999, too large"});
+                          Case{"99999999999999999999999", "is 99999999999999999999999, too large"},
+                          Case{"-99999999999999999999999", "must be >= 0, got '-9999999"});
   auto state = ParseDeployment("backends:\n  a:\n    handler: echo\n    num_replicas: " + c.value +
                                    "\nendpoints:\n  e: {backend: a}\n",
                                "test.yaml");
