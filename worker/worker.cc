@@ -210,6 +210,9 @@ class Worker::Impl {
                               ? std::to_string(in_flight_) + " requests still in the handler"
                               : "the broker did not confirm it";
         log_->warn("drain timed out after {} ms: {}", options_.drain_timeout.count(), why);
+        // What finished since the poll goes first: after the second
+        // DISCONNECT the broker no longer takes it, and would run it again.
+        SendDone(now);
         if (connected_ && !confirmed) GiveUpDrain();
         return Unavailable("drain timed out: " + why);
       }
