@@ -372,7 +372,6 @@ void Broker::HandleRequests(Frames& frames, std::string_view header, TimePoint n
     if (bad_call != call_errors_.end() && bad_call->first == i) {
       // A bad call is answered alone (as a bad REQUEST is); the others of
       // the message go on.
-      CountRefused(c.endpoint, bad_call->second, now);
       Reply(frames[0], c.request_id, bad_call->second, {}, true, packed);
       ++bad_call;
       continue;
@@ -457,7 +456,9 @@ std::string Broker::StatusJson() const {
   j["config_version"] = config_->version();
   j["endpoints"] = nlohmann::json::object();
   j["backends"] = nlohmann::json::object();
-  j["held_requests"] = slots_.size();
+  // Before the first configuration: the client messages held (a REQUESTS
+  // counts once).
+  j["held_requests"] = slots_.size() + unconfigured_.size();
   for (const BackendStatus& b : router_.Backends()) {
     j["backends"][b.name] = {{"replicas", b.replicas},
                              {"desired_replicas", b.desired_replicas},

@@ -619,13 +619,22 @@ TEST_CASE(
                  dir + "/status.err");
   REQUIRE(status.Wait(milliseconds(10'000)) == 1);
   CHECK(status.output() == "not ready: no configuration yet\n");
-  // A call made now waits for the configuration, and is served once it comes.
+  // Calls made now wait for the configuration; their deadlines count from
+  // their arrival, not from when it comes.
   auto client = Connect(clients);
+  REQUIRE(client->BrokerStatus(milliseconds(5'000)).ok());  // connected
   CallOptions o;
   o.timeout = milliseconds(20'000);
   StatusOr<std::string> early = Internal("no answer");
   client->CallAsync("echo", "early", o, [&](StatusOr<std::string> r) { early = std::move(r); });
-  client->Poll(milliseconds(0));  // sent
+  CallOptions brief;
+  brief.timeout = milliseconds(1'000);
+  std::optional<StatusOr<std::string>> expired;
+  client->CallAsync("echo", "brief", brief, [&](StatusOr<std::string> r) { expired = r; });
+  const auto until = std::chrono::steady_clock::now() + milliseconds(10'000);
+  while (!expired && std::chrono::steady_clock::now() < until) client->Poll(milliseconds(100));
+  REQUIRE(expired.has_value());  // the client gave up on it
+  CHECK(expired->status().code() == StatusCode::kDeadlineExceeded);
   WriteFile(dir + "/deployment.yaml", kDeployment);
   Process controller(
       kBinary,
@@ -637,6 +646,11 @@ TEST_CASE(
   client->Wait();
   REQUIRE(early.ok());
   CHECK(*early == "early");
+  // The brief call expired in the broker, unrun; given a fresh deadline
+  // when the configuration came it would have run, its result dropped.
+  nlohmann::json j = BrokerStatus(*client);
+  CHECK(j["endpoints"]["echo"]["requests_last_minute"] == 2);
+  CHECK(j["endpoints"]["echo"]["errors_last_minute"] == 1);
 }
 
 TEST_CASE("SIGTERM stops the whole stack cleanly", "[e2e]") {
