@@ -639,7 +639,8 @@ int main(int argc, char** argv) {
     wopts.curve_controller_key = keys->controller_key;
     StatusOr<std::unique_ptr<Worker>> w = Worker::Create(wopts, std::move(handler).value());
     if (!w.ok()) return Fail(w.status(), "worker");
-    auto metrics = ServeMetrics(worker_metrics, &registry, MakeLogger("worker", log_level));
+    auto metrics = ServeMetrics(worker_metrics, &registry,
+                                MakeLogger("worker " + (*w)->replica_tag(), log_level));
     if (!metrics.ok()) return Fail(metrics.status(), "worker");
     Worker* worker = w->get();
     // SIGTERM drains, from the handler itself (Drain is async-signal-safe):

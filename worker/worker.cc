@@ -117,6 +117,8 @@ class Worker::Impl {
     return Status::Ok();
   }
 
+  const std::string& replica_tag() const { return options_.replica_tag; }
+
   void Drain() {
     drain_requested_.store(true);
     uint64_t one = 1;
@@ -1004,5 +1006,7 @@ Status Worker::Run(int wake_fd, const std::function<void()>& on_wake) {
 }
 
 void Worker::Drain() { impl_->Drain(); }
+
+const std::string& Worker::replica_tag() const { return impl_->replica_tag(); }
 
 }  // namespace zserve

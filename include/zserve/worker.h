@@ -85,6 +85,10 @@ class Worker {
   // Async-signal-safe and thread-safe.
   void Drain();
 
+  // Its replica tag: WorkerOptions::replica_tag, or the HOST-PID made when
+  // that was empty.
+  const std::string& replica_tag() const;
+
   class Impl;
 
  private:

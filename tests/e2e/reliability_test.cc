@@ -376,6 +376,7 @@ TEST_CASE("A result over --max-result-bytes fails its call and the worker's log 
                        "limit of 10") != std::string::npos;
       },
       milliseconds(5'000)));
+  CHECK_THAT(ReadFile(roles.log()), Catch::Contains("[worker echo-1] metrics on http://"));
 }
 
 TEST_CASE("SIGTERM while a call runs on the worker's own thread takes the replica out at once",
