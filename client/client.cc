@@ -484,9 +484,9 @@ class Client::Impl {
       // The peer closed the connection or broke the protocol in the
       // handshake: no zserve broker there, or CURVE on at one end only, or
       // the wrong broker key. Retrying would not mend it.
-      // One failure alone may be a broker going away mid-handshake: the
+      // One close alone may be a broker going away mid-handshake: the
       // calls wait for the next try (ZeroMQ's, kReconnectIvl later).
-      if (++handshake_failures_ < 2) return;
+      if (!HandshakeFailed(event, &handshake_failures_)) return;
       std::string why = event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
                             ? "ZeroMQ protocol error " + std::to_string(value)
                             : std::string(std::strerror(static_cast<int>(value)));

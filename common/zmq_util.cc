@@ -53,6 +53,11 @@ bool ReadMonitorEvent(const Frames& frames, uint16_t* event, uint32_t* value) {
   return true;
 }
 
+bool HandshakeFailed(uint16_t event, int* in_a_row) {
+  ++*in_a_row;
+  return event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || *in_a_row >= 2;
+}
+
 bool RecvFrames(zmq::socket_t& socket, Frames* frames) {
   frames->clear();
   while (true) {

@@ -45,6 +45,13 @@ bool RecvFrames(zmq::socket_t& socket, Frames* frames);
 // zmq_socket_monitor); false if it is not one.
 bool ReadMonitorEvent(const Frames& frames, uint16_t* event, uint32_t* value);
 
+// Counts a failed handshake (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL or
+// _NO_DETAIL) in *in_a_row; true when it is to be reported: a protocol
+// error at once (CURVE at one end only, another key: ZeroMQ does not try
+// again after one), a connection closed during the handshake the second
+// time in a row (once may be a peer going away mid-handshake).
+bool HandshakeFailed(uint16_t event, int* in_a_row);
+
 // The TCP port a socket was bound on (after binding "tcp://127.0.0.1:*").
 int BoundPort(const zmq::socket_t& socket);
 

@@ -58,8 +58,7 @@ std::optional<Status> AdminClient::HandshakeFailure() {
       return PermissionDenied("the controller at " + address_ +
                               " refused this CURVE key (it must be in its allow-list with role "
                               "admin, docs/security.md); nothing was sent");
-    } else if (++handshake_failures_ >= 2) {
-      // Twice: once may be a controller going away mid-handshake.
+    } else if (HandshakeFailed(event, &handshake_failures_)) {
       return Unavailable("the handshake with the controller at " + address_ +
                          " failed: no zserve controller's admin port there, or CURVE on at one "
                          "end only, or another controller key; nothing was sent");
