@@ -167,15 +167,7 @@ class Worker::Impl {
         if (std::optional<sc::Snapshot> snapshot = config_->Read(now)) ApplyConfig(*snapshot);
       }
       if (items[0].ready) SendDone(now);
-      while (connected_ && monitor_ && monitor_.Recv(&frames)) {
-        if (!refusal_logged_) {
-          log_->error(
-              "the broker refused this worker's CURVE key {}: it must be in the broker's "
-              "allow-list with role worker (docs/security.md); retrying",
-              options_.curve_key.public_key);
-          refusal_logged_ = true;
-        }
-      }
+      while (connected_ && monitor_ && monitor_.Recv(&frames)) HandleHandshakeEvent(frames);
       while (connected_ && broker_.Recv(&frames)) {
         last_heard_ = now;
         reconnect_backoff_ = options_.heartbeat_interval;
@@ -302,12 +294,16 @@ class Worker::Impl {
           !s.ok()) {
         return s;
       }
-      if (!options_.curve_key.empty()) {
-        // Tells us when the broker refuses our key: its log says so too,
-        // but ours is where the operator of this worker looks.
+      {
+        // Tells us when the broker refuses our key, or the handshake fails
+        // (CURVE at one end only, another broker key): the broker's log
+        // may say so too, but ours is where this worker's operator looks.
+        // Else the worker only reconnects, "broker silent", again and again.
         std::string address = "inproc://zserve-worker-monitor-" + std::to_string(++monitors_);
-        if (zmq_socket_monitor(broker.handle(), address.c_str(), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) !=
-            0) {
+        if (zmq_socket_monitor(broker.handle(), address.c_str(),
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                   ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
           return Internal("zmq_socket_monitor failed");
         }
         monitor_ = PolledSocket(context_, zmq::socket_type::pair);
@@ -320,6 +316,39 @@ class Worker::Impl {
     connected_ = true;
     broker_packs_ = false;  // a new connection: perhaps another broker
     return Status::Ok();
+  }
+
+  // A handshake event of broker_'s monitor: a refusal or a failure is
+  // logged once (until a handshake succeeds).
+  void HandleHandshakeEvent(const Frames& frames) {
+    uint16_t event = 0;
+    uint32_t value = 0;
+    if (!ReadMonitorEvent(frames, &event, &value)) return;
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      handshake_failures_ = 0;
+      refusal_logged_ = false;
+      failure_logged_ = false;
+      return;
+    }
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+      if (!refusal_logged_) {
+        log_->error(
+            "the broker refused this worker's CURVE key {}: it must be in the broker's "
+            "allow-list with role worker (docs/security.md); retrying",
+            options_.curve_key.public_key);
+        refusal_logged_ = true;
+      }
+      return;
+    }
+    if (HandshakeFailed(event, &handshake_failures_) && !failure_logged_) {
+      failure_logged_ = true;
+      log_->error(
+          "the handshake with the broker at {} failed: no zserve broker's worker port there, "
+          "or CURVE on at one end only ({}), or another broker key; retrying",
+          options_.broker_address,
+          options_.curve_key.empty() ? "this worker has no --curve-key"
+                                     : "this worker has --curve-key");
+    }
   }
 
   // Hands this backend's user_config to the handler: the first time, and
@@ -881,9 +910,11 @@ class Worker::Impl {
   Logger log_;
   zmq::context_t context_;
   PolledSocket broker_;    // with socket_mu_ held (the I/O thread, or the keeper)
-  PolledSocket monitor_;   // PAIR: broker_'s handshake refusals (with CURVE only)
+  PolledSocket monitor_;   // PAIR: broker_'s handshake events
   uint64_t monitors_ = 0;  // monitor endpoints made, for unique names
   bool refusal_logged_ = false;
+  int handshake_failures_ = 0;   // in a row (HandshakeFailed)
+  bool failure_logged_ = false;  // since the last handshake that succeeded
   int drain_fd_ = -1;
   std::atomic<bool> drain_requested_{false};
   // DISCONNECT sent (by Run, or by the keeper while Run is in a handler),

@@ -267,6 +267,14 @@ TEST_CASE("With CURVE on a client key cannot register as a worker", "[e2e][secur
                .find("the broker refused this worker's CURVE key " + keys.pub("client")) !=
            std::string::npos;
   }));
+  // A worker without CURVE says why it gets nowhere (it only reconnected,
+  // "broker silent", over and over).
+  roles.StartWorker("echo", "echo");
+  CHECK(Eventually([&] {
+    return ReadFile(roles.log())
+               .find("the handshake with the broker at " + roles.worker_address() + " failed") !=
+           std::string::npos;
+  }));
   // The worker key does register.
   roles.StartWorker("echo", "echo", keys.Worker());
   WaitForReplicas(*client, "echo", 1);
