@@ -429,7 +429,9 @@ TEST_CASE("Traffic switched 100/0 to 0/100 under load moves every later request"
   o.timeout = milliseconds(10'000);
   REQUIRE(Eventually([&] {
     nlohmann::json s = BrokerStatus(*client);
-    return s.contains("backends") && s["backends"]["green"].value("replicas", 0) == 1 &&
+    // (No backends at all until the broker has its configuration.)
+    return s.contains("backends") && s["backends"].contains("green") &&
+           s["backends"].contains("blue") && s["backends"]["green"].value("replicas", 0) == 1 &&
            s["backends"]["blue"].value("replicas", 0) == 1;
   }));
 
